@@ -1,0 +1,1 @@
+"""The ``hemoscan`` command line: a thin Typer layer over the library."""

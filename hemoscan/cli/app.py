@@ -1,0 +1,173 @@
+"""``hemoscan`` commands. Each parses options, calls one library function and prints.
+
+Heavy modules (torch, OpenCV, the pipeline) are imported inside the commands so that
+``hemoscan --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hemoscan import __version__
+
+app = typer.Typer(
+    name="hemoscan",
+    help="Find and count hemophagocytes and blood cells in bone-marrow smear images. "
+    "Research use only: every automated finding is a suggestion for a pathologist to confirm.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_TILES_FAILED = 1
+EXIT_USAGE = 2
+
+
+class ExportFormat(str, Enum):
+    geojson = "geojson"
+    coco = "coco"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hemoscan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def scan(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (searched recursively), globs, or .txt lists of paths."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; re-running resumes).")],
+    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "",
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 1,
+    workers: Annotated[int, typer.Option(min=0, help="Threads decoding images ahead of the model.")] = 2,
+    conf: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0, max=1.0, help="Score threshold for every class.", show_default="the model's tuned thresholds"
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
+    sample_id: Annotated[
+        Optional[str], typer.Option(help="Sample name for every tile.", show_default="one sample per folder")
+    ] = None,
+    tile_size: Annotated[
+        Optional[int], typer.Option(help="Window size for large images, pixels, multiple of 32.", show_default="the model's")
+    ] = None,
+    overlap: Annotated[
+        Optional[int], typer.Option(help="Overlap of windows, pixels, multiple of 32.", show_default="the model's")
+    ] = None,
+    scale: Annotated[float, typer.Option(min=0.01, help="Resize factor applied before detection.")] = 1.0,
+    save_overlays: Annotated[bool, typer.Option(help="Write each tile with its boxes to OUT/overlays.")] = False,
+    save_crops: Annotated[
+        bool, typer.Option(help="Write a crop of every hemophagocyte and macrophage to OUT/crops.")
+    ] = False,
+    export: Annotated[
+        Optional[list[ExportFormat]], typer.Option(help="Also write QuPath GeoJSON and/or COCO results (repeatable).")
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="On resume, scan failed tiles again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Scan smear tiles; write detections.jsonl, tiles.csv and summary.json to OUT."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    from hemoscan.errors import HemoscanError
+    from hemoscan.models.loading import DEFAULT_MODEL
+    from hemoscan.pipeline import ScanOptions
+    from hemoscan.pipeline import scan as run_scan
+
+    class _TilesPerSecond(ProgressColumn):
+        def render(self, task) -> Text:  # type: ignore[no-untyped-def]
+            return Text(f"{task.speed or 0:.1f} tiles/s")
+
+    options = ScanOptions(
+        model=model or DEFAULT_MODEL,
+        batch_size=batch_size,
+        workers=workers,
+        conf=conf,
+        device=device,
+        sample_id=sample_id,
+        tile_size=tile_size,
+        overlap=overlap,
+        scale=scale,
+        save_overlays=save_overlays,
+        save_crops=save_crops,
+        exports=tuple(e.value for e in export or ()),
+        retry_failed=retry_failed,
+    )
+    progress = Progress(
+        TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), _TilesPerSecond(), TimeElapsedColumn(),
+        disable=quiet, transient=False,
+    )  # fmt: skip
+    task = progress.add_task("scan", total=None)
+    try:
+        with progress:
+            summary = run_scan(
+                sources,
+                out,
+                options,
+                progress=lambda _: progress.advance(task),
+                on_start=lambda total, todo: progress.update(task, total=todo),
+            )
+    except (HemoscanError, ValueError) as e:
+        _fail(str(e))
+    failed_now = f", {summary.tiles_failed} failed" if summary.tiles_failed else ""
+    hemo = sum(s.counts["hemophagocyte"] for s in summary.samples)
+    typer.echo(
+        f"{summary.tiles_scanned_now} tiles scanned ({summary.tiles_skipped} already done{failed_now}) "
+        f"in {summary.seconds:.1f} s, {summary.tiles_per_second:.1f} tiles/s; "
+        f"{len(summary.samples)} sample(s), {hemo} hemophagocyte(s) suggested -> {out}"
+    )
+    if summary.tiles_failed:
+        typer.secho(f"{summary.tiles_failed} tile(s) failed: see {out / 'tiles.csv'}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_TILES_FAILED)
+
+
+@app.command("example-tiles")
+def example_tiles(
+    out: Annotated[Path, typer.Argument(help="Folder to write the example tiles to.")],
+    n_tiles: Annotated[int, typer.Option(min=1, help="Number of tiles.")] = 6,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write procedurally generated example tiles (not real patient data) for a demo scan."""
+    from hemoscan.examples import write_example_tiles
+
+    paths = write_example_tiles(out, n_tiles=n_tiles, seed=seed)
+    typer.echo(f"{len(paths)} procedurally generated example tiles -> {out}")
+
+
+@app.command()
+def models() -> None:
+    """List the shipped models and the registered architectures."""
+    from hemoscan.models import list_models
+    from hemoscan.models.loading import DEFAULT_MODEL, list_shipped_models
+
+    for name in list_shipped_models():
+        typer.echo(f"{name}{'  (default)' if name == DEFAULT_MODEL else ''}")
+    typer.echo(f"architectures: {', '.join(list_models())}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,189 @@
+"""Typed records of what flows through a scan, each with one JSON form.
+
+Conventions: boxes are ``x1, y1, x2, y2`` float pixels in the frame of the image they were
+found in (a tile's own pixels for plain tiles), origin top-left, x to the right, y down.
+No torch or numpy here: these records are plain Python so every layer can use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: The cell classes every hemoscan model speaks, in this order.
+CELL_CLASSES: tuple[str, ...] = ("rbc", "platelet", "nucleated", "macrophage", "hemophagocyte")
+
+#: Engulfed-cell types. ``granulocyte``, ``erythroblast`` and ``lymphocyte`` are subtypes of
+#: ``nucleated``: an engulfed granulocyte counts once under ``granulocyte`` and once under
+#: ``nucleated`` (the total of engulfed nucleated cells, typed or not).
+ENGULFED_TYPES: tuple[str, ...] = (
+    "rbc",
+    "nucleated",
+    "platelet",
+    "granulocyte",
+    "erythroblast",
+    "lymphocyte",
+)
+NUCLEATED_SUBTYPES: tuple[str, ...] = ("granulocyte", "erythroblast", "lymphocyte")
+
+#: Classes that are nucleated cells: the denominator of "per 1000 nucleated cells".
+NUCLEATED_CLASSES: tuple[str, ...] = ("nucleated", "macrophage", "hemophagocyte")
+
+
+@dataclass(frozen=True)
+class EngulfedCell:
+    """A cell inside a hemophagocyte. ``label`` is one of :data:`ENGULFED_TYPES`."""
+
+    label: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngulfedCell:
+        return cls(**{k: d[k] for k in ("label", "score", "x1", "y1", "x2", "y2")})
+
+
+def count_engulfed(cells: tuple[EngulfedCell, ...]) -> dict[str, int]:
+    """Counts per engulfed type; ``nucleated`` includes its typed subtypes."""
+    counts = {"rbc": 0, "nucleated": 0, "platelet": 0}
+    for cell in cells:
+        counts[cell.label] = counts.get(cell.label, 0) + 1
+        if cell.label in NUCLEATED_SUBTYPES:
+            counts["nucleated"] += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected cell.
+
+    ``engulfed_cells`` is non-empty only for hemophagocytes; ``engulfed`` derives the counts.
+    """
+
+    label: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    engulfed_cells: tuple[EngulfedCell, ...] = ()
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
+
+    @property
+    def engulfed(self) -> dict[str, int] | None:
+        if self.label != "hemophagocyte":
+            return None
+        return count_engulfed(self.engulfed_cells)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "label": self.label,
+            "score": round(self.score, 5),
+            "x1": round(self.x1, 2),
+            "y1": round(self.y1, 2),
+            "x2": round(self.x2, 2),
+            "y2": round(self.y2, 2),
+        }
+        if self.label == "hemophagocyte":
+            d["engulfed"] = self.engulfed
+            d["engulfed_cells"] = [c.to_dict() for c in self.engulfed_cells]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Detection:
+        cells = tuple(EngulfedCell.from_dict(c) for c in d.get("engulfed_cells", ()))
+        return cls(
+            label=d["label"],
+            score=float(d["score"]),
+            x1=float(d["x1"]),
+            y1=float(d["y1"]),
+            x2=float(d["x2"]),
+            y2=float(d["y2"]),
+            engulfed_cells=cells,
+        )
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """The outcome of scanning one input image (a tile): its detections, or why it failed."""
+
+    sample: str
+    tile: str
+    status: str  # "ok" or "error"
+    width: int = 0
+    height: int = 0
+    detections: tuple[Detection, ...] = ()
+    error: str = ""
+    ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(CELL_CLASSES, 0)
+        for det in self.detections:
+            counts[det.label] = counts.get(det.label, 0) + 1
+        return counts
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a result: software, model identity and the settings that change counts."""
+
+    hemoscan_version: str
+    model_name: str
+    model_version: str
+    model_sha256: str
+    thresholds: dict[str, float]
+    settings: dict[str, Any]
+    started_at: str
+    finished_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Provenance:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SampleFindings:
+    """Per-sample aggregate of every tile scanned for one sample.
+
+    ``hemophagocytes_by_engulfed[t]`` counts hemophagocytes holding at least one cell of
+    type ``t``; ``engulfed_cells_total[t]`` counts the engulfed cells themselves.
+    """
+
+    sample: str
+    counts: dict[str, int]
+    nucleated_cells_assessed: int
+    hemophagocytes_per_1000_nucleated: float | None
+    hemophagocytes_by_engulfed: dict[str, int]
+    engulfed_cells_total: dict[str, int]
+    hemophagocytes_with_ge2_nucleated: int
+    macrophages: int
+    tiles_scanned: int
+    tiles_failed: int
+    provenance: Provenance | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["provenance"] = self.provenance.to_dict() if self.provenance else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SampleFindings:
+        d = dict(d)
+        prov = d.pop("provenance", None)
+        return cls(**d, provenance=Provenance.from_dict(prov) if prov else None)

@@ -1,0 +1,35 @@
+"""hemoscan's exception hierarchy.
+
+Every error raised on bad user input is a :class:`HemoscanError` whose message names the
+offending file or value and, where possible, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class HemoscanError(Exception):
+    """Base class of every error hemoscan raises on purpose."""
+
+
+class ImageReadError(HemoscanError):
+    """An input image is missing, empty, truncated, corrupt or in an unsupported format."""
+
+
+class SourceError(HemoscanError):
+    """A scan source (file, folder, glob or list file) cannot be resolved."""
+
+
+class UnknownModelError(HemoscanError):
+    """No registered model or model folder has the requested name."""
+
+
+class WeightsIntegrityError(HemoscanError):
+    """A weights file does not match the sha256 recorded in its manifest, or cannot be loaded."""
+
+
+class ModelConfigError(HemoscanError):
+    """A model folder's config is missing or inconsistent."""
+
+
+class OutputDirError(HemoscanError):
+    """An output directory holds results of a different, incompatible run."""

@@ -1,0 +1,1 @@
+"""From pixels to detections: preprocessing, the predictor, decoding and post-processing."""

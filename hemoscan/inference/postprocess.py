@@ -1,0 +1,100 @@
+"""Turn raw network outputs into :class:`~hemoscan.datamodel.Detection` records.
+
+Arrays here are numpy: ``boxes float32 [N, 4]`` as ``x1, y1, x2, y2`` pixels, ``scores
+float32 [N]``, ``labels int64 [N]`` indexing the model's ``classes``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchvision.ops import batched_nms
+
+from hemoscan.datamodel import Detection, EngulfedCell
+from hemoscan.models.config import ENGULFED_PREFIX
+
+# Classes that are one physical kind of object for duplicate suppression: a host called both
+# macrophage and hemophagocyte at the same place keeps only its higher-scoring call.
+_SHARED_NMS_GROUPS = (("macrophage", "hemophagocyte"),)
+
+
+def decode_heatmaps(
+    heatmap_logits: torch.Tensor,
+    log_size: torch.Tensor,
+    offset: torch.Tensor,
+    stride: int,
+    thresholds: torch.Tensor,
+    max_detections: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Peaks of one window's heatmaps as boxes in that window's pixel frame.
+
+    Inputs are one window's outputs: ``[K, h, w]``, ``[2, h, w]``, ``[2, h, w]``;
+    ``thresholds`` is ``float32 [K]``. A peak is a local 3x3 maximum at or above its class
+    threshold; at most ``max_detections`` highest-scoring peaks are returned.
+    """
+    heat = torch.sigmoid(heatmap_logits.float())
+    peaks = heat == F.max_pool2d(heat[None], 3, stride=1, padding=1)[0]
+    keep = peaks & (heat >= thresholds[:, None, None])
+    labels, ys, xs = torch.nonzero(keep, as_tuple=True)
+    scores = heat[labels, ys, xs]
+    if scores.numel() > max_detections:
+        top = torch.topk(scores, max_detections).indices
+        labels, ys, xs, scores = labels[top], ys[top], xs[top], scores[top]
+    cx = (xs.float() + offset[0, ys, xs]) * stride
+    cy = (ys.float() + offset[1, ys, xs]) * stride
+    w = torch.exp(log_size[0, ys, xs].clamp(max=8.0)) * stride
+    h = torch.exp(log_size[1, ys, xs].clamp(max=8.0)) * stride
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+    return boxes.numpy(), scores.numpy(), labels.numpy()
+
+
+def suppress_duplicates(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], iou: float
+) -> np.ndarray:
+    """Indices kept by class-wise NMS (shared groups compete together), by descending score."""
+    if len(scores) == 0:
+        return np.zeros(0, dtype=np.int64)
+    group_of = list(range(len(classes)))
+    for group in _SHARED_NMS_GROUPS:
+        members = [classes.index(c) for c in group if c in classes]
+        for m in members:
+            group_of[m] = members[0]
+    groups = torch.as_tensor(np.asarray(group_of)[labels])
+    keep = batched_nms(torch.as_tensor(boxes), torch.as_tensor(scores), groups, iou)
+    return keep.numpy()
+
+
+def to_detections(
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]
+) -> list[Detection]:
+    """Build detections; each engulfed cell is attached to the hemophagocyte that holds it.
+
+    An engulfed cell belongs to the highest-scoring hemophagocyte whose box contains its
+    centre; an engulfed cell that no hemophagocyte contains is dropped (it is not a free cell).
+    """
+    cells: list[Detection] = []
+    engulfed: list[EngulfedCell] = []
+    for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+        name = classes[label]
+        if name.startswith(ENGULFED_PREFIX):
+            engulfed.append(EngulfedCell(name.removeprefix(ENGULFED_PREFIX), score, *box))
+        else:
+            cells.append(Detection(name, score, *box))
+    hosts = sorted(
+        (i for i, d in enumerate(cells) if d.label == "hemophagocyte"),
+        key=lambda i: -cells[i].score,
+    )
+    held: dict[int, list[EngulfedCell]] = {i: [] for i in hosts}
+    for cell in engulfed:
+        cx, cy = (cell.x1 + cell.x2) / 2, (cell.y1 + cell.y2) / 2
+        for i in hosts:
+            host = cells[i]
+            if host.x1 <= cx <= host.x2 and host.y1 <= cy <= host.y2:
+                held[i].append(cell)
+                break
+    for i, contents in held.items():
+        contents.sort(key=lambda c: -c.score)
+        d = cells[i]
+        cells[i] = Detection(d.label, d.score, d.x1, d.y1, d.x2, d.y2, tuple(contents))
+    return cells

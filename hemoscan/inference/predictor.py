@@ -1,0 +1,140 @@
+"""Run a loaded model over whole images, tiling those larger than the model's window.
+
+``Predictor.predict_batch`` takes HWC uint8 RGB arrays and returns detections in each image's
+own pixel frame. Images are optionally rescaled (``scale``), split into an overlapping grid of
+windows (:mod:`hemoscan.inference.tiling`), run in batches of same-shaped windows, decoded,
+kept where their centre lies in the window's core, and de-duplicated once per image, so
+tiled prediction equals whole-image prediction wherever the network sees the same pixels.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from hemoscan.datamodel import Detection
+from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
+from hemoscan.inference.tiling import Window, grid
+from hemoscan.models.loading import LoadedModel
+
+_ALIGN = 32  # every architecture's largest stride
+
+
+def _round_up(n: int, multiple: int = _ALIGN) -> int:
+    return -(-n // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class _Job:
+    image_index: int
+    window: Window
+
+
+class Predictor:
+    """Batched inference with a verified model.
+
+    ``conf`` overrides every class's tuned threshold; ``tile_size``/``overlap`` (pixels of the
+    rescaled image, multiples of 32) default to the model config's; ``scale`` resizes images
+    before prediction (e.g. 0.5 halves them) and boxes are mapped back to input pixels.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: str = "cpu",
+        batch_size: int = 1,
+        conf: float | None = None,
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        scale: float = 1.0,
+    ) -> None:
+        cfg = model.config
+        self.config = cfg
+        self.device = torch.device(device)
+        self.module = model.module.to(self.device).eval()
+        self.stride = int(self.module.stride)
+        self.batch_size = max(1, batch_size)
+        self.tile_size = tile_size or cfg.tile_size
+        self.overlap = cfg.overlap if overlap is None else overlap
+        if self.tile_size % _ALIGN or self.overlap % _ALIGN or not 0 <= self.overlap < self.tile_size:
+            raise ValueError(
+                f"tile size and overlap must be multiples of {_ALIGN} with overlap < tile size "
+                f"(got {self.tile_size}, {self.overlap})"
+            )
+        if scale <= 0:
+            raise ValueError(f"scale must be positive (got {scale})")
+        self.scale = scale
+        self.thresholds = {c: (cfg.threshold(c) if conf is None else conf) for c in cfg.classes}
+        self._threshold_tensor = torch.tensor([self.thresholds[c] for c in cfg.classes])
+        self._mean = np.asarray(cfg.mean, np.float32) * 255
+        self._inv_std = 1 / (np.asarray(cfg.std, np.float32) * 255)
+
+    def normalise(self, image: np.ndarray) -> np.ndarray:
+        """HWC uint8 RGB -> CHW float32 normalised, rescaled by ``self.scale``."""
+        if self.scale != 1.0:
+            h, w = image.shape[:2]
+            size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+            interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(image, size, interpolation=interp)
+        return ((image.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
+
+    def predict(self, image: np.ndarray) -> list[Detection]:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Detections for each HWC uint8 RGB image, in that image's pixel coordinates."""
+        arrays = [self.normalise(img) for img in images]
+        by_shape: dict[tuple[int, int], list[_Job]] = defaultdict(list)
+        for i, arr in enumerate(arrays):
+            h, w = arr.shape[1:]
+            for win in grid(w, h, self.tile_size, self.overlap):
+                shape = (
+                    (self.tile_size, self.tile_size)
+                    if max(w, h) > self.tile_size
+                    else (_round_up(h), _round_up(w))
+                )
+                by_shape[shape].append(_Job(i, win))
+
+        found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
+        for (ph, pw), jobs in by_shape.items():
+            for start in range(0, len(jobs), self.batch_size):
+                chunk = jobs[start : start + self.batch_size]
+                batch = np.zeros((len(chunk), 3, ph, pw), np.float32)
+                for b, job in enumerate(chunk):
+                    crop = arrays[job.image_index][
+                        :, job.window.y0 : job.window.y0 + ph, job.window.x0 : job.window.x0 + pw
+                    ]
+                    batch[b, :, : crop.shape[1], : crop.shape[2]] = crop
+                outputs = self._forward(batch)
+                for b, job in enumerate(chunk):
+                    found[job.image_index].append(self._decode_window(outputs, b, job.window))
+        return [self._merge(parts) for parts in found]
+
+    def _forward(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            outs = self.module(torch.from_numpy(batch).to(self.device))
+        return tuple(o.float().cpu() for o in outs)
+
+    def _decode_window(
+        self, outputs: tuple[torch.Tensor, ...], b: int, win: Window
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        heat, size, offset = (o[b] for o in outputs)
+        boxes, scores, labels = decode_heatmaps(
+            heat, size, offset, self.stride, self._threshold_tensor, self.config.max_detections
+        )
+        boxes += np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = (cx >= win.cx0) & (cx < win.cx1) & (cy >= win.cy0) & (cy < win.cy1)
+        return boxes[inside], scores[inside], labels[inside]
+
+    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Detection]:
+        boxes = np.concatenate([p[0] for p in parts]).reshape(-1, 4)
+        scores = np.concatenate([p[1] for p in parts])
+        labels = np.concatenate([p[2] for p in parts]).astype(np.int64)
+        keep = suppress_duplicates(boxes, scores, labels, self.config.classes, self.config.nms_iou)
+        boxes = boxes[keep] / self.scale
+        return to_detections(boxes, scores[keep], labels[keep], self.config.classes)

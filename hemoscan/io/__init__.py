@@ -1,0 +1,1 @@
+"""Reading image tiles and resolving scan sources (files, folders, globs, list files)."""

