@@ -171,3 +171,5 @@ def models() -> None:
 
 def main() -> None:
     app()
+if __name__ == "__main__":
+    main()

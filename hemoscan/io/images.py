@@ -112,6 +112,8 @@ def read_tile(path: str | os.PathLike[str]) -> np.ndarray:
         rgb = _decode_tiff(data) if fmt == "TIFF" else _decode_pillow(data, fmt)
     except _Refused as e:
         raise ImageReadError(f"{name}: {e}") from None
+    except Exception as e:
+        raise ImageReadError(f"{name}: {_corrupt(fmt, e)}") from e
     return np.require(rgb, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE"])
 
 
@@ -121,11 +123,7 @@ def _check_signature(data: bytes, fmt: str) -> None:
         return
     if found is not None:
         raise _Refused(f"content is a {found} image, not {fmt} (wrong file extension?)")
-    head = data[:512]
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
+    text = data[:512].decode("utf-8", "ignore")
     looks_text = bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text)
     hint = "; the content looks like text" if looks_text else ""
     raise _Refused(f"cannot decode as an image (not a {fmt} file{hint})")
@@ -155,7 +153,9 @@ def _check_dtype(dtype: np.dtype[Any] | None, bits: int | None = None) -> None:
         raise _Refused(f"unsupported pixel type {dtype.name} (expected 8- or 16-bit integers)")
 
 
-def _to_rgb8(pixels: np.ndarray, alpha: bool, bits: int, premultiplied: bool = False) -> np.ndarray:
+def _to_rgb8(
+    pixels: np.ndarray, alpha: bool, bits: int, premultiplied: bool = False
+) -> np.ndarray:
     """``(H, W)`` or ``(H, W, C)`` gray / gray+alpha / RGB / RGBA integers -> uint8 RGB."""
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -181,7 +181,7 @@ def _to_rgb8(pixels: np.ndarray, alpha: bool, bits: int, premultiplied: bool = F
 
 
 def _decode_pillow(data: bytes, fmt: str) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     formats = ("JPEG", "MPO") if fmt == "JPEG" else (fmt,)
     try:
@@ -195,6 +195,8 @@ def _decode_pillow(data: bytes, fmt: str) -> np.ndarray:
             f"image has {size}, more than the {MAX_PIXELS:,} allowed "
             "(absurdly large or a decompression bomb)"
         ) from None
+    except UnidentifiedImageError:
+        raise _corrupt(fmt, ValueError("invalid or incomplete header")) from None
     except Exception as e:
         raise _corrupt(fmt, e) from None
     with im:
@@ -249,7 +251,7 @@ def _decode_tiff(data: bytes) -> np.ndarray:
         except Exception as e:
             raise _corrupt("TIFF", e) from None
         if not pages:
-            raise _Refused("TIFF holds no image")
+            raise _corrupt("TIFF", ValueError("no readable image directory"))
         if len(pages) > 1:
             raise _Refused(
                 f"multi-page TIFF with {len(pages)} images (expected one image per file)"
@@ -265,15 +267,14 @@ def _tiff_page_to_rgb(page: Any, data: bytes) -> np.ndarray:
     _check_size(int(page.imagewidth), int(page.imagelength))
     _check_dtype(page.dtype, int(page.bitspersample))
     if page.compression not in TIFF.DECOMPRESSORS:
+        codec = getattr(page.compression, "name", page.compression)
         return _tiff_via_pillow(
-            data,
-            f"TIFF compression {page.compression.name} needs the 'imagecodecs' package",
+            data, f"TIFF compression {codec} needs the 'imagecodecs' package to be decoded"
         )
     photometric = int(page.photometric)
     if photometric not in (0, 1, 2, 3):
-        return _tiff_via_pillow(
-            data, f"unsupported TIFF color space {TIFF.PHOTOMETRIC(photometric).name}"
-        )
+        space = getattr(page.photometric, "name", photometric)
+        return _tiff_via_pillow(data, f"unsupported TIFF color space {space}")
     try:
         pixels = page.asarray()
     except Exception as e:

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from hemoscan.inference.predictor import Predictor
+from tests.conftest import disc_image
+
+
+def _key(dets):
+    return sorted((d.label, round(d.x1, 3), round(d.y1, 3), round(d.x2, 3), round(d.y2, 3), round(d.score, 5)) for d in dets)
+
+
+def test_finds_each_disc_once(tiny_model) -> None:
+    image, centres = disc_image(300, 200, 6)
+    dets = Predictor(tiny_model).predict(image)
+    assert len(dets) == len(centres)
+    for det in dets:
+        cx, cy = det.center
+        assert min(np.hypot(cx - x, cy - y) for x, y in centres) <= 3
+        assert det.label == "nucleated" and 20 <= det.x2 - det.x1 <= 28
+
+
+def test_tiled_prediction_equals_whole_image_prediction(tiny_model) -> None:
+    image, centres = disc_image(1000, 700, 60, seed=3)
+    whole = Predictor(tiny_model, tile_size=1024, overlap=0).predict(image)
+    tiled = Predictor(tiny_model, tile_size=256, overlap=64, batch_size=4).predict(image)
+    assert len(whole) == len(centres)
+    assert _key(tiled) == _key(whole)
+
+
+def test_cell_on_a_seam_is_counted_once(tiny_model) -> None:
+    image = np.full((256, 480, 3), 230, np.uint8)
+    import cv2
+
+    cv2.circle(image, (224, 128), 12, (110, 40, 60), -1)  # on the seam between windows 1 and 2
+    dets = Predictor(tiny_model, tile_size=256, overlap=64).predict(image)
+    assert len(dets) == 1
+
+
+def test_batch_size_does_not_change_results(tiny_model) -> None:
+    images = [disc_image(220, 180, 5, seed=s)[0] for s in range(5)]
+    one = [_key(d) for d in Predictor(tiny_model, batch_size=1).predict_batch(images)]
+    many = [_key(d) for d in Predictor(tiny_model, batch_size=4).predict_batch(images)]
+    assert one == many
+
+
+def test_scale_maps_boxes_back_to_input_pixels(tiny_model) -> None:
+    image, centres = disc_image(400, 400, 5, radius=24, seed=1)
+    dets = Predictor(tiny_model, scale=0.5).predict(image)
+    assert len(dets) == len(centres)
+    for det in dets:
+        assert 40 <= det.x2 - det.x1 <= 56  # the model's 24 px box, scaled back x2
+
+
+def test_conf_overrides_thresholds(tiny_model) -> None:
+    image, _ = disc_image(300, 200, 6)
+    assert Predictor(tiny_model, conf=0.9999).predict(image) == []
+    assert set(Predictor(tiny_model, conf=0.2).thresholds.values()) == {0.2}
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(100, 32), (256, 256), (256, 48)])
+def test_bad_tiling_is_refused(tiny_model, tile: int, overlap: int) -> None:
+    with pytest.raises(ValueError, match="multiples of 32"):
+        Predictor(tiny_model, tile_size=tile, overlap=overlap)

@@ -1,0 +1,89 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from hemoscan.datamodel import CELL_CLASSES
+from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
+from hemoscan.models import ModelConfig, create_model, list_models, load_model, save_model_folder
+from hemoscan.models.loading import WEIGHTS_FILE, sha256_file
+
+
+def test_saved_folder_loads_with_identical_weights(tiny_model_dir: Path, tiny_model) -> None:
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["weights_sha256"] == sha256_file(tiny_model_dir / WEIGHTS_FILE)
+    reference = create_model("tiny_blob", len(CELL_CLASSES)).state_dict()
+    for name, tensor in tiny_model.module.state_dict().items():
+        assert torch.equal(tensor, reference[name])
+
+
+def test_corrupted_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    data = bytearray((folder / WEIGHTS_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (folder / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match="does not match the expected"):
+        load_model(str(folder))
+
+
+def test_swapped_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    save_model_folder(create_model("centernet_mnv3s", 5), ModelConfig(
+        name="other", version="1", architecture="centernet_mnv3s", classes=CELL_CLASSES), other)  # fmt: skip
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    shutil.copy(other / WEIGHTS_FILE, folder / WEIGHTS_FILE)
+    with pytest.raises(WeightsIntegrityError, match="corrupted or was replaced"):
+        load_model(str(folder))
+
+
+def test_shipped_model_is_checked_against_the_manifest(tiny_model_dir: Path, tmp_path, monkeypatch) -> None:
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_model_dir, weights / "tiny")
+    manifest = {"tiny": {"folder": "tiny", "sha256": "0" * 64}}
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("HEMOSCAN_WEIGHTS_DIR", str(weights))
+    with pytest.raises(WeightsIntegrityError):
+        load_model("tiny")
+    manifest["tiny"]["sha256"] = sha256_file(weights / "tiny" / WEIGHTS_FILE)
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model("tiny").config.name == "tiny-test"
+    with pytest.raises(UnknownModelError, match="did you mean tiny"):
+        load_model("tinyy")
+
+
+def test_unknown_architecture_suggests_close_names() -> None:
+    with pytest.raises(UnknownModelError, match="centernet_lite0"):
+        create_model("centernet_lite", 5)
+    assert {"centernet_lite0", "centernet_mnv3s", "tiny_blob"} <= set(list_models())
+
+
+@pytest.mark.parametrize("arch", ["centernet_lite0", "centernet_mnv3s", "tiny_blob"])
+def test_architectures_follow_the_output_contract(arch: str) -> None:
+    model = create_model(arch, 8).eval()
+    with torch.inference_mode():
+        heat, size, offset = model(torch.zeros(2, 3, 96, 128))
+    s = model.stride
+    assert heat.shape == (2, 8, 96 // s, 128 // s)
+    assert size.shape == offset.shape == (2, 2, 96 // s, 128 // s)
+    assert 0 <= offset.min() and offset.max() <= 1
+
+
+def test_config_rejects_unknown_classes_and_bad_tiling() -> None:
+    with pytest.raises(ModelConfigError, match="unknown class 'blast'"):
+        ModelConfig(name="x", version="1", architecture="tiny_blob", classes=("rbc", "blast"))
+    with pytest.raises(ModelConfigError, match="multiples of 32"):
+        ModelConfig(name="x", version="1", architecture="tiny_blob", classes=("rbc",), tile_size=500)
+
+
+def test_config_without_hash_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["weights_sha256"] = ""
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(WeightsIntegrityError, match="no weights_sha256"):
+        load_model(str(folder))

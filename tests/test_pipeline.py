@@ -1,0 +1,157 @@
+"""End-to-end scans with the tiny model: outputs, their schema, bad inputs and resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hemoscan.datamodel import CELL_CLASSES
+from hemoscan.errors import OutputDirError
+from hemoscan.io.scan_store import TILE_COLUMNS
+from hemoscan.pipeline import ScanOptions, scan
+from tests.conftest import disc_image, write_image
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "tiles.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _detections(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+
+
+def _options(model_dir: Path, **kw) -> ScanOptions:
+    return ScanOptions(model=str(model_dir), **kw)
+
+
+def test_outputs_follow_the_documented_schema(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = scan([str(tile_folder)], out, _options(tiny_model_dir))
+    rows = _rows(out)
+    assert tuple(rows[0]) == TILE_COLUMNS
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert all(r["nucleated"] == "4" and r["width"] == "200" and r["height"] == "160" for r in rows)
+    dets = _detections(out)
+    assert len(dets) == 24
+    for d in dets:
+        assert set(d) == {"sample", "tile", "x1", "y1", "x2", "y2", "label", "score"}
+        assert d["tile"].startswith(str(tile_folder)) and d["sample"] in ("patient_A", "patient_B")
+        assert 0 <= d["x1"] < d["x2"] <= 200 and 0 <= d["y1"] < d["y2"] <= 160
+        assert d["label"] in CELL_CLASSES and 0 < d["score"] <= 1
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["format"] == "hemoscan-summary/1"
+    by_sample = {s["sample"]: s for s in doc["samples"]}
+    assert set(by_sample) == {"patient_A", "patient_B"}
+    a = by_sample["patient_A"]
+    assert a["counts"] == {"rbc": 0, "platelet": 0, "nucleated": 12, "macrophage": 0, "hemophagocyte": 0}
+    assert a["nucleated_cells_assessed"] == 12 and a["hemophagocytes_per_1000_nucleated"] == 0.0
+    assert (a["tiles_scanned"], a["tiles_failed"]) == (3, 0)
+    prov = a["provenance"]
+    assert prov["model_name"] == "tiny-test" and len(prov["model_sha256"]) == 64
+    assert prov["thresholds"]["nucleated"] == 0.5 and prov["settings"]["tile_size"] == 256
+    assert prov["started_at"] <= prov["finished_at"]
+    assert summary.tiles_failed == 0 and len(summary.samples) == 2
+
+
+BAD_FILES = {
+    "empty.png": (b"", "file is empty"),
+    "text.jpg": (b"hello, not an image\n" * 5, "cannot decode"),
+    "notes.bmp": (b"BM", "unsupported extension"),
+}
+
+
+def test_bad_tiles_are_recorded_and_the_run_goes_on(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+    bad = tile_folder / "patient_A"
+    for name, (data, _) in BAD_FILES.items():
+        (bad / name).write_bytes(data)
+    good = (bad / "tile_0.png").read_bytes()
+    (bad / "truncated.png").write_bytes(good[: len(good) // 2])
+    sources = [str(tile_folder), str(bad / "notes.bmp")]  # a named unsupported file is recorded too
+    out = tmp_path / "out"
+    summary = scan(sources, out, _options(tiny_model_dir))
+    rows = {Path(r["tile"]).relative_to(tile_folder).as_posix(): r for r in _rows(out)}
+    assert len(rows) == 10
+    for name, (_, reason) in BAD_FILES.items():
+        row = rows[f"patient_A/{name}"]
+        assert row["status"] == "error" and reason in row["error"] and name in row["error"], row
+    assert rows["patient_A/truncated.png"]["status"] == "error"
+    assert summary.tiles_failed == 4
+    assert sum(r["status"] == "ok" for r in rows.values()) == 6
+    assert len(_detections(out)) == 24
+
+
+def test_rerun_skips_finished_tiles_and_never_duplicates(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    scan([str(tile_folder / "patient_A")], out, _options(tiny_model_dir))
+    again = scan([str(tile_folder)], out, _options(tiny_model_dir))
+    assert (again.tiles_skipped, again.tiles_scanned_now) == (3, 3)
+    assert len(_rows(out)) == 6 and len(_detections(out)) == 24
+    assert len({(d["tile"], d["x1"], d["y1"]) for d in _detections(out)}) == 24
+
+
+def test_torn_writes_are_repaired_on_resume(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+    clean, torn = tmp_path / "clean", tmp_path / "torn"
+    scan([str(tile_folder)], clean, _options(tiny_model_dir))
+    scan([str(tile_folder / "patient_A")], torn, _options(tiny_model_dir))
+    # a run killed mid-tile: detections of an unfinished tile, then half a line
+    unfinished = str(tile_folder / "patient_B" / "tile_0.png")
+    with open(torn / "detections.jsonl", "a") as f:
+        f.write(json.dumps({"sample": "patient_B", "tile": unfinished, "label": "rbc", "score": 0.9,
+                            "x1": 1, "y1": 1, "x2": 5, "y2": 5}) + "\n")  # fmt: skip
+        f.write('{"sample": "patient_B", "tile": "x", "lab')
+    with open(torn / "tiles.csv", "a") as f:
+        f.write("patient_B,/some/half/written/row")
+    scan([str(tile_folder)], torn, _options(tiny_model_dir))
+    key = lambda d: (d["tile"], d["label"], d["x1"], d["y1"])  # noqa: E731
+    assert sorted(map(key, _detections(torn))) == sorted(map(key, _detections(clean)))
+    assert sorted(r["tile"] for r in _rows(torn)) == sorted(r["tile"] for r in _rows(clean))
+
+
+def test_resume_with_other_settings_is_refused(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    scan([str(tile_folder)], out, _options(tiny_model_dir))
+    with pytest.raises(OutputDirError, match="thresholds"):
+        scan([str(tile_folder)], out, _options(tiny_model_dir, conf=0.7))
+
+
+def test_retry_failed_rescans_only_failed_tiles(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+    broken = tile_folder / "patient_A" / "late.png"
+    broken.write_bytes(b"")
+    out = tmp_path / "out"
+    assert scan([str(tile_folder)], out, _options(tiny_model_dir)).tiles_failed == 1
+    write_image(broken, disc_image(200, 160, 2)[0])
+    again = scan([str(tile_folder)], out, _options(tiny_model_dir, retry_failed=True))
+    assert (again.tiles_scanned_now, again.tiles_failed) == (1, 0)
+    assert len(_rows(out)) == 7 and len(_detections(out)) == 26
+
+
+def test_hard_kill_loses_nothing_and_duplicates_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tiles = tmp_path / "many"
+    for i in range(300):
+        write_image(tiles / f"t{i:03d}.png", disc_image(160, 128, 2, seed=i)[0])
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    cmd = [sys.executable, "-m", "hemoscan.cli.app", "scan", str(tiles), "--model", str(tiny_model_dir), "-q"]
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "tiles.csv").exists() and len((killed / "tiles.csv").read_text().splitlines()) > 20:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(_rows(killed))
+    assert 0 < done_before < 300, "the run was not killed mid-way"
+    subprocess.run([*cmd, "--out", str(killed)], check=True)
+    scan([str(tiles)], clean, _options(tiny_model_dir))
+    key = lambda d: (d["tile"], d["label"], d["x1"], d["y1"], d["x2"], d["y2"])  # noqa: E731
+    assert sorted(map(key, _detections(killed))) == sorted(map(key, _detections(clean)))
+    assert sorted(r["tile"] for r in _rows(killed)) == sorted(r["tile"] for r in _rows(clean))
