@@ -1,0 +1,22 @@
+# Set-up and the two everyday commands. Everything runs on the CPU.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: demo test bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+# The main job end to end on procedurally generated example tiles and the shipped model.
+demo: $(VENV)/.installed
+	$(VENV)/bin/hemoscan example-tiles example-tiles
+	$(VENV)/bin/hemoscan scan example-tiles --out scan-out --save-crops --save-overlays --export geojson
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/scan_throughput.py
