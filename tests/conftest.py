@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from hemoscan.datamodel import CELL_CLASSES
-from hemoscan.models import ModelConfig, create_model, load_model, save_model_folder
+from hemoscan.models import LoadedModel, ModelConfig, create_model, load_model, save_model_folder
 
 TINY_CONFIG = ModelConfig(
     name="tiny-test",
@@ -70,3 +72,49 @@ def tile_folder(tmp_path: Path) -> Path:
             image, _ = disc_image(200, 160, 4, seed=10 * s + i)
             write_image(root / sample / f"tile_{i}.png", image)
     return root
+
+
+HOST_CLASSES = (*CELL_CLASSES, "engulfed_rbc", "engulfed_nucleated", "engulfed_platelet")
+
+
+class ScriptedNet(torch.nn.Module):
+    """Returns the same CenterNet outputs for any input: fixed boxes ``(class, cx, cy, w, h)``.
+
+    Lets pipeline tests exercise hemophagocytes and engulfed cells without a trained model.
+    """
+
+    stride = 8
+
+    def __init__(self, boxes: list[tuple[int, float, float, float, float]]) -> None:
+        super().__init__()
+        self.boxes = boxes
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, _, h, w = x.shape
+        s = self.stride
+        heat = torch.full((b, len(HOST_CLASSES), h // s, w // s), -20.0)
+        size = torch.zeros((b, 2, h // s, w // s))
+        offset = torch.zeros((b, 2, h // s, w // s))
+        for k, cx, cy, bw, bh in self.boxes:
+            ix, iy = int(cx // s), int(cy // s)
+            heat[:, k, iy, ix] = 3.0
+            size[:, :, iy, ix] = torch.tensor([math.log(bw / s), math.log(bh / s)])
+            offset[:, :, iy, ix] = torch.tensor([cx / s - ix, cy / s - iy])
+        return heat, size, offset
+
+
+@pytest.fixture
+def hemophagocyte_model() -> LoadedModel:
+    """A scripted model that finds one hemophagocyte holding two red cells and a nucleated cell,
+    a macrophage and a free red cell in every (at least 256 x 256) image."""
+    boxes = [
+        (4, 100.0, 100.0, 120.0, 110.0),  # hemophagocyte
+        (5, 80.0, 90.0, 24.0, 24.0),  # engulfed rbc
+        (5, 120.0, 110.0, 24.0, 24.0),  # engulfed rbc
+        (6, 100.0, 70.0, 30.0, 30.0),  # engulfed nucleated
+        (3, 200.0, 200.0, 90.0, 80.0),  # macrophage
+        (0, 240.0, 40.0, 30.0, 30.0),  # rbc
+    ]
+    config = ModelConfig(name="scripted", version="0", architecture="tiny_blob", classes=HOST_CLASSES,
+                         tile_size=512, overlap=128, weights_sha256="0" * 64)  # fmt: skip
+    return LoadedModel(config=config, module=ScriptedNet(boxes), sha256="0" * 64, folder=Path("."))

@@ -155,3 +155,26 @@ def test_hard_kill_loses_nothing_and_duplicates_nothing(tiny_model_dir: Path, tm
     key = lambda d: (d["tile"], d["label"], d["x1"], d["y1"], d["x2"], d["y2"])  # noqa: E731
     assert sorted(map(key, _detections(killed))) == sorted(map(key, _detections(clean)))
     assert sorted(r["tile"] for r in _rows(killed)) == sorted(r["tile"] for r in _rows(clean))
+
+
+def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(hemophagocyte_model, tmp_path: Path) -> None:
+    tile = write_image(tmp_path / "s1" / "field.png", disc_image(320, 288, 0)[0])
+    out = tmp_path / "out"
+    summary = scan([str(tile)], out, ScanOptions(save_crops=True, save_overlays=True), model=hemophagocyte_model)
+    by_label = {d["label"]: d for d in _detections(out)}
+    assert set(by_label) == {"hemophagocyte", "macrophage", "rbc"}
+    hemo = by_label["hemophagocyte"]
+    assert hemo["engulfed"] == {"rbc": 2, "nucleated": 1, "platelet": 0}
+    assert sorted(c["label"] for c in hemo["engulfed_cells"]) == ["nucleated", "rbc", "rbc"]
+    assert (hemo["x1"], hemo["y1"], hemo["x2"], hemo["y2"]) == (40.0, 45.0, 160.0, 155.0)
+    assert "engulfed" not in by_label["macrophage"]
+    (findings,) = summary.samples
+    assert findings.counts["hemophagocyte"] == 1 and findings.nucleated_cells_assessed == 2
+    assert findings.hemophagocytes_per_1000_nucleated == 500.0
+    assert findings.engulfed_cells_total["rbc"] == 2 and findings.hemophagocytes_by_engulfed["nucleated"] == 1
+    crops = sorted(p.relative_to(out).as_posix() for p in (out / "crops").rglob("*.jpg"))
+    stem = tile.as_posix().lstrip("/").replace("/", "__")
+    order = [d["label"] for d in _detections(out)]
+    expected = [f"crops/s1/{lbl}/{stem}__{order.index(lbl):04d}.jpg" for lbl in ("hemophagocyte", "macrophage")]
+    assert crops == expected
+    assert (out / "overlays").is_dir()
