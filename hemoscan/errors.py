@@ -33,3 +33,14 @@ class ModelConfigError(HemoscanError):
 
 class OutputDirError(HemoscanError):
     """An output directory holds results of a different, incompatible run."""
+
+
+class LabValueError(HemoscanError):
+    """A lab value is unusable: unknown, missing or wrong-quantity unit, or an impossible value.
+
+    The message names the sample, the analyte and the problem.
+    """
+
+
+class LabFileError(HemoscanError):
+    """A lab-panel file is missing, unreadable or laid out unexpectedly."""

@@ -37,6 +37,7 @@ FREE_TO_ENGULFED = {C["rbc"]: C["engulfed_rbc"], C["nucleated"]: C["engulfed_nuc
                     C["platelet"]: C["engulfed_platelet"]}  # fmt: skip
 MARROW_UNSUPERVISED = (C["rbc"], C["platelet"], C["nucleated"])
 SEGPC_RBC_PX = 32.0  # approximate red-cell diameter in the 512x512 segpc fields (eyeballed)
+MAX_PLASMA_CELL_RBC = 4.0  # larger segpc mask components are clusters of touching cells
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
@@ -512,6 +513,9 @@ class ComposedCrops(Dataset):
             m = cv2.imread(str(path.parent.parent / "masks" / path.name), cv2.IMREAD_GRAYSCALE)
             n, _, stats, _ = cv2.connectedComponentsWithStats((m > 127).astype(np.uint8))
             comp = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= 100]
+            # touching plasma cells merge into one component: drop the cluster boxes
+            side, short = comp[:, 2:4].max(1), comp[:, 2:4].min(1)
+            comp = comp[(side <= MAX_PLASMA_CELL_RBC * SEGPC_RBC_PX) & (side <= 1.7 * short)]
             boxes = np.zeros((len(comp), 5), np.float32)
             boxes[:, 0], boxes[:, 1] = comp[:, 0], comp[:, 1]
             boxes[:, 2], boxes[:, 3] = comp[:, 0] + comp[:, 2], comp[:, 1] + comp[:, 3]

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = ComposedCrops(args.data_root, crop=args.crop, seed=args.seed)
     sampler = RangeSampler(args.steps_per_epoch * args.batch_size)
     loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                        worker_init_fn=worker_init, persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+                        worker_init_fn=worker_init, multiprocessing_context="spawn" if args.workers else None, persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
     val = load_val_set(args.data_root, args.val_images)
     n_train = sum(p.numel() for p in params)
     log(f"model centernet_lite0: {n_train / 1e6:.2f} M trainable; {len(ds.txl)} TXL + {len(ds.marrow)} marrow fields; "

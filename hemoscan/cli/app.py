@@ -145,6 +145,37 @@ def scan(
         raise typer.Exit(EXIT_TILES_FAILED)
 
 
+@app.command()
+def report(
+    scan_dir: Annotated[Path, typer.Argument(help="Output folder of `hemoscan scan`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML report (an index page when there are several samples).")],
+    labs: Annotated[
+        Optional[Path], typer.Option(help="Lab panel file (JSON, YAML or CSV) for the scores.")
+    ] = None,
+    pdf: Annotated[Optional[Path], typer.Option(help="Also write the report as PDF.")] = None,
+    min_hemophagocytes: Annotated[
+        int, typer.Option(min=1, help="Marrow item suggested when at least this many hemophagocytes hold a cell of --engulfed-type.")
+    ] = 1,
+    engulfed_type: Annotated[
+        Optional[list[str]], typer.Option(help="Engulfed type(s) for the marrow-item rule (repeatable).", show_default="nucleated")
+    ] = None,
+) -> None:
+    """Write a per-sample report: image findings with their evidence, and the lab scores."""
+    from hemoscan.errors import HemoscanError
+    from hemoscan.report.build import build_reports
+    from hemoscan.report.render import write_reports
+    from hemoscan.scores import MarrowRule
+
+    try:
+        rule = MarrowRule(min_count=min_hemophagocytes, engulfed_types=tuple(engulfed_type or ("nucleated",)))
+        reports = build_reports(scan_dir, labs, rule)
+        written = write_reports(reports, out, pdf)
+    except (HemoscanError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{len(reports)} sample report(s) -> {', '.join(str(p) for p in written[:3])}"
+               f"{' ...' if len(written) > 3 else ''}")  # fmt: skip
+
+
 @app.command("example-tiles")
 def example_tiles(
     out: Annotated[Path, typer.Argument(help="Folder to write the example tiles to.")],

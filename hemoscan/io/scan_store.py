@@ -4,8 +4,9 @@
 detections first, then its ``tiles.csv`` row, which marks it done). Opening an existing
 folder compacts both: a torn last line is dropped, and detections of tiles without a
 ``tiles.csv`` row (in flight when a run was killed) are removed, so re-running the tile
-never duplicates a row. ``run.json`` records the settings that change counts; resuming with
-different ones is refused.
+never duplicates a row. ``run.json`` records the settings that change counts (resuming with
+different ones is refused), the start time and the working folder that relative tile paths
+are relative to.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class ScanStore:
             if (self.dir / TILES).exists() or (self.dir / DETECTIONS).exists():
                 raise OutputDirError(f"{self.dir}: holds scan files without {RUN}; use a new folder")
             self.started_at = utc_now()
-            atomic_write_json(path, {"settings": settings, "started_at": self.started_at}, indent=2)
+            run = {"settings": settings, "started_at": self.started_at, "working_dir": os.getcwd()}
+            atomic_write_json(path, run, indent=2)
 
     def _compact(self, retry_failed: bool) -> None:
         tiles_lines = _complete_lines(self.dir / TILES)
@@ -178,3 +180,8 @@ def read_results(out_dir: Path) -> list[TileResult]:
         dets = tuple(by_key.get((t.sample, t.tile), ()))
         results.append(TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms))
     return results
+
+
+def read_run(out_dir: Path) -> dict[str, Any]:
+    """``run.json`` of a scan folder: ``settings``, ``started_at`` and ``working_dir``."""
+    return json.loads((Path(out_dir) / RUN).read_text())

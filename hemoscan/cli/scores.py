@@ -1,0 +1,122 @@
+"""``hemoscan scores LABS``: HLH / MAS scores of lab panels, as readable tables or JSON."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hemoscan.scores import ScoreItem, ScoreReport
+
+EXIT_USAGE = 2
+
+
+def scores_command(
+    labs: Annotated[
+        Path, typer.Argument(help="Lab-panel file (.json, .yaml, .yml, .csv wide or long) or a folder of them.")
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON (a list, one object per sample).")] = False,
+    fever_threshold: Annotated[
+        Optional[float],
+        typer.Option(help="Derive a missing fever flag from the temperature, °C (e.g. 38.5; not in HLH-2004).",
+                     show_default="the fever flag only"),
+    ] = None,  # fmt: skip
+    scd25_cutoff: Annotated[
+        Optional[str], typer.Option(help="Laboratory sCD25 cut-off, e.g. '1800 U/mL'.", show_default="2400 U/mL")
+    ] = None,
+) -> None:
+    """Compute HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and the ferritin:ESR ratio."""
+    from hemoscan.errors import HemoscanError
+    from hemoscan.labs import read_lab_panels
+    from hemoscan.scores import ScoreSettings, compute_all
+
+    settings = ScoreSettings(
+        fever_threshold_c=None if fever_threshold is None else Decimal(str(fever_threshold)),
+        scd25_cutoff=scd25_cutoff,
+    )
+    try:
+        reports = [compute_all(panel, settings=settings) for panel in read_lab_panels(labs)]
+    except HemoscanError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if json_output:
+        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for report in reports:
+        _print_report(console, report)
+
+
+def _text(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        from hemoscan.labs.panel import fmt
+
+        return fmt(round(value, digits))
+    return str(value)
+
+
+def _outcome(item: ScoreItem) -> str:
+    if item.status == "scored":
+        return _text(item.points, 4)
+    if item.points_lower is not None and item.points_lower != item.points_upper:
+        return f"{item.status} ({_text(item.points_lower, 4)} to {_text(item.points_upper, 4)})"
+    return item.status
+
+
+def _summary(report: ScoreReport) -> list[tuple[str, str]]:
+    hs, hlh, mas, ms, mh, fe = (report.hscore, report.hlh2004, report.mas2016, report.ms_score,
+                                report.mh_score, report.ferritin_esr)  # fmt: skip
+    call = {True: "positive", False: "negative", None: "undecided"}
+    hs_total = str(hs.total) if hs.lower == hs.upper else f"{hs.lower} to {hs.upper}"
+    ms_text = ms.reason if ms.value is None else (
+        f"{_text(ms.value, 3)}" + ("" if ms.lower == ms.upper else f" ({_text(ms.lower)} to {_text(ms.upper)})")
+        + f", {call[ms.positive]} (>= {ms.cutoff})" + (f"; {ms.reason}" if ms.reason else ""))  # fmt: skip
+    mh_total = str(mh.total) if mh.lower == mh.upper else f"{mh.lower} to {mh.upper}"
+    mh_call = f"favours {mh.favours}" if mh.favours else "undecided"
+    fe_text = fe.reason if fe.ratio is None else (
+        f"{_text(fe.ratio, 2)}, {'at or above' if fe.above_cutoff else 'below'} {fe.cutoff}")  # fmt: skip
+    return [
+        ("HScore", f"{hs_total} ({hs.probability}), {call[hs.positive]} (>= {hs.cutoff})"
+         + (f"; missing: {', '.join(hs.missing)}" if hs.missing else "") + (f"; {hs.note}" if hs.note else "")),
+        ("HLH-2004", f"{hlh.result} ({hlh.reason})"),
+        ("MAS 2016 (sJIA)", f"{mas.result} ({mas.reason})"),
+        ("MS score", ms_text),
+        ("MH score", f"{mh_total}, {mh_call} (>= {mh.cutoff}: primary HLH)"
+         + (f"; missing: {', '.join(mh.missing)}" if mh.missing else "")),
+        ("Ferritin:ESR", fe_text),
+    ]  # fmt: skip
+
+
+def _print_report(console: Console, report: ScoreReport) -> None:
+    from rich.table import Table
+
+    marrow = _text(report.marrow_hemophagocytosis)
+    console.print(f"[bold]Sample {report.sample}[/bold]  marrow hemophagocytosis: {marrow}"
+                  + (f" ({report.marrow_source})" if report.marrow_source else ""))  # fmt: skip
+    summary = Table("Score", "Result", show_header=True, header_style="bold")
+    for name, text in _summary(report):
+        summary.add_row(name, text)
+    console.print(summary)
+    results = (("HScore", report.hscore), ("HLH-2004", report.hlh2004), ("MAS 2016", report.mas2016),
+               ("MS score", report.ms_score), ("MH score", report.mh_score), ("Ferritin:ESR", report.ferritin_esr))  # fmt: skip
+    for title, result in results:
+        table = Table("Item", "Value used", "Rule", "Points / met", "Note", title=title, caption=result.citation,
+                      title_justify="left", caption_justify="left", header_style="bold")  # fmt: skip
+        for item in result.items:
+            for row_item, indent in ((item, ""), *((p, "  ") for p in item.parts)):
+                value = f"{_text(row_item.value)} {row_item.unit}".strip() if row_item.value is not None else "-"
+                table.add_row(indent + row_item.name, value, row_item.threshold, _outcome(row_item), row_item.note)
+        console.print(table)
+    console.print()

@@ -1,0 +1,1 @@
+"""Per-sample reports: image findings, their evidence, and the lab scores side by side."""

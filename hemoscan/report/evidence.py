@@ -1,0 +1,80 @@
+"""Cell crops behind the counts, embedded in the report as data URIs."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hemoscan.datamodel import Detection
+from hemoscan.errors import HemoscanError
+from hemoscan.io.images import read_tile
+from hemoscan.visualize import crop_detection
+
+CROP_SIDE_PX = 180
+
+
+@dataclass(frozen=True)
+class EvidenceCrop:
+    """One detection shown to the reader: where it is, how sure the model is, and its crop."""
+
+    tile: str
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+    engulfed: dict[str, int] | None
+    image_uri: str  # "" when the tile could not be read
+
+
+def _jpeg_uri(image: np.ndarray) -> str:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode() if ok else ""
+
+
+def render_crop(image: np.ndarray, det: Detection) -> np.ndarray:
+    """The detection's crop with its box (green) and engulfed cells (white), about 180 px."""
+    crop = crop_detection(image, det).copy()
+    mx, my = (det.x2 - det.x1) * 0.25, (det.y2 - det.y1) * 0.25
+    ox, oy = max(0, int(det.x1 - mx)), max(0, int(det.y1 - my))
+    cv2.rectangle(crop, (round(det.x1 - ox), round(det.y1 - oy)), (round(det.x2 - ox), round(det.y2 - oy)),
+                  (40, 200, 60), 2)  # fmt: skip
+    for c in det.engulfed_cells:
+        cv2.rectangle(crop, (round(c.x1 - ox), round(c.y1 - oy)), (round(c.x2 - ox), round(c.y2 - oy)),
+                      (255, 255, 255), 1)  # fmt: skip
+    side = max(crop.shape[:2])
+    if side and side != CROP_SIDE_PX:
+        f = CROP_SIDE_PX / side
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))))
+    return crop
+
+
+def collect_crops(
+    picks: list[tuple[str, Detection]], base_dirs: list[Path]
+) -> tuple[list[EvidenceCrop], list[str]]:
+    """Crops for ``(tile, detection)`` picks, reading each tile once; returns crops and warnings.
+
+    A relative tile path is looked up under each of ``base_dirs`` in turn (the scan's working
+    folder first). A tile that cannot be read still yields its row, without a picture.
+    """
+    cache: dict[str, np.ndarray | None] = {}
+    warnings: list[str] = []
+    crops = []
+    for tile, det in picks:
+        if tile not in cache:
+            cache[tile] = None
+            candidates = [Path(tile)] if Path(tile).is_absolute() else [b / tile for b in base_dirs]
+            for path in candidates:
+                try:
+                    cache[tile] = read_tile(path)
+                    break
+                except HemoscanError:
+                    continue
+            if cache[tile] is None:
+                warnings.append(f"{tile}: tile not readable now, its crops are missing from this report")
+        image = cache[tile]
+        uri = _jpeg_uri(render_crop(image, det)) if image is not None else ""
+        crops.append(EvidenceCrop(tile, det.label, det.score, (det.x1, det.y1, det.x2, det.y2), det.engulfed, uri))
+    return crops, warnings

@@ -1,0 +1,107 @@
+"""From scan findings to the yes/no marrow-hemophagocytosis item, and research context.
+
+Neither HScore nor HLH-2004 defines marrow hemophagocytosis by a count, and no consensus threshold
+exists (spec §7.1), so the suggestion uses an explicit, configurable :class:`MarrowRule`. Default:
+at least one definite hemophagocyte holding a nucleated cell (spec §7.3). A pathologist's value in
+the lab panel always takes precedence (:func:`hemoscan.scores.base.resolve_marrow`); the report
+shows the scores with and without the suggestion.
+
+:func:`gars_research_context` reports the quantitative thresholds of Gars et al. 2018 as research
+context only: none of these counts is a validated stand-alone diagnostic criterion, and Ho et al.
+2014 found that the amount of marrow hemophagocytosis did not correlate with HLH probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from hemoscan.datamodel import ENGULFED_TYPES, SampleFindings
+
+GARS_CITATION = (
+    "Gars E, Purington N, Scott G, Chisholm K, Gratzinger D, Martin BA, Ohgami RS. Bone marrow "
+    "histomorphological criteria can accurately diagnose hemophagocytic lymphohistiocytosis. "
+    "Haematologica. 2018;103(10):1635-1641. doi:10.3324/haematol.2017.186627"
+)
+HO_CITATION = (
+    "Ho C, Yao X, Tian L, Li FY, Podoltsev N, Xu ML. Marrow assessment for hemophagocytic "
+    "lymphohistiocytosis demonstrates poor correlation with disease probability. Am J Clin Pathol. "
+    "2014;141(1):62-71. doi:10.1309/AJCPMD5TJEFOOVBW"
+)
+#: Gars 2018 research thresholds, hemophagocytes per 1000 cells holding each engulfed type.
+GARS_PER_1000: tuple[tuple[str, str, Decimal], ...] = (
+    ("granulocyte", "granulocyte-holding hemophagocytes", Decimal(1)),
+    ("erythroblast", "nucleated-RBC (erythroblast)-holding hemophagocytes", Decimal(4)),
+)
+
+
+@dataclass(frozen=True)
+class MarrowRule:
+    """Suggest marrow hemophagocytosis when, for any type in ``engulfed_types``, at least
+    ``min_count`` definite hemophagocytes hold a cell of that type.
+
+    Types are those of :data:`hemoscan.datamodel.ENGULFED_TYPES`; ``nucleated`` includes the typed
+    nucleated subtypes. With several types the rule is checked per type (a hemophagocyte holding
+    two listed types is not counted twice).
+    """
+
+    min_count: int = 1
+    engulfed_types: tuple[str, ...] = ("nucleated",)
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.engulfed_types if t not in ENGULFED_TYPES]
+        if unknown or not self.engulfed_types:
+            raise ValueError(f"engulfed_types must be among {', '.join(ENGULFED_TYPES)} (got {unknown or 'none'})")
+        if self.min_count < 1:
+            raise ValueError(f"min_count must be at least 1 (got {self.min_count})")
+
+    def describe(self) -> str:
+        return f">= {self.min_count} definite hemophagocyte(s) holding a {' or '.join(self.engulfed_types)} cell"
+
+
+DEFAULT_RULE = MarrowRule()
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The suggested marrow item and why; a suggestion for a pathologist to confirm."""
+
+    value: bool
+    reason: str
+
+
+def suggest_marrow_hemophagocytosis(findings: SampleFindings, rule: MarrowRule = DEFAULT_RULE) -> Suggestion:
+    """Apply ``rule`` to ``findings.hemophagocytes_by_engulfed``."""
+    if findings.nucleated_cells_assessed == 0:
+        return Suggestion(False, f"no nucleated cells assessed in {findings.tiles_scanned} tile(s): no image evidence")
+    counts = {t: findings.hemophagocytes_by_engulfed.get(t, 0) for t in rule.engulfed_types}
+    hits = {t: n for t, n in counts.items() if n >= rule.min_count}
+    found = ", ".join(f"{n} holding {t}" for t, n in counts.items())
+    verdict = "rule met" if hits else "rule not met"
+    return Suggestion(bool(hits), f"{verdict} ({rule.describe()}): {found} among "
+                                  f"{findings.nucleated_cells_assessed} nucleated cells assessed")  # fmt: skip
+
+
+def gars_research_context(findings: SampleFindings) -> list[str]:
+    """Lines comparing the findings with the Gars 2018 research thresholds; never a diagnosis."""
+    lines: list[str] = []
+    assessed = findings.nucleated_cells_assessed
+    for kind, label, limit in GARS_PER_1000:
+        n = findings.hemophagocytes_by_engulfed.get(kind, 0)
+        if assessed == 0:
+            lines.append(f"{label}: {n}; no nucleated cells assessed, rate per 1000 not available "
+                         f"(research threshold >= {limit}/1000)")  # fmt: skip
+            continue
+        rate = (Decimal(1000) * n / assessed).quantize(Decimal("0.01"))
+        reached = "reaches" if rate >= limit else "below"
+        lines.append(f"{label}: {rate} per 1000 nucleated cells ({n}/{assessed}); {reached} the research "
+                     f"threshold >= {limit}/1000")  # fmt: skip
+    several = findings.hemophagocytes_with_ge2_nucleated
+    lines.append(f"hemophagocytes holding several (>= 2) nucleated cells: {several}; "
+                 f"{'reaches' if several >= 1 else 'below'} the research threshold >= 1")  # fmt: skip
+    lines.append("Research context only (Gars et al., Haematologica 2018;103(10):1635-1641): not a validated "
+                 "stand-alone diagnostic criterion; Gars counted per 1000 marrow cells, hemoscan per 1000 "
+                 "nucleated cells it detected; granulocyte/erythroblast counts depend on the model typing "
+                 "engulfed cells. Ho et al. (Am J Clin Pathol 2014) found no correlation between the amount "
+                 "of marrow hemophagocytosis and HLH probability.")  # fmt: skip
+    return lines

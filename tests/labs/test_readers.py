@@ -1,0 +1,144 @@
+"""JSON, YAML and CSV (wide and long) lab-panel files, folders, and layout errors."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from hemoscan.errors import LabFileError, LabValueError
+from hemoscan.labs import read_lab_panels
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_json_single_sample(tmp_path: Path) -> None:
+    f = _write(tmp_path / "p1.json", json.dumps({"sample": "P1", "ferritin": "3000 ng/mL", "fever": True,
+                                                "notes": "free text is ignored"}))  # fmt: skip
+    (panel,) = read_lab_panels(f)
+    assert panel.sample == "P1" and panel.quantity("ferritin", "ng/mL") == D(3000) and panel.flag("fever") is True
+    assert panel.source == str(f)
+
+
+def test_json_without_sample_is_named_after_the_file(tmp_path: Path) -> None:
+    f = _write(tmp_path / "case-12.json", json.dumps({"ferritin": {"value": 3000, "unit": "µg/L"}}))
+    assert [p.sample for p in read_lab_panels(f)] == ["case-12"]
+
+
+def test_json_list_mapping_and_samples_key(tmp_path: Path) -> None:
+    listed = _write(tmp_path / "a.json", json.dumps([{"sample": "A", "Hb": "9 g/dL"}, {"sample": "B", "PLT": "80 G/L"}]))
+    mapped = _write(tmp_path / "b.json", json.dumps({"C": {"TG": "3 mmol/L"}, "D": {"fibrinogen": "1.2 g/L"}}))
+    wrapped = _write(tmp_path / "c.json", json.dumps({"samples": [{"sample": "E", "ESR": "20 mm/h"}]}))
+    assert [p.sample for p in read_lab_panels(listed)] == ["A", "B"]
+    c, d = read_lab_panels(mapped)
+    assert (c.sample, d.sample) == ("C", "D") and c.quantity("triglycerides", "mmol/L") == D(3)
+    assert read_lab_panels(wrapped)[0].quantity("esr", "mm/h") == D(20)
+
+
+def test_json_numbers_are_exact(tmp_path: Path) -> None:
+    f = _write(tmp_path / "p.json", '{"sample": "P", "fibrinogen": {"value": 4.0, "unit": "g/L"}, "AST": {"value": 0.1, "unit": "µkat/L"}}')
+    (panel,) = read_lab_panels(f)
+    assert panel.quantity("fibrinogen", "mg/dL") == D(400) and panel.quantity("ast", "U/L") == D(6)
+
+
+def test_yaml(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    f = _write(tmp_path / "labs.yaml", "- sample: Y1\n  ferritin: 3000 ng/mL\n  fever: yes\n  fibrinogen:\n"
+                                       "    value: 1.8\n    unit: g/L\n- sample: Y2\n  WBC: 4.2 x10^9/L\n")  # fmt: skip
+    y1, y2 = read_lab_panels(f)
+    assert y1.flag("fever") is True and y1.quantity("fibrinogen", "g/L") == D("1.8")
+    assert y2.quantity("leukocytes", "×10⁹/L") == D("4.2")
+
+
+def test_csv_wide_with_units_in_cells_and_in_headers(tmp_path: Path) -> None:
+    f = _write(tmp_path / "wide.csv",
+               "sample,Ferritin (ng/mL),PLT [x10^9/L],TG,fever,sIL-2R\n"
+               "P1,3000,80,133 mg/dL,yes,pending\n"
+               "P2,450,250 ×10³/µL,,no,\n")  # fmt: skip
+    p1, p2 = read_lab_panels(f)
+    assert p1.quantity("ferritin", "ng/mL") == D(3000) and p1.quantity("platelets", "×10⁹/L") == D(80)
+    assert p1.value("triglycerides").reported_unit == "mg/dL" and p1.is_pending("scd25")
+    assert p2.quantity("platelets", "×10⁹/L") == D(250)
+    assert p2.quantity("triglycerides", "mmol/L") is None and p2.flag("fever") is False
+
+
+def test_csv_semicolons_and_bom(tmp_path: Path) -> None:
+    f = tmp_path / "semi.csv"
+    f.write_bytes("\ufeffSample;Hb (g/L);WBC\n# a comment\n\nP1;85;3500 /µL\n".encode())
+    (panel,) = read_lab_panels(f)
+    assert panel.quantity("hemoglobin", "g/dL") == D("8.5") and panel.quantity("leukocytes", "×10⁹/L") == D("3.5")
+
+
+def test_csv_long(tmp_path: Path) -> None:
+    f = _write(tmp_path / "long.csv",
+               "sample,analyte,value,unit\n"
+               "P1,ferritin,3000,ng/mL\nP1,Temp,102.5,F\nP1,splenomegaly,yes,\nP2,PLT,90 x10^9/L,\n")  # fmt: skip
+    p1, p2 = read_lab_panels(f)
+    assert p1.quantity("ferritin", "ng/mL") == D(3000) and p1.flag("splenomegaly") is True
+    assert round(p1.quantity("temperature", "°C"), 2) == D("39.17")
+    assert p2.quantity("platelets", "×10⁹/L") == D(90)
+
+
+def test_folder_of_files(tmp_path: Path) -> None:
+    _write(tmp_path / "a.json", json.dumps({"sample": "A", "ferritin": "1 ng/mL"}))
+    _write(tmp_path / "b.csv", "sample,ferritin\nB,2 ng/mL\n")
+    _write(tmp_path / "notes.txt", "not a lab file")
+    assert [p.sample for p in read_lab_panels(tmp_path)] == ["A", "B"]
+
+
+def _file_error(tmp_path: Path, name: str, text: str, error: type = LabFileError) -> str:
+    f = _write(tmp_path / name, text)
+    with pytest.raises(error) as info:
+        read_lab_panels(f)
+    assert str(f) in str(info.value)
+    return str(info.value)
+
+
+def test_unknown_analyte_names_the_analyte_and_the_file(tmp_path: Path) -> None:
+    message = _file_error(tmp_path, "w.csv", "sample,ferritin,procalcitonin\nP1,1 ng/mL,2 ng/mL\n", LabValueError)
+    assert "sample 'P1', procalcitonin: unknown analyte name" in message
+    message = _file_error(tmp_path, "j.json", json.dumps({"sample": "P2", "CRP": "5 mg/L"}), LabValueError)
+    assert "sample 'P2', CRP: unknown analyte name" in message
+
+
+def test_bad_values_in_files_name_file_sample_and_analyte(tmp_path: Path) -> None:
+    message = _file_error(tmp_path, "l.csv", "sample,analyte,value,unit\nP9,fibrinogen,4.5,mg/dL\n", LabValueError)
+    assert "sample 'P9', fibrinogen:" in message and "did you mean 4.5 g/L?" in message
+    message = _file_error(tmp_path, "h.csv", "sample,ferritin (ng/mL)\nP3,3000 µg/L\n", LabValueError)
+    assert "sample 'P3', ferritin" in message and "carries the unit" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("no_sample.csv", "patient,ferritin\nP1,1 ng/mL\n", "needs a 'sample' column"),
+        ("dup.csv", "sample,ferritin\nP1,1 ng/mL\nP1,2 ng/mL\n", "sample 'P1' has two rows"),
+        ("ragged.csv", "sample,ferritin\nP1,1 ng/mL,extra\n", "has 3 cells, the header has 2"),
+        ("blank.csv", "sample,ferritin\n,1 ng/mL\n", "has no sample name"),
+        ("empty.csv", "\n\n", "empty CSV file"),
+        ("bad.json", "{not json", "invalid JSON"),
+        ("list.json", json.dumps([{"ferritin": "1 ng/mL"}]), "entry 1 is not an object with a 'sample' name"),
+        ("scalar.json", "42", "expected a sample object"),
+        ("labs.xlsx", "binary", "unsupported lab-panel file type"),
+        ("twice.json", json.dumps([{"sample": "A"}, {"sample": "A"}]), "sample 'A' appears twice"),
+    ],
+)
+def test_layout_errors(tmp_path: Path, name: str, text: str, fragment: str) -> None:
+    assert fragment in _file_error(tmp_path, name, text)
+
+
+def test_long_csv_duplicate_analyte(tmp_path: Path) -> None:
+    message = _file_error(tmp_path, "l.csv", "sample,analyte,value,unit\nP1,PLT,80,G/L\nP1,PLT,90,G/L\n", LabValueError)
+    assert "sample 'P1', PLT: given twice" in message
+
+
+def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(LabFileError, match="no such lab-panel file or folder"):
+        read_lab_panels(tmp_path / "nope.json")
+    with pytest.raises(LabFileError, match="holds no lab-panel file"):
+        read_lab_panels(tmp_path)
