@@ -20,7 +20,7 @@ from hemoscan.report.plots import bar_chart_svg, histogram_svg
 from hemoscan.report.stats import wilson_interval
 
 RESEARCH_USE = (
-    "Research use only. hemoscan's image findings are automated suggestions for a pathologist to "
+    "hemoscan's image findings are automated suggestions for a pathologist to "
     "confirm against the cells shown; they are not a diagnosis. Scores are computed from the lab values "
     "given, as published; they support, and do not replace, clinical judgement."
 )

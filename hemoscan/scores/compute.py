@@ -15,8 +15,9 @@ from hemoscan.scores.base import jsonable, resolve_marrow
 class ScoreSettings:
     """Configurable choices (spec §8); the defaults follow the primary papers.
 
-    ``fever_threshold_c``: derive a missing ``fever`` flag from ``temperature`` (e.g. 38.5 °C, which
-    is not in HLH-2004 itself); ``scd25_cutoff``: a laboratory sCD25 cut-off such as ``"1800 U/mL"``.
+    ``fever_threshold_c``: derive a missing ``fever`` flag from ``temperature`` (e.g. 38.5 °C,
+    which is not in HLH-2004 itself); ``scd25_cutoff``: a laboratory sCD25 cut-off such as
+    ``"1800 U/mL"``.
     """
 
     fever_threshold_c: Decimal | None = None
@@ -41,7 +42,9 @@ class ScoreReport:
         """``{"sample", "marrow_hemophagocytosis": {"value", "source"}, "hscore": {...}, ...}``."""
         return jsonable({
             "sample": self.sample,
-            "marrow_hemophagocytosis": {"value": self.marrow_hemophagocytosis, "source": self.marrow_source},
+            "marrow_hemophagocytosis": {
+                "value": self.marrow_hemophagocytosis, "source": self.marrow_source,
+            },
             "hscore": self.hscore.to_dict(),
             "hlh2004": self.hlh2004.to_dict(),
             "mas2016": self.mas2016.to_dict(),
@@ -52,21 +55,24 @@ class ScoreReport:
 
 
 def compute_all(
-    panel: LabPanel, marrow_hemophagocytosis: bool | None = None, settings: ScoreSettings = ScoreSettings()
+    panel: LabPanel,
+    marrow_hemophagocytosis: bool | None = None,
+    settings: ScoreSettings = ScoreSettings(),
 ) -> ScoreReport:
     """Every score of ``panel``. ``marrow_hemophagocytosis`` is the image suggestion, used for the
     HScore and HLH-2004 marrow items only when the panel has no pathologist's value; call once with
     and once without it to show both."""
     marrow, source = resolve_marrow(panel, marrow_hemophagocytosis)
+    fever = settings.fever_threshold_c
     return ScoreReport(
         sample=panel.sample,
         marrow_hemophagocytosis=marrow,
         marrow_source=source,
         hscore=hscore.hscore(panel, marrow_hemophagocytosis),
-        hlh2004=hlh2004.hlh2004(panel, marrow_hemophagocytosis, fever_threshold_c=settings.fever_threshold_c,
+        hlh2004=hlh2004.hlh2004(panel, marrow_hemophagocytosis, fever_threshold_c=fever,
                                 scd25_cutoff=settings.scd25_cutoff),
-        mas2016=mas2016.mas2016(panel, fever_threshold_c=settings.fever_threshold_c),
-        ms_score=ms_score.ms_score(panel, cutoff=settings.ms_cutoff, fever_threshold_c=settings.fever_threshold_c),
+        mas2016=mas2016.mas2016(panel, fever_threshold_c=fever),
+        ms_score=ms_score.ms_score(panel, cutoff=settings.ms_cutoff, fever_threshold_c=fever),
         mh_score=mh_score.mh_score(panel),
         ferritin_esr=ferritin_esr.ferritin_esr(panel, cutoff=settings.ferritin_esr_cutoff),
     )  # fmt: skip

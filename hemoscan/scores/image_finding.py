@@ -28,6 +28,13 @@ HO_CITATION = (
     "lymphohistiocytosis demonstrates poor correlation with disease probability. Am J Clin Pathol. "
     "2014;141(1):62-71. doi:10.1309/AJCPMD5TJEFOOVBW"
 )
+RESEARCH_CAVEAT = (
+    "Research context only (Gars et al., Haematologica 2018;103(10):1635-1641): not a validated "
+    "stand-alone diagnostic criterion; Gars counted per 1000 marrow cells, hemoscan per 1000 "
+    "nucleated cells it detected; granulocyte/erythroblast counts depend on the model typing "
+    "engulfed cells. Ho et al. (Am J Clin Pathol 2014) found no correlation between the amount "
+    "of marrow hemophagocytosis and HLH probability."
+)
 #: Gars 2018 research thresholds, hemophagocytes per 1000 cells holding each engulfed type.
 GARS_PER_1000: tuple[tuple[str, str, Decimal], ...] = (
     ("granulocyte", "granulocyte-holding hemophagocytes", Decimal(1)),
@@ -51,12 +58,14 @@ class MarrowRule:
     def __post_init__(self) -> None:
         unknown = [t for t in self.engulfed_types if t not in ENGULFED_TYPES]
         if unknown or not self.engulfed_types:
-            raise ValueError(f"engulfed_types must be among {', '.join(ENGULFED_TYPES)} (got {unknown or 'none'})")
+            known = ", ".join(ENGULFED_TYPES)
+            raise ValueError(f"engulfed_types must be among {known} (got {unknown or 'none'})")
         if self.min_count < 1:
             raise ValueError(f"min_count must be at least 1 (got {self.min_count})")
 
     def describe(self) -> str:
-        return f">= {self.min_count} definite hemophagocyte(s) holding a {' or '.join(self.engulfed_types)} cell"
+        kinds = " or ".join(self.engulfed_types)
+        return f">= {self.min_count} definite hemophagocyte(s) holding a {kinds} cell"
 
 
 DEFAULT_RULE = MarrowRule()
@@ -70,16 +79,20 @@ class Suggestion:
     reason: str
 
 
-def suggest_marrow_hemophagocytosis(findings: SampleFindings, rule: MarrowRule = DEFAULT_RULE) -> Suggestion:
+def suggest_marrow_hemophagocytosis(
+    findings: SampleFindings, rule: MarrowRule = DEFAULT_RULE
+) -> Suggestion:
     """Apply ``rule`` to ``findings.hemophagocytes_by_engulfed``."""
-    if findings.nucleated_cells_assessed == 0:
-        return Suggestion(False, f"no nucleated cells assessed in {findings.tiles_scanned} tile(s): no image evidence")
+    assessed = findings.nucleated_cells_assessed
+    if assessed == 0:
+        tiles = findings.tiles_scanned
+        return Suggestion(False, f"no nucleated cells assessed in {tiles} tile(s): no evidence")
     counts = {t: findings.hemophagocytes_by_engulfed.get(t, 0) for t in rule.engulfed_types}
-    hits = {t: n for t, n in counts.items() if n >= rule.min_count}
+    met = any(n >= rule.min_count for n in counts.values())
     found = ", ".join(f"{n} holding {t}" for t, n in counts.items())
-    verdict = "rule met" if hits else "rule not met"
-    return Suggestion(bool(hits), f"{verdict} ({rule.describe()}): {found} among "
-                                  f"{findings.nucleated_cells_assessed} nucleated cells assessed")  # fmt: skip
+    verdict = "rule met" if met else "rule not met"
+    reason = f"{verdict} ({rule.describe()}): {found} among {assessed} nucleated cells assessed"
+    return Suggestion(met, reason)
 
 
 def gars_research_context(findings: SampleFindings) -> list[str]:
@@ -88,20 +101,18 @@ def gars_research_context(findings: SampleFindings) -> list[str]:
     assessed = findings.nucleated_cells_assessed
     for kind, label, limit in GARS_PER_1000:
         n = findings.hemophagocytes_by_engulfed.get(kind, 0)
+        threshold = f"the research threshold >= {limit}/1000"
         if assessed == 0:
             lines.append(f"{label}: {n}; no nucleated cells assessed, rate per 1000 not available "
-                         f"(research threshold >= {limit}/1000)")  # fmt: skip
+                         f"({threshold})")  # fmt: skip
             continue
         rate = (Decimal(1000) * n / assessed).quantize(Decimal("0.01"))
         reached = "reaches" if rate >= limit else "below"
-        lines.append(f"{label}: {rate} per 1000 nucleated cells ({n}/{assessed}); {reached} the research "
-                     f"threshold >= {limit}/1000")  # fmt: skip
+        lines.append(f"{label}: {rate} per 1000 nucleated cells ({n}/{assessed}); "
+                     f"{reached} {threshold}")  # fmt: skip
     several = findings.hemophagocytes_with_ge2_nucleated
-    lines.append(f"hemophagocytes holding several (>= 2) nucleated cells: {several}; "
-                 f"{'reaches' if several >= 1 else 'below'} the research threshold >= 1")  # fmt: skip
-    lines.append("Research context only (Gars et al., Haematologica 2018;103(10):1635-1641): not a validated "
-                 "stand-alone diagnostic criterion; Gars counted per 1000 marrow cells, hemoscan per 1000 "
-                 "nucleated cells it detected; granulocyte/erythroblast counts depend on the model typing "
-                 "engulfed cells. Ho et al. (Am J Clin Pathol 2014) found no correlation between the amount "
-                 "of marrow hemophagocytosis and HLH probability.")  # fmt: skip
+    reached = "reaches" if several >= 1 else "below"
+    lines.append(f"hemophagocytes holding several (>= 2) nucleated cells: {several}; {reached} the "
+                 "research threshold >= 1")  # fmt: skip
+    lines.append(RESEARCH_CAVEAT)
     return lines

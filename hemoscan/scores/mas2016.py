@@ -1,4 +1,4 @@
-"""2016 EULAR/ACR/PRINTO classification criteria for MAS complicating sJIA (Ravelli et al. 2016; spec §3).
+"""2016 EULAR/ACR/PRINTO classification criteria for MAS in sJIA (Ravelli et al. 2016; spec §3).
 
 A febrile patient with known or suspected sJIA is classified as having MAS if ferritin > 684 ng/mL
 and at least 2 of: platelets <= 181 x10^9/L, AST > 48 U/L, triglycerides > 156 mg/dL, fibrinogen
@@ -20,10 +20,10 @@ from hemoscan.labs.panel import LabPanel
 from hemoscan.scores.base import ScoreItem, criterion, cut, fever, flag_item, jsonable, tally
 
 CITATION = (
-    "Ravelli A, Minoia F, Davì S, Horne A, Bovis F, Pistorio A, et al. 2016 Classification Criteria for "
-    "Macrophage Activation Syndrome Complicating Systemic Juvenile Idiopathic Arthritis. Ann Rheum Dis. "
-    "2016;75(3):481-489. doi:10.1136/annrheumdis-2015-208982; Arthritis Rheumatol. 2016;68(3):566-576. "
-    "doi:10.1002/art.39332"
+    "Ravelli A, Minoia F, Davì S, Horne A, Bovis F, Pistorio A, et al. 2016 Classification "
+    "Criteria for Macrophage Activation Syndrome Complicating Systemic Juvenile Idiopathic "
+    "Arthritis. Ann Rheum Dis. 2016;75(3):481-489. doi:10.1136/annrheumdis-2015-208982; "
+    "Arthritis Rheumatol. 2016;68(3):566-576. doi:10.1002/art.39332"
 )
 SOURCE = "Ravelli 2016"
 FERRITIN = cut(">", "684", "ng/mL")
@@ -34,11 +34,12 @@ LABS = (
     ("Fibrinogen", "fibrinogen", cut("<=", "360", "mg/dL")),
 )
 REQUIRED = 2
+EXCLUSION_NOTE = "user-asserted exclusion from the paper's footnote [R]; excludes when present"
 
 
 @dataclass(frozen=True)
 class MAS2016Result:
-    """``criteria_satisfied``: the laboratory rule alone; ``classified``: only for an applicable patient.
+    """``criteria_satisfied``: the laboratory rule alone; ``classified``: for applicable patients.
 
     ``result`` is ``classified``, ``not classified``, ``undecided``, ``not applicable`` or
     ``applicability unknown``.
@@ -59,8 +60,9 @@ class MAS2016Result:
         return jsonable({
             "applicable": self.applicable, "classified": self.classified, "result": self.result,
             "reason": self.reason, "criteria_satisfied": self.criteria_satisfied,
-            "ferritin_met": self.ferritin_met, "labs_met": self.labs_met, "labs_unknown": self.labs_unknown,
-            "items": [i.to_dict() for i in self.items], "citation": self.citation,
+            "ferritin_met": self.ferritin_met, "labs_met": self.labs_met,
+            "labs_unknown": self.labs_unknown, "items": [i.to_dict() for i in self.items],
+            "citation": self.citation,
         })  # fmt: skip
 
 
@@ -75,21 +77,23 @@ def mas2016(panel: LabPanel, *, fever_threshold_c: Decimal | None = None) -> MAS
     febrile, fever_note = fever(panel, fever_threshold_c)
     gate = criterion(panel, "Ferritin", "ferritin", FERRITIN, SOURCE, note="required")
     labs = tuple(criterion(panel, n, a, rule, SOURCE) for n, a, rule in LABS)
-    explained = panel.flag("alternative_explanation")
     items = (
-        flag_item(panel, "Fever", "fever", SOURCE, value=febrile, note=fever_note or "prerequisite"),
+        flag_item(panel, "Fever", "fever", SOURCE, value=febrile,
+                  note=fever_note or "prerequisite"),
         flag_item(panel, "Known or suspected sJIA", "sjia", SOURCE, note="prerequisite"),
         gate,
         *labs,
-        flag_item(panel, "Abnormal labs explained by another condition", "alternative_explanation", SOURCE,
-                  note="user-asserted exclusion from the paper's footnote [R]; excludes when present"),
+        flag_item(panel, "Abnormal labs explained by another condition", "alternative_explanation",
+                  SOURCE, note=EXCLUSION_NOTE),
     )  # fmt: skip
     applicable = _both(febrile, panel.flag("sjia"))
     met, unknown = tally(i.met for i in labs)
     labs_rule = True if met >= REQUIRED else False if met + unknown < REQUIRED else None
     satisfied = _both(gate.met, labs_rule)
-    summary = f"ferritin {gate.status}; {met} of 4 other criteria met" + (f", {unknown} not available" if unknown else "")
-    if explained:
+    summary = f"ferritin {gate.status}; {met} of 4 other criteria met"
+    if unknown:
+        summary += f", {unknown} not available"
+    if panel.flag("alternative_explanation"):
         satisfied = False
         summary += "; abnormal values explained by another condition (user-asserted)"
     if applicable is False:
@@ -102,4 +106,5 @@ def mas2016(panel: LabPanel, *, fever_threshold_c: Decimal | None = None) -> MAS
         classified = satisfied
         result = {True: "classified", False: "not classified", None: "undecided"}[satisfied]
         reason = summary
-    return MAS2016Result(items, applicable, gate.met, met, unknown, satisfied, classified, result, reason)
+    return MAS2016Result(items, applicable, gate.met, met, unknown, satisfied, classified, result,
+                         reason)  # fmt: skip

@@ -19,9 +19,10 @@ from hemoscan.scores.base import ScoreItem, criterion, cut, flag_item, jsonable,
 
 CITATION = (
     "Minoia F, Bovis F, Davì S, Insalaco A, Lehmberg K, Shenoi S, et al. Development and initial "
-    "validation of the macrophage activation syndrome/primary hemophagocytic lymphohistiocytosis score, "
-    "a diagnostic tool that differentiates primary hemophagocytic lymphohistiocytosis from macrophage "
-    "activation syndrome. J Pediatr. 2017;189:72-78.e3. doi:10.1016/j.jpeds.2017.06.005 [DOI unverified]"
+    "validation of the macrophage activation syndrome/primary hemophagocytic "
+    "lymphohistiocytosis score, a diagnostic tool that differentiates primary hemophagocytic "
+    "lymphohistiocytosis from macrophage activation syndrome. J Pediatr. 2017;189:72-78.e3. "
+    "doi:10.1016/j.jpeds.2017.06.005 [DOI unverified]"
 )
 SOURCE = "Minoia 2017 [points: secondary sources]"
 CUTOFF = 60
@@ -38,7 +39,7 @@ ITEMS = (
 
 @dataclass(frozen=True)
 class MHScoreResult:
-    """``total`` counts missing items as 0 (= ``lower``); ``favours`` is set only when both bounds agree."""
+    """``total`` counts missing items as 0 (= ``lower``); ``favours`` needs both bounds to agree."""
 
     items: tuple[ScoreItem, ...]
     lower: int
@@ -55,8 +56,8 @@ class MHScoreResult:
     def to_dict(self) -> dict[str, Any]:
         return jsonable({
             "total": self.total, "lower": self.lower, "upper": self.upper, "cutoff": self.cutoff,
-            "favours": self.favours, "missing": self.missing, "items": [i.to_dict() for i in self.items],
-            "citation": self.citation,
+            "favours": self.favours, "missing": self.missing,
+            "items": [i.to_dict() for i in self.items], "citation": self.citation,
         })  # fmt: skip
 
 

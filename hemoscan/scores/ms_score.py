@@ -26,9 +26,10 @@ from hemoscan.labs.panel import LabPanel, fmt
 from hemoscan.scores.base import ScoreItem, fever, jsonable, reported_note, unknown_status
 
 CITATION = (
-    "Minoia F, Bovis F, Davì S, Horne A, Fischbach M, Frosch M, et al. Development and initial validation "
-    "of the MS score for diagnosis of macrophage activation syndrome in systemic juvenile idiopathic "
-    "arthritis. Ann Rheum Dis. 2019;78(10):1357-1362. doi:10.1136/annrheumdis-2019-215211"
+    "Minoia F, Bovis F, Davì S, Horne A, Fischbach M, Frosch M, et al. Development and initial "
+    "validation of the MS score for diagnosis of macrophage activation syndrome in systemic "
+    "juvenile idiopathic arthritis. Ann Rheum Dis. 2019;78(10):1357-1362. "
+    "doi:10.1136/annrheumdis-2019-215211"
 )
 SOURCE = "Minoia 2019, Table 4"
 CUTOFF = Decimal("-2.1")
@@ -61,9 +62,10 @@ class MSScoreResult:
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({
-            "value": self.value, "lower": self.lower, "upper": self.upper, "positive": self.positive,
-            "cutoff": self.cutoff, "applicable": self.applicable, "missing": self.missing,
-            "reason": self.reason, "items": [i.to_dict() for i in self.items], "citation": self.citation,
+            "value": self.value, "lower": self.lower, "upper": self.upper,
+            "positive": self.positive, "cutoff": self.cutoff, "applicable": self.applicable,
+            "missing": self.missing, "reason": self.reason,
+            "items": [i.to_dict() for i in self.items], "citation": self.citation,
         })  # fmt: skip
 
 
@@ -74,15 +76,18 @@ def _term(panel: LabPanel, name: str, analyte: str, unit: str, beta: Decimal) ->
         note = reported_note(panel, analyte, unit)
     else:
         value, note = panel.flag(analyte), ""
+    head = (name, value, unit, threshold, SOURCE)
     if value is None:
-        bounds = (None, None) if unit else (min(beta, Decimal(0)), max(beta, Decimal(0)))
-        return ScoreItem(name, None, unit, threshold, SOURCE, unknown_status(panel, analyte),
-                         points_lower=bounds[0], points_upper=bounds[1], note=note)  # fmt: skip
+        low, high = (None, None) if unit else (min(beta, Decimal(0)), max(beta, Decimal(0)))
+        status = unknown_status(panel, analyte)
+        return ScoreItem(*head, status, points_lower=low, points_upper=high, note=note)
     points = beta * (int(value) if isinstance(value, bool) else value)
-    return ScoreItem(name, value, unit, threshold, SOURCE, "scored", points, points, points, note=note)
+    return ScoreItem(*head, "scored", points, points, points, note=note)
 
 
-def ms_score(panel: LabPanel, *, cutoff: Decimal = CUTOFF, fever_threshold_c: Decimal | None = None) -> MSScoreResult:
+def ms_score(
+    panel: LabPanel, *, cutoff: Decimal = CUTOFF, fever_threshold_c: Decimal | None = None
+) -> MSScoreResult:
     """The MS score of ``panel`` in exact decimals; positive (MAS suggested) at ``>= cutoff``."""
     items = tuple(_term(panel, *term) for term in TERMS)
     febrile, _ = fever(panel, fever_threshold_c)
