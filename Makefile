@@ -10,10 +10,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
 
-# The main job end to end on procedurally generated example tiles and the shipped model.
+# The main job end to end on procedurally generated example tiles and the shipped model:
+# scan -> per-sample reports (HTML + PDF) with the scores of invented example lab values.
 demo: $(VENV)/.installed
 	$(VENV)/bin/hemoscan example-tiles example-tiles
 	$(VENV)/bin/hemoscan scan example-tiles --out scan-out --save-crops --save-overlays --export geojson
+	$(VENV)/bin/hemoscan report scan-out --labs example-tiles/labs.json --out scan-out/report.html --pdf scan-out/report.pdf
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

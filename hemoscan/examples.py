@@ -57,7 +57,28 @@ one tile. `ground_truth.json` maps each tile path (relative to this folder) to t
 objects drawn on it: label (rbc, platelet, nucleated, macrophage, hemophagocyte), box
 x1, y1, x2, y2 in pixels (origin top-left), and for hemophagocytes the engulfed cells
 (label rbc, nucleated or platelet, and box).
+
+`labs.json` holds INVENTED lab values for the two fictitious samples, in mixed units as labs
+report them, so that `hemoscan report ... --labs labs.json` can show the scores. They describe
+no patient.
 """
+
+#: Invented lab panels for the example samples (no patient): one MAS-like, one not.
+EXAMPLE_LABS: dict[str, dict[str, Any]] = {
+    "sample_01": {
+        "temperature": "39.6 °C", "fever": True, "hepatomegaly": True, "splenomegaly": False,
+        "hemoglobin": "8.7 g/dL", "leukocytes": "3.2 x10^9/L", "platelets": "95000 /µL",
+        "ferritin": "8400 ng/mL", "triglycerides": "310 mg/dL", "fibrinogen": "1.3 g/L",
+        "ast": "145 U/L", "ldh": "980 U/L", "neutrophils": "1.1 x10^9/L", "esr": "18 mm/h", "immunosuppression": False, "age": "9 years",
+        "sjia": True,
+    },
+    "sample_02": {
+        "temperature": "101.5 °F", "hepatomegaly": False, "splenomegaly": False,
+        "hemoglobin": "118 g/L", "leukocytes": "7.9 x10^9/L", "platelets": "260 x10^9/L",
+        "ferritin": "420 µg/L", "triglycerides": "1.4 mmol/L", "fibrinogen": "3.9 g/L",
+        "ast": "0.45 µkat/L",
+    },
+}  # fmt: skip
 
 # ----------------------------------------------------------------------------- colours
 _BACKGROUND_RGB = np.array([235.0, 225.0, 225.0], dtype=np.float32)
@@ -667,7 +688,7 @@ def write_example_tiles(
     ``sample_02``, ... (one sample per folder, as ``hemoscan scan`` assigns samples). Tile ``i``
     (0-based) gets ``i % 2`` hemophagocytes and ``(i + 1) % 2`` macrophages. Also writes
     ``ground_truth.json`` (tile path relative to ``out_dir`` -> list of cell dicts, see
-    :meth:`ExampleCell.to_dict`) and ``README.txt`` stating that the tiles are procedurally
+    :meth:`ExampleCell.to_dict`), ``labs.json`` (invented lab values, :data:`EXAMPLE_LABS`) and ``README.txt`` stating that the tiles are procedurally
     generated and not real patient data. Same seed, same bytes. Returns the tile paths.
     """
     from PIL import Image
@@ -704,5 +725,7 @@ def write_example_tiles(
 
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     (out / "README.txt").write_text(README_TEXT, encoding="utf-8")
+    labs = {f"sample_{j + 1:02d}": EXAMPLE_LABS[f"sample_{j % 2 + 1:02d}"] for j in range(samples)}
+    (out / "labs.json").write_text(json.dumps(labs, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return paths
 

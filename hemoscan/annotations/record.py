@@ -133,7 +133,9 @@ class AnnotatedImage:
         index = {c: i for i, c in enumerate(classes)}
         missing = sorted(set(self.labels) - set(index))
         if missing:
-            raise AnnotationError(f"{self.where}: labels {missing} are not in classes {tuple(classes)}")
+            raise AnnotationError(
+                f"{self.where}: labels {missing} are not in classes {tuple(classes)}"
+            )
         return np.array([index[x] for x in self.labels], dtype=np.int64)
 
     def supervised_mask(self, classes: Sequence[str]) -> np.ndarray:
@@ -150,7 +152,9 @@ class AnnotatedImage:
         k = np.asarray(keep)
         idx = np.flatnonzero(k) if k.dtype == bool else k.astype(np.int64).reshape(-1)
         if k.dtype == bool and len(k) != len(self):
-            raise AnnotationError(f"{self.where}: subset mask has {len(k)} entries for {len(self)} boxes")
+            raise AnnotationError(
+                f"{self.where}: subset mask has {len(k)} entries for {len(self)} boxes"
+            )
         new_of_old = {int(old): new for new, old in enumerate(idx)}
         parents = tuple(
             new_of_old.get(self.parents[old], -1) if self.parents[old] >= 0 else -1 for old in idx
@@ -195,15 +199,20 @@ class AnnotatedImage:
             if p == -1:
                 continue
             if not is_engulfed(self.labels[i]):
-                raise AnnotationError(f"{where}: box {i} ({self.labels[i]}) has a parent but is not engulfed_*")
+                raise AnnotationError(
+                    f"{where}: box {i} ({self.labels[i]}) has a parent but is not engulfed_*"
+                )
             if not 0 <= p < n or self.labels[p] != HOST_CLASS:
                 raise AnnotationError(
-                    f"{where}: box {i} ({self.labels[i]}) has parent {p}, which is not a {HOST_CLASS} box"
+                    f"{where}: box {i} ({self.labels[i]}) has parent {p}, "
+                    f"which is not a {HOST_CLASS} box"
                 )
         for what, arr in (("box", self.boxes), ("ignore region", self.ignore)):
             if not np.isfinite(arr).all():
                 i = int(np.flatnonzero(~np.isfinite(arr).all(1))[0])
-                raise AnnotationError(f"{where}: {what} {i} has a non-finite coordinate {arr[i].tolist()}")
+                raise AnnotationError(
+                    f"{where}: {what} {i} has a non-finite coordinate {arr[i].tolist()}"
+                )
             bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -223,8 +232,8 @@ class AnnotatedImage:
             )
         if out_b.any() or out_i.any():
             notes.append(
-                f"{int(out_b.sum())} boxes and {int(out_i.sum())} ignore regions lie wholly outside "
-                f"the {self.width}x{self.height} image; removed"
+                f"{int(out_b.sum())} boxes and {int(out_i.sum())} ignore regions lie wholly "
+                f"outside the {self.width}x{self.height} image; removed"
             )
         record = replace(self, boxes=boxes, ignore=ignore[~out_i])
         if out_b.any():
@@ -261,7 +270,9 @@ class AnnotatedImage:
         )
 
 
-def _clip(arr: np.ndarray, limit: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _clip(
+    arr: np.ndarray, limit: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clipped copy, mask of rows wholly outside, mask of rows sticking out by more than ``tol``."""
     clipped = np.clip(arr, 0, limit).astype(np.float32)
     outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])

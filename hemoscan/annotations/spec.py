@@ -62,7 +62,9 @@ class DatasetSpec:
         set_(self, "root", Path(self.root))
         set_(self, "name", self.name or str(self.root))
         if self.format not in FORMATS:
-            raise AnnotationError(f"dataset {self.name}: format {self.format!r} is not one of {FORMATS}")
+            raise AnnotationError(
+                f"dataset {self.name}: format {self.format!r} is not one of {FORMATS}"
+            )
         for key in ("images", "labels"):
             value = getattr(self, key)
             if value is not None:
@@ -111,7 +113,9 @@ class DatasetSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise AnnotationError(f"dataset spec: unknown keys {unknown}; known keys are {sorted(known)}")
+            raise AnnotationError(
+                f"dataset spec: unknown keys {unknown}; known keys are {sorted(known)}"
+            )
         for key in ("format", "root"):
             if key not in d:
                 raise AnnotationError(f"dataset spec: missing {key!r} in {dict(d)}")
@@ -134,7 +138,9 @@ class DatasetSpec:
             "format": self.format,
             "root": str(self.root),
             "class_map": dict(self.class_map),
-            "supervised": self.supervised if isinstance(self.supervised, str) else list(self.supervised),
+            "supervised": self.supervised
+            if isinstance(self.supervised, str)
+            else list(self.supervised),
         }
         for key in ("images", "labels", "split"):
             if getattr(self, key) is not None:

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from hemoscan import __version__
+from hemoscan.cli.scores import scores_command
 
 app = typer.Typer(
     name="hemoscan",
@@ -174,6 +175,9 @@ def report(
         _fail(str(e))
     typer.echo(f"{len(reports)} sample report(s) -> {', '.join(str(p) for p in written[:3])}"
                f"{' ...' if len(written) > 3 else ''}")  # fmt: skip
+
+
+app.command("scores")(scores_command)
 
 
 @app.command("example-tiles")

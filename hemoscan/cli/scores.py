@@ -1,4 +1,7 @@
-"""``hemoscan scores LABS``: HLH / MAS scores of lab panels, as readable tables or JSON."""
+"""``hemoscan scores LABS``: HLH / MAS scores of lab panels, as readable tables or JSON.
+
+Registered in :mod:`hemoscan.cli.app` with ``app.command("scores")(scores_command)``.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +18,28 @@ if TYPE_CHECKING:
     from hemoscan.scores import ScoreItem, ScoreReport
 
 EXIT_USAGE = 2
+_CALL = {True: "positive", False: "negative", None: "undecided"}
 
 
 def scores_command(
     labs: Annotated[
-        Path, typer.Argument(help="Lab-panel file (.json, .yaml, .yml, .csv wide or long) or a folder of them.")
+        Path,
+        typer.Argument(help="Lab-panel file (.json, .yaml, .yml, .csv wide or long) or a folder."),
     ],
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON (a list, one object per sample).")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON: a list, one object per sample.")
+    ] = False,
     fever_threshold: Annotated[
         Optional[float],
-        typer.Option(help="Derive a missing fever flag from the temperature, °C (e.g. 38.5; not in HLH-2004).",
+        typer.Option(help="Derive a missing fever flag from the temperature, °C (e.g. 38.5).",
                      show_default="the fever flag only"),
     ] = None,  # fmt: skip
     scd25_cutoff: Annotated[
-        Optional[str], typer.Option(help="Laboratory sCD25 cut-off, e.g. '1800 U/mL'.", show_default="2400 U/mL")
+        Optional[str],
+        typer.Option(help="Laboratory sCD25 cut-off, e.g. '1800 U/mL'.", show_default="2400 U/mL"),
     ] = None,
 ) -> None:
-    """Compute HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and the ferritin:ESR ratio."""
+    """HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and ferritin:ESR of lab panels."""
     from hemoscan.errors import HemoscanError
     from hemoscan.labs import read_lab_panels
     from hemoscan.scores import ScoreSettings, compute_all
@@ -56,15 +64,19 @@ def scores_command(
 
 
 def _text(value: object, digits: int = 3) -> str:
+    from hemoscan.labs.panel import fmt
+
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Decimal):
-        from hemoscan.labs.panel import fmt
-
         return fmt(round(value, digits))
     return str(value)
+
+
+def _range(lower: object, upper: object) -> str:
+    return _text(lower) if lower == upper else f"{_text(lower)} to {_text(upper)}"
 
 
 def _outcome(item: ScoreItem) -> str:
@@ -75,26 +87,34 @@ def _outcome(item: ScoreItem) -> str:
     return item.status
 
 
+def _missing(names: tuple[str, ...]) -> str:
+    return f"; missing: {', '.join(names)}" if names else ""
+
+
 def _summary(report: ScoreReport) -> list[tuple[str, str]]:
-    hs, hlh, mas, ms, mh, fe = (report.hscore, report.hlh2004, report.mas2016, report.ms_score,
-                                report.mh_score, report.ferritin_esr)  # fmt: skip
-    call = {True: "positive", False: "negative", None: "undecided"}
-    hs_total = str(hs.total) if hs.lower == hs.upper else f"{hs.lower} to {hs.upper}"
-    ms_text = ms.reason if ms.value is None else (
-        f"{_text(ms.value, 3)}" + ("" if ms.lower == ms.upper else f" ({_text(ms.lower)} to {_text(ms.upper)})")
-        + f", {call[ms.positive]} (>= {ms.cutoff})" + (f"; {ms.reason}" if ms.reason else ""))  # fmt: skip
-    mh_total = str(mh.total) if mh.lower == mh.upper else f"{mh.lower} to {mh.upper}"
+    hs, hlh, mas = report.hscore, report.hlh2004, report.mas2016
+    ms, mh, fe = report.ms_score, report.mh_score, report.ferritin_esr
+    hs_text = (f"{_range(hs.lower, hs.upper)} ({hs.probability}), {_CALL[hs.positive]} "
+               f"(>= {hs.cutoff}){_missing(hs.missing)}")  # fmt: skip
+    if hs.note:
+        hs_text += f"; {hs.note}"
+    ms_text = ms.reason
+    if ms.value is not None:
+        bounds = "" if ms.lower == ms.upper else f" (range {_range(ms.lower, ms.upper)})"
+        ms_text = f"{_text(ms.value)}{bounds}, {_CALL[ms.positive]} (>= {ms.cutoff})" + (
+            f"; {ms.reason}" if ms.reason else "")  # fmt: skip
     mh_call = f"favours {mh.favours}" if mh.favours else "undecided"
-    fe_text = fe.reason if fe.ratio is None else (
-        f"{_text(fe.ratio, 2)}, {'at or above' if fe.above_cutoff else 'below'} {fe.cutoff}")  # fmt: skip
+    fe_text = fe.reason
+    if fe.ratio is not None:
+        side = "at or above" if fe.above_cutoff else "below"
+        fe_text = f"{_text(fe.ratio, 2)}, {side} {fe.cutoff}"
     return [
-        ("HScore", f"{hs_total} ({hs.probability}), {call[hs.positive]} (>= {hs.cutoff})"
-         + (f"; missing: {', '.join(hs.missing)}" if hs.missing else "") + (f"; {hs.note}" if hs.note else "")),
+        ("HScore", hs_text),
         ("HLH-2004", f"{hlh.result} ({hlh.reason})"),
         ("MAS 2016 (sJIA)", f"{mas.result} ({mas.reason})"),
         ("MS score", ms_text),
-        ("MH score", f"{mh_total}, {mh_call} (>= {mh.cutoff}: primary HLH)"
-         + (f"; missing: {', '.join(mh.missing)}" if mh.missing else "")),
+        ("MH score", f"{_range(mh.lower, mh.upper)}, {mh_call} (>= {mh.cutoff}: primary HLH)"
+                     f"{_missing(mh.missing)}"),
         ("Ferritin:ESR", fe_text),
     ]  # fmt: skip
 
@@ -102,21 +122,25 @@ def _summary(report: ScoreReport) -> list[tuple[str, str]]:
 def _print_report(console: Console, report: ScoreReport) -> None:
     from rich.table import Table
 
+    source = f" ({report.marrow_source})" if report.marrow_source else ""
     marrow = _text(report.marrow_hemophagocytosis)
-    console.print(f"[bold]Sample {report.sample}[/bold]  marrow hemophagocytosis: {marrow}"
-                  + (f" ({report.marrow_source})" if report.marrow_source else ""))  # fmt: skip
-    summary = Table("Score", "Result", show_header=True, header_style="bold")
+    console.print(f"[bold]Sample {report.sample}[/bold]  marrow hemophagocytosis: {marrow}{source}")
+    summary = Table("Score", "Result", header_style="bold")
     for name, text in _summary(report):
         summary.add_row(name, text)
     console.print(summary)
-    results = (("HScore", report.hscore), ("HLH-2004", report.hlh2004), ("MAS 2016", report.mas2016),
-               ("MS score", report.ms_score), ("MH score", report.mh_score), ("Ferritin:ESR", report.ferritin_esr))  # fmt: skip
+    results = (
+        ("HScore", report.hscore), ("HLH-2004", report.hlh2004), ("MAS 2016", report.mas2016),
+        ("MS score", report.ms_score), ("MH score", report.mh_score),
+        ("Ferritin:ESR", report.ferritin_esr),
+    )  # fmt: skip
     for title, result in results:
-        table = Table("Item", "Value used", "Rule", "Points / met", "Note", title=title, caption=result.citation,
-                      title_justify="left", caption_justify="left", header_style="bold")  # fmt: skip
+        table = Table("Item", "Value used", "Rule", "Points / met", "Note", title=title,
+                      caption=result.citation, title_justify="left", caption_justify="left",
+                      header_style="bold")  # fmt: skip
         for item in result.items:
-            for row_item, indent in ((item, ""), *((p, "  ") for p in item.parts)):
-                value = f"{_text(row_item.value)} {row_item.unit}".strip() if row_item.value is not None else "-"
-                table.add_row(indent + row_item.name, value, row_item.threshold, _outcome(row_item), row_item.note)
+            for row, indent in ((item, ""), *((part, "  ") for part in item.parts)):
+                value = "-" if row.value is None else f"{_text(row.value)} {row.unit}".strip()
+                table.add_row(indent + row.name, value, row.threshold, _outcome(row), row.note)
         console.print(table)
     console.print()

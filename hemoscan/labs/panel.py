@@ -11,7 +11,7 @@ raises :class:`~hemoscan.errors.LabValueError` naming the sample, the analyte an
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -132,7 +132,7 @@ def _to_decimal(raw: Any) -> Decimal | None:
     return None
 
 
-def _split(raw: Any, problem: Any) -> tuple[Decimal, str, str]:
+def _split(raw: Any, problem: Callable[[str], LabValueError]) -> tuple[Decimal, str, str]:
     """``(number, unit written with it, unit of its field or column)`` from ``"3000 ng/mL"``, a
     number, or ``{"value": .., "unit": ..}``."""
     unit = ""
@@ -210,8 +210,9 @@ def parse_value(analyte: Analyte, raw: Any, sample: str, source: str = "") -> La
         for measure in analyte.measures:
             if key in measure.quantity.rejected:
                 raise problem(measure.quantity.rejected[key])
-        other = next((q.name for q in u.QUANTITIES if q.find(unit_text) and q not in
-                      [m.quantity for m in analyte.measures]), None)  # fmt: skip
+        own = {m.quantity.name for m in analyte.measures}
+        others = [q.name for q in u.QUANTITIES if q.name not in own and q.find(unit_text)]
+        other = others[0] if others else ""
         kind = f"is a unit of {other}, not of {analyte.name}" if other else "is an unknown unit"
         raise problem(f"{unit_text!r} {kind} (accepted: {_accepted(analyte)})")
     measure, unit = found

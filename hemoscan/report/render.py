@@ -34,8 +34,14 @@ def write_pdf(html: str, path: Path) -> None:
     """The same HTML as a PDF, laid out by WeasyPrint (no browser, no network)."""
     import logging
 
+    from PIL import ImageFile
+
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
     from weasyprint import HTML
 
+    # WeasyPrint switches Pillow's global truncated-image tolerance on when imported; hemoscan
+    # must keep refusing truncated tiles in the same process, and embeds only its own images.
+    ImageFile.LOAD_TRUNCATED_IMAGES = previous
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     path.parent.mkdir(parents=True, exist_ok=True)
     HTML(string=html).write_pdf(path)

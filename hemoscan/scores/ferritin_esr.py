@@ -39,7 +39,8 @@ class FerritinESRResult:
     def to_dict(self) -> dict[str, Any]:
         ratio = None if self.ratio is None else self.ratio.quantize(Decimal("0.01"))
         return jsonable({
-            "ratio": ratio, "above_cutoff": self.above_cutoff, "cutoff": self.cutoff,
+            "ratio": ratio, "above_cutoff": self.above_cutoff, "positive": self.above_cutoff,
+            "cutoff": self.cutoff,
             "reason": self.reason, "items": [i.to_dict() for i in self.items],
             "citation": self.citation,
         })  # fmt: skip

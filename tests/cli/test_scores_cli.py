@@ -5,24 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import typer
 from typer.testing import CliRunner
 
-from hemoscan.cli.scores import EXIT_USAGE, scores_command
+from hemoscan.cli.app import app
+from hemoscan.cli.scores import EXIT_USAGE
 
 runner = CliRunner()
 
 
-def _app() -> typer.Typer:
-    """The command as ``hemoscan.cli.app`` registers it: ``app.command("scores")(scores_command)``."""
-    app = typer.Typer()
-    app.command("scores")(scores_command)
-    app.command("noop")(lambda: None)  # two commands, so "scores" stays a sub-command
-    return app
-
-
 def _invoke(*args: str):
-    return runner.invoke(_app(), ["scores", *args])
+    return runner.invoke(app, ["scores", *args])
 
 
 HS5 = {"sample": "HS5", "temperature": "39.0 °C", "splenomegaly": True, "hepatomegaly": False,
@@ -46,7 +38,8 @@ def test_json_output(tmp_path: Path) -> None:
     assert "missing" in first["ms_score"]["reason"]
     assert first["mh_score"]["total"] == 23 and first["ferritin_esr"]["ratio"] == 400
     assert (second["hscore"]["total"], second["hscore"]["upper"], second["hscore"]["positive"]) == (0, 337, None)
-    assert second["hlh2004"]["result"] == "undecided" and second["ferritin_esr"]["reason"].startswith("not computable")
+    assert second["hlh2004"]["result"] == "undecided"
+    assert second["ferritin_esr"]["reason"].startswith("not computable")
 
 
 def test_table_output(tmp_path: Path) -> None:
@@ -62,7 +55,8 @@ def test_table_output(tmp_path: Path) -> None:
 def test_settings_options(tmp_path: Path) -> None:
     labs = tmp_path / "p.json"
     labs.write_text(json.dumps({"sample": "P", "temperature": "39 °C", "sjia": True, "scd25": "2000 U/mL"}))
-    out = json.loads(_invoke(str(labs), "--json", "--fever-threshold", "38.5", "--scd25-cutoff", "1800 U/mL").stdout)[0]
+    result = _invoke(str(labs), "--json", "--fever-threshold", "38.5", "--scd25-cutoff", "1800 U/mL")
+    out = json.loads(result.stdout)[0]
     assert out["mas2016"]["applicable"] is True
     assert next(i for i in out["hlh2004"]["items"] if i["name"].startswith("8."))["met"] is True
 

@@ -33,8 +33,9 @@ def test_aliases(alias: str, canonical: str) -> None:
 
 def test_value_forms_and_canonical_units() -> None:
     panel = parse_panel("S1", {
-        "ferritin": "3000 ng/mL", "TG": {"value": 133, "unit": "mg/dL"}, "fibrinogen": {"value": "2.5", "unit": "g/L"},
-        "PLT": "110000 /µL", "Hb": "92 g/L", "temperature": "102.5 °F", "AST": "0.8 µkat/L", "age": "3 weeks",
+        "ferritin": "3000 ng/mL", "TG": {"value": 133, "unit": "mg/dL"},
+        "fibrinogen": {"value": "2.5", "unit": "g/L"}, "PLT": "110000 /µL", "Hb": "92 g/L",
+        "temperature": "102.5 °F", "AST": "0.8 µkat/L", "age": "3 weeks",
     })  # fmt: skip
     assert panel.quantity("ferritin", "µg/L") == D(3000)
     tg = panel.value("triglycerides")
@@ -109,6 +110,9 @@ def _error(entries: dict) -> str:
         ({"temperature": "39 °F"}, ["temperature", "did you mean 39 °C?"]),
         ({"temperature": "102 °C"}, ["temperature", "did you mean 102 °F?"]),
         ({"PLT": "150000 x10^9/L"}, ["platelets", "did you mean 150000 /µL?"]),
+        ({"PLT": "110 /µL"}, ["platelets", "110 /µL (= 0.11 ×10⁹/L) is outside",
+                              "did you mean 110 ×10⁹/L?"]),
+        ({"WBC": "5.0 /mm3"}, ["leukocytes", "did you mean 5 ×10⁹/L?"]),
         ({"ferritin": "3,000 ng/mL"}, ["ferritin", "ambiguous", "decimal point"]),
         ({"ferritin": ">100000 ng/mL"}, ["ferritin", "censored value"]),
         ({"ferritin": "high"}, ["ferritin", "is not a number with a unit"]),

@@ -31,7 +31,8 @@ def test_json_without_sample_is_named_after_the_file(tmp_path: Path) -> None:
 
 
 def test_json_list_mapping_and_samples_key(tmp_path: Path) -> None:
-    listed = _write(tmp_path / "a.json", json.dumps([{"sample": "A", "Hb": "9 g/dL"}, {"sample": "B", "PLT": "80 G/L"}]))
+    samples = [{"sample": "A", "Hb": "9 g/dL"}, {"sample": "B", "PLT": "80 G/L"}]
+    listed = _write(tmp_path / "a.json", json.dumps(samples))
     mapped = _write(tmp_path / "b.json", json.dumps({"C": {"TG": "3 mmol/L"}, "D": {"fibrinogen": "1.2 g/L"}}))
     wrapped = _write(tmp_path / "c.json", json.dumps({"samples": [{"sample": "E", "ESR": "20 mm/h"}]}))
     assert [p.sample for p in read_lab_panels(listed)] == ["A", "B"]
@@ -41,15 +42,17 @@ def test_json_list_mapping_and_samples_key(tmp_path: Path) -> None:
 
 
 def test_json_numbers_are_exact(tmp_path: Path) -> None:
-    f = _write(tmp_path / "p.json", '{"sample": "P", "fibrinogen": {"value": 4.0, "unit": "g/L"}, "AST": {"value": 0.1, "unit": "µkat/L"}}')
+    f = _write(tmp_path / "p.json", '{"sample": "P", "fibrinogen": {"value": 4.0, "unit": "g/L"}, '
+                                    '"AST": {"value": 0.1, "unit": "µkat/L"}}')
     (panel,) = read_lab_panels(f)
     assert panel.quantity("fibrinogen", "mg/dL") == D(400) and panel.quantity("ast", "U/L") == D(6)
 
 
 def test_yaml(tmp_path: Path) -> None:
     pytest.importorskip("yaml")
-    f = _write(tmp_path / "labs.yaml", "- sample: Y1\n  ferritin: 3000 ng/mL\n  fever: yes\n  fibrinogen:\n"
-                                       "    value: 1.8\n    unit: g/L\n- sample: Y2\n  WBC: 4.2 x10^9/L\n")  # fmt: skip
+    f = _write(tmp_path / "labs.yaml", "- sample: Y1\n  ferritin: 3000 ng/mL\n  fever: yes\n"
+                                       "  fibrinogen:\n    value: 1.8\n    unit: g/L\n"
+                                       "- sample: Y2\n  WBC: 4.2 x10^9/L\n")  # fmt: skip
     y1, y2 = read_lab_panels(f)
     assert y1.flag("fever") is True and y1.quantity("fibrinogen", "g/L") == D("1.8")
     assert y2.quantity("leukocytes", "×10⁹/L") == D("4.2")
@@ -71,7 +74,8 @@ def test_csv_semicolons_and_bom(tmp_path: Path) -> None:
     f = tmp_path / "semi.csv"
     f.write_bytes("\ufeffSample;Hb (g/L);WBC\n# a comment\n\nP1;85;3500 /µL\n".encode())
     (panel,) = read_lab_panels(f)
-    assert panel.quantity("hemoglobin", "g/dL") == D("8.5") and panel.quantity("leukocytes", "×10⁹/L") == D("3.5")
+    assert panel.quantity("hemoglobin", "g/dL") == D("8.5")
+    assert panel.quantity("leukocytes", "×10⁹/L") == D("3.5")
 
 
 def test_csv_long(tmp_path: Path) -> None:
@@ -133,7 +137,8 @@ def test_layout_errors(tmp_path: Path, name: str, text: str, fragment: str) -> N
 
 
 def test_long_csv_duplicate_analyte(tmp_path: Path) -> None:
-    message = _file_error(tmp_path, "l.csv", "sample,analyte,value,unit\nP1,PLT,80,G/L\nP1,PLT,90,G/L\n", LabValueError)
+    text = "sample,analyte,value,unit\nP1,PLT,80,G/L\nP1,PLT,90,G/L\n"
+    message = _file_error(tmp_path, "l.csv", text, LabValueError)
     assert "sample 'P1', PLT: given twice" in message
 
 

@@ -37,4 +37,5 @@ def test_not_computable() -> None:
 
 def test_to_dict_rounds_the_ratio() -> None:
     d = _ratio({"ferritin": "1000 ng/mL", "ESR": "30 mm/h"}).to_dict()
-    assert d["ratio"] == 33.33 and d["above_cutoff"] is True and "acr2.11048" in d["citation"]
+    assert d["ratio"] == 33.33 and d["above_cutoff"] is True and d["positive"] is True
+    assert "acr2.11048" in d["citation"]

@@ -25,7 +25,8 @@ def _points(result, name: str) -> int:
 
 def test_hs1_sophiewell_274() -> None:
     r = _score(temperature="40.0 °C", hepatomegaly=True, splenomegaly=True, Hb="8 g/dL", PLT="90 x10^9/L",
-               ferritin="4000 ng/mL", TG="3.0 mmol/L", fibrinogen="2.0 g/L", AST="100 U/L", marrow_hemophagocytosis=True)  # fmt: skip
+               ferritin="4000 ng/mL", TG="3.0 mmol/L", fibrinogen="2.0 g/L", AST="100 U/L",
+               marrow_hemophagocytosis=True)  # fmt: skip
     assert [i.points for i in r.items] == [0, 49, 38, 24, 35, 44, 30, 19, 35]
     assert (r.total, r.lower, r.upper, r.probability, r.positive, r.missing) == (274, 274, 274, ">99%", True, ())
 

@@ -11,6 +11,8 @@ from hemoscan.labs import parse_panel
 from hemoscan.scores.ms_score import CUTOFF, ms_score
 
 NO_CLINICAL = {"cns_involvement": False, "hemorrhage": False, "active_arthritis": False}
+MS3 = {**NO_CLINICAL, "PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL",
+       "ferritin": "3000 ng/mL"}
 
 
 def _ms(entries: dict, **kwargs):
@@ -51,7 +53,8 @@ def test_just_below_and_above_the_cutoff() -> None:
 
 
 def test_si_units_are_converted_exactly() -> None:
-    r = _ms({**NO_CLINICAL, "PLT": "300000 /µL", "LDH": "5 µkat/L", "fibrinogen": "4.5 g/L", "ferritin": "3000 µg/L"})
+    r = _ms({**NO_CLINICAL, "PLT": "300000 /µL", "LDH": "5 µkat/L", "fibrinogen": "4.5 g/L",
+             "ferritin": "3000 µg/L"})
     assert r.value == D("-2.1") and r.positive is True
 
 
@@ -66,7 +69,8 @@ def test_ms4_fibrinogen_in_g_per_l_labelled_mg_per_dl_is_rejected() -> None:
 def test_missing_yes_no_items_give_bounds() -> None:
     r = _ms({"PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL", "ferritin": "3000 ng/mL"})
     assert r.value == D("-2.1") and r.lower == D("-3.4") and r.upper == D("1.88")
-    assert r.positive is None and set(r.missing) == {"CNS involvement", "Haemorrhagic manifestations", "Active arthritis"}
+    assert r.positive is None
+    assert set(r.missing) == {"CNS involvement", "Haemorrhagic manifestations", "Active arthritis"}
     decided = _ms({"cns_involvement": True, "PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL",
                    "ferritin": "3000 ng/mL"})  # fmt: skip
     assert decided.lower == D("-0.96") and decided.positive is True
@@ -78,7 +82,7 @@ def test_missing_lab_value_is_not_computable() -> None:
 
 
 def test_cutoff_is_configurable_and_applicability_reported() -> None:
-    entries = {**NO_CLINICAL, "PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL", "ferritin": "3000 ng/mL"}
+    entries = MS3
     assert _ms(entries, cutoff=D("-1.74")).positive is False
     assert _ms({**entries, "fever": True, "sjia": True}).applicable is True
     afebrile = _ms({**entries, "fever": False, "sjia": True})
@@ -86,5 +90,5 @@ def test_cutoff_is_configurable_and_applicability_reported() -> None:
 
 
 def test_to_dict_numbers() -> None:
-    d = _ms({**NO_CLINICAL, "PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL", "ferritin": "3000 ng/mL"}).to_dict()
+    d = _ms(MS3).to_dict()
     assert d["value"] == -2.1 and d["positive"] is True and d["cutoff"] == -2.1
