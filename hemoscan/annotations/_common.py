@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +29,10 @@ Box = tuple[float, float, float, float]
 OptionsT = TypeVar("OptionsT")
 
 
-def warn(message: str) -> None:
-    warnings.warn(message, AnnotationWarning, stacklevel=3)
+def warn(message: str, stacklevel: int = 3) -> None:
+    """Warn as coming from the caller of the function that calls this (``stacklevel`` deeper
+    for helpers called by readers)."""
+    warnings.warn(message, AnnotationWarning, stacklevel=stacklevel)
 
 
 def listing(items: Sequence[Any], limit: int = 5) -> str:
@@ -216,6 +218,58 @@ class Draft:
         self.labels.append(target)
         self.parents.append(parent)
         return len(self.boxes) - 1
+
+
+def paired_drafts(
+    spec: DatasetSpec,
+    image_dir: Path,
+    label_dir: Path,
+    suffixes: Sequence[str],
+    *,
+    stray_what: str,
+    missing_what: str,
+    strip: str = "",
+) -> Iterator[tuple[Draft, Path | None]]:
+    """One empty :class:`Draft` per image in ``image_dir`` (``label_dir`` excluded), with its
+    annotation file (see :func:`match_files`) or None.
+
+    Raises when there are no images; warns (eagerly) about annotation files that match no
+    image, naming them ``stray_what`` (e.g. ``".txt files"``), and, once every draft has been
+    taken, about the images without one, named ``missing_what`` (e.g. ``"label file"``).
+    """
+    images = list_images(image_dir, exclude=label_dir)
+    if not images:
+        raise AnnotationError(f"dataset {spec.name}: no images in {image_dir}")
+    matched, stray = match_files(images, image_dir, label_dir, suffixes, strip=strip)
+    if stray:
+        warn(
+            f"dataset {spec.name}: skipped {len(stray)} {stray_what} in {label_dir} that match "
+            f"no image: {listing([s.relative_to(label_dir).as_posix() for s in stray])}",
+            stacklevel=4,
+        )
+    return _drafts_for(spec, images, matched, label_dir, missing_what)
+
+
+def _drafts_for(
+    spec: DatasetSpec,
+    images: Sequence[Path],
+    matched: dict[Path, Path],
+    label_dir: Path,
+    missing_what: str,
+) -> Iterator[tuple[Draft, Path | None]]:
+    missing: list[str] = []
+    for image in images:
+        w, h = image_size(image)
+        path = matched.get(image)
+        if path is None:
+            missing.append(image.name)
+        yield Draft(image, w, h, source=path), path
+    if missing:
+        warn(
+            f"dataset {spec.name}: {len(missing)} images have no {missing_what} in {label_dir} "
+            f"and are taken as having no objects: {listing(missing)}",
+            stacklevel=4,
+        )
 
 
 def finalize(spec: DatasetSpec, drafts: Sequence[Draft]) -> list[AnnotatedImage]:

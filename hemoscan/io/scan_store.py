@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,15 +108,6 @@ class ScanStore:
             if key not in self.finished:
                 self.finished[key] = _row_to_result(row)
                 kept_rows.append(row)
-        det_lines = []
-        for line in _complete_lines(self.dir / DETECTIONS):
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            key = (d.get("sample"), d.get("tile"))
-            if key in self.finished and self.finished[key].ok:
-                det_lines.append(line + "\n")
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(TILE_COLUMNS)
@@ -123,8 +115,31 @@ class ScanStore:
             writer.writerow([row[c] for c in TILE_COLUMNS])
         if rows or (self.dir / TILES).exists():
             atomic_write_text(self.dir / TILES, out.getvalue())
-        if det_lines or (self.dir / DETECTIONS).exists():
-            atomic_write_text(self.dir / DETECTIONS, "".join(det_lines))
+        if (self.dir / DETECTIONS).exists():
+            self._compact_detections()
+
+    def _compact_detections(self) -> None:
+        """Keep the complete lines of finished ok tiles, streaming (the file can be large)."""
+        path = self.dir / DETECTIONS
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{DETECTIONS}.", suffix=".tmp")
+        try:
+            with open(path, encoding="utf-8") as src, os.fdopen(fd, "w", encoding="utf-8") as dst:
+                for line in src:
+                    if not line.endswith("\n"):
+                        break  # torn last line
+                    try:
+                        d = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    result = self.finished.get((d.get("sample"), d.get("tile")))
+                    if result is not None and result.ok:
+                        dst.write(line)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def is_finished(self, sample: str, tile: str) -> bool:
         return (sample, tile) in self.finished

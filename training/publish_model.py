@@ -1,0 +1,42 @@
+"""Ship a trained model folder: copy it into ``weights/NAME`` and record its sha256.
+
+    python training/publish_model.py runs/lite0-v1/best --name hemoscan-lite0-v1
+
+The folder must hold ``config.json`` and ``model.safetensors`` (as ``save_model_folder``
+writes them); ``MODEL_CARD.md`` is written by hand next to the weights afterwards. The model
+is loaded once from its new place to prove the manifest entry right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from hemoscan.models.loading import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file, weights_dir
+
+
+def publish(source: Path, name: str) -> Path:
+    target = weights_dir() / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in (CONFIG_FILE, WEIGHTS_FILE):
+        shutil.copy2(source / file, target / file)
+    manifest_path = weights_dir() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest[name] = {"folder": name, "sha256": sha256_file(target / WEIGHTS_FILE)}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    load_model(name)
+    return target
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", type=Path, help="trained model folder")
+    p.add_argument("--name", required=True, help="name of the shipped model (weights/NAME)")
+    args = p.parse_args()
+    print(f"published {publish(args.source, args.name)}")
+
+
+if __name__ == "__main__":
+    main()
