@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hemoscan.datamodel import CELL_CLASSES
+from hemoscan.datamodel import CELL_CLASSES, Detection, EngulfedCell
 from hemoscan.models import LoadedModel, ModelConfig, create_model, load_model, save_model_folder
 
 TINY_CONFIG = ModelConfig(
@@ -118,3 +118,24 @@ def hemophagocyte_model() -> LoadedModel:
     config = ModelConfig(name="scripted", version="0", architecture="tiny_blob", classes=HOST_CLASSES,
                          tile_size=512, overlap=128, weights_sha256="0" * 64)  # fmt: skip
     return LoadedModel(config=config, module=ScriptedNet(boxes), sha256="0" * 64, folder=Path("."))
+
+
+
+def sample_detections() -> tuple[Detection, Detection, Detection]:
+    """``(rbc, hemophagocyte, platelet)`` for export tests; the hemophagocyte holds an engulfed red
+    cell and an engulfed granulocyte."""
+    hemo = Detection(
+        "hemophagocyte",
+        0.912345678,
+        100.0,
+        50.0,
+        180.5,
+        140.25,
+        engulfed_cells=(
+            EngulfedCell("rbc", 0.8, 110.0, 60.0, 120.0, 70.0),
+            EngulfedCell("granulocyte", 0.7, 130.0, 80.0, 150.0, 100.0),
+        ),
+    )
+    rbc = Detection("rbc", 0.5, 10.123, 20.456, 30.0, 40.0)
+    platelet = Detection("platelet", 0.6, 1.0, 2.0, 4.0, 6.0)
+    return rbc, hemo, platelet

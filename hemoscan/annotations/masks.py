@@ -34,12 +34,8 @@ from hemoscan.annotations._common import (
     Draft,
     finalize,
     find_dir,
-    image_size,
-    list_images,
-    listing,
-    match_files,
+    paired_drafts,
     parse_options,
-    warn,
 )
 from hemoscan.annotations.record import DROP, IGNORE, AnnotatedImage, AnnotationError
 from hemoscan.annotations.spec import DatasetSpec
@@ -189,31 +185,25 @@ def read_masks(spec: DatasetSpec) -> list[AnnotatedImage]:
         raise AnnotationError(
             f"dataset {spec.name}: masks must be in their own folder, not {image_dir}"
         )
-    images = list_images(image_dir, exclude=mask_dir)
-    if not images:
-        raise AnnotationError(f"dataset {spec.name}: no images in {image_dir}")
-    matched, stray = match_files(
-        images, image_dir, mask_dir, IMAGE_EXTENSIONS, strip=opts.mask_suffix
-    )
-    if stray:
-        warn(
-            f"dataset {spec.name}: skipped {len(stray)} masks in {mask_dir} that match no image: "
-            f"{listing([s.relative_to(mask_dir).as_posix() for s in stray])}"
-        )
     drafts: list[Draft] = []
-    missing: list[str] = []
-    for image in images:
-        w, h = image_size(image)
-        path = matched.get(image)
-        draft = Draft(image, w, h, source=path)
+    for draft, path in paired_drafts(
+        spec,
+        image_dir,
+        mask_dir,
+        IMAGE_EXTENSIONS,
+        strip=opts.mask_suffix,
+        stray_what="masks",
+        missing_what="mask",
+    ):
         drafts.append(draft)
         if path is None:
-            missing.append(image.name)
             continue
         mask = read_mask(path)
+        w, h = draft.width, draft.height
         if mask.shape[:2] != (h, w):
             raise AnnotationError(
-                f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {image} is {w}x{h}"
+                f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{draft.image_path} is {w}x{h}"
             )
         boxes, ignore = objects_in_mask(mask, path, opts)
         for box in boxes:
@@ -221,9 +211,4 @@ def read_masks(spec: DatasetSpec) -> list[AnnotatedImage]:
         if target != DROP:
             for box in ignore:
                 draft.add(box, IGNORE)
-    if missing:
-        warn(
-            f"dataset {spec.name}: {len(missing)} images have no mask in {mask_dir} and are taken "
-            f"as having no objects: {listing(missing)}"
-        )
     return finalize(spec, drafts)

@@ -31,12 +31,8 @@ from hemoscan.annotations._common import (
     Draft,
     finalize,
     find_dir,
-    image_size,
-    list_images,
-    listing,
-    match_files,
+    paired_drafts,
     parse_options,
-    warn,
 )
 from hemoscan.annotations.record import HOST_CLASS, AnnotatedImage, AnnotationError, is_engulfed
 from hemoscan.annotations.spec import DatasetSpec
@@ -199,29 +195,16 @@ def read_qupath(spec: DatasetSpec) -> list[AnnotatedImage]:
         )
         if spec.split and (geo_dir / spec.split).is_dir() and geo_dir != image_dir:
             geo_dir = geo_dir / spec.split
-    images = list_images(image_dir, exclude=geo_dir)
-    if not images:
-        raise AnnotationError(f"dataset {spec.name}: no images in {image_dir}")
-    matched, stray = match_files(images, image_dir, geo_dir, GEOJSON_SUFFIXES)
-    if stray:
-        warn(
-            f"dataset {spec.name}: skipped {len(stray)} GeoJSON files in {geo_dir} that match no "
-            f"image: {listing([s.relative_to(geo_dir).as_posix() for s in stray])}"
-        )
     drafts: list[Draft] = []
-    missing: list[str] = []
-    for image in images:
-        w, h = image_size(image)
-        path = matched.get(image)
-        draft = Draft(image, w, h, source=path)
+    for draft, path in paired_drafts(
+        spec,
+        image_dir,
+        geo_dir,
+        GEOJSON_SUFFIXES,
+        stray_what="GeoJSON files",
+        missing_what="GeoJSON file",
+    ):
         drafts.append(draft)
-        if path is None:
-            missing.append(image.name)
-        else:
+        if path is not None:
             _read_file(spec, opts, path, draft)
-    if missing:
-        warn(
-            f"dataset {spec.name}: {len(missing)} images have no GeoJSON file in {geo_dir} and "
-            f"are taken as having no objects: {listing(missing)}"
-        )
     return finalize(spec, drafts)

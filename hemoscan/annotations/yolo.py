@@ -25,10 +25,7 @@ from hemoscan.annotations._common import (
     Draft,
     finalize,
     find_dir,
-    image_size,
-    list_images,
-    listing,
-    match_files,
+    paired_drafts,
     parse_options,
     warn,
 )
@@ -139,24 +136,12 @@ def read_yolo(spec: DatasetSpec) -> list[AnnotatedImage]:
     image_dir = find_dir(spec, spec.images, ("images", "."), "image")
     label_dir = _label_dir(spec, image_dir)
     names = class_names(spec, label_dir, opts)
-    images = list_images(image_dir, exclude=label_dir)
-    if not images:
-        raise AnnotationError(f"dataset {spec.name}: no images in {image_dir}")
-    matched, stray = match_files(images, image_dir, label_dir, (".txt",))
-    if stray:
-        warn(
-            f"dataset {spec.name}: skipped {len(stray)} .txt files in {label_dir} that match no "
-            f"image: {listing([s.relative_to(label_dir).as_posix() for s in stray])}"
-        )
     drafts: list[Draft] = []
-    missing: list[str] = []
-    for image in images:
-        w, h = image_size(image)
-        label = matched.get(image)
-        draft = Draft(image, w, h, source=label)
+    for draft, label in paired_drafts(
+        spec, image_dir, label_dir, (".txt",), stray_what=".txt files", missing_what="label file"
+    ):
         drafts.append(draft)
         if label is None:
-            missing.append(image.name)
             continue
         try:
             text = label.read_text(encoding="utf-8-sig")
@@ -169,10 +154,5 @@ def read_yolo(spec: DatasetSpec) -> list[AnnotatedImage]:
             cls, values = _parse_line(line, where)
             name = names[cls] if names is not None and cls < len(names) else None
             target = spec.map_class((cls, name), where)
-            draft.add(_to_box(values, w, h, where), target)
-    if missing:
-        warn(
-            f"dataset {spec.name}: {len(missing)} images have no label file in {label_dir} and "
-            f"are taken as having no objects: {listing(missing)}"
-        )
+            draft.add(_to_box(values, draft.width, draft.height, where), target)
     return finalize(spec, drafts)

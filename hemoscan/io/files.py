@@ -7,27 +7,36 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, TextIO
 
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 200
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``, so a
-    reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """A text file that replaces ``path`` only when the block completes (via a temp file in the
+    same folder, fsync and ``os.replace``): a reader, or a run killed mid-write, sees the old
+    file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_writer(path) as f:
+        f.write(text)
 
 
 def atomic_write_json(path: Path, obj: Any, indent: int | None = None) -> None:

@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult
 from hemoscan.errors import OutputDirError
-from hemoscan.io.files import atomic_write_json, atomic_write_text
+from hemoscan.io.files import atomic_write_json, atomic_write_text, atomic_writer
 
 DETECTIONS = "detections.jsonl"
 TILES = "tiles.csv"
@@ -121,25 +120,17 @@ class ScanStore:
     def _compact_detections(self) -> None:
         """Keep the complete lines of finished ok tiles, streaming (the file can be large)."""
         path = self.dir / DETECTIONS
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{DETECTIONS}.", suffix=".tmp")
-        try:
-            with open(path, encoding="utf-8") as src, os.fdopen(fd, "w", encoding="utf-8") as dst:
-                for line in src:
-                    if not line.endswith("\n"):
-                        break  # torn last line
-                    try:
-                        d = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    result = self.finished.get((d.get("sample"), d.get("tile")))
-                    if result is not None and result.ok:
-                        dst.write(line)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with open(path, encoding="utf-8") as src, atomic_writer(path) as dst:
+            for line in src:
+                if not line.endswith("\n"):
+                    break  # torn last line
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                result = self.finished.get((d.get("sample"), d.get("tile")))
+                if result is not None and result.ok:
+                    dst.write(line)
 
     def is_finished(self, sample: str, tile: str) -> bool:
         return (sample, tile) in self.finished

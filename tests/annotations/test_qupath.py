@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from hemoscan.annotations import AnnotationError, AnnotationWarning, DatasetSpec, read_qupath
-from hemoscan.datamodel import Detection, EngulfedCell, TileResult
+from hemoscan.datamodel import Detection, TileResult
 from hemoscan.io.exports import write_geojson
 from tests.annotations.util import blank, by_name, write_json
+from tests.conftest import sample_detections
 
 
 def _feature(name: str | None, geometry: dict, object_type: str = "annotation", **props) -> dict:
@@ -106,26 +107,10 @@ def test_unclassified_points_and_bad_geometry(tmp_path: Path) -> None:
 
 
 def test_round_trip_of_hemoscan_geojson_export(tmp_path: Path) -> None:
-    hemo = Detection(
-        "hemophagocyte",
-        0.9,
-        100.0,
-        50.0,
-        180.5,
-        140.25,
-        engulfed_cells=(
-            EngulfedCell("rbc", 0.8, 110.0, 60.0, 120.0, 70.0),
-            EngulfedCell("granulocyte", 0.7, 130.0, 80.0, 150.0, 100.0),
-        ),
-    )
+    rbc, hemo, platelet = sample_detections()
     # a second, overlapping hemophagocyte: explicit parent_id must win over containment
     inner = Detection("hemophagocyte", 0.8, 105.0, 55.0, 160.0, 120.0)
-    dets = (
-        Detection("rbc", 0.5, 10.123, 20.456, 30.0, 40.0),
-        hemo,
-        inner,
-        Detection("platelet", 0.6, 1.0, 2.0, 4.0, 6.0),
-    )
+    dets = (rbc, hemo, inner, platelet)
     results = [
         TileResult("s1", "s1/tile_0.png", "ok", 256, 192, dets),
         TileResult("s1", "s1/empty.png", "ok", 64, 64, ()),

@@ -7,23 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hemoscan.datamodel import CELL_CLASSES, Detection, EngulfedCell, TileResult
+from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult
 from hemoscan.io.exports import CLASS_COLORS, write_coco, write_geojson
+from tests.conftest import sample_detections
 
-HEMO = Detection(
-    "hemophagocyte",
-    0.912345678,
-    100.0,
-    50.0,
-    180.5,
-    140.25,
-    engulfed_cells=(
-        EngulfedCell("rbc", 0.8, 110.0, 60.0, 120.0, 70.0),
-        EngulfedCell("granulocyte", 0.7, 130.0, 80.0, 150.0, 100.0),
-    ),
-)
-RBC = Detection("rbc", 0.5, 10.123, 20.456, 30.0, 40.0)
-PLATELET = Detection("platelet", 0.6, 1.0, 2.0, 4.0, 6.0)
+RBC, HEMO, PLATELET = sample_detections()
 
 
 def _results() -> list[TileResult]:
