@@ -33,6 +33,15 @@ class ExportFormat(str, Enum):
     coco = "coco"
 
 
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
+class ModelFormat(str, Enum):
+    onnx = "onnx"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"hemoscan {__version__}")
@@ -70,6 +79,10 @@ def scan(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
+    backend: Annotated[
+        Backend,
+        typer.Option(help="torch, or onnx: onnxruntime on the CPU (--model must be a folder made by `hemoscan export`)."),
+    ] = Backend.torch,
     sample_id: Annotated[
         Optional[str], typer.Option(help="Sample name for every tile.", show_default="one sample per folder")
     ] = None,
@@ -117,6 +130,7 @@ def scan(
         save_crops=save_crops,
         exports=tuple(e.value for e in export or ()),
         retry_failed=retry_failed,
+        backend=backend.value,
     )
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), _TilesPerSecond(), TimeElapsedColumn(),
@@ -175,6 +189,26 @@ def report(
         _fail(str(e))
     typer.echo(f"{len(reports)} sample report(s) -> {', '.join(str(p) for p in written[:3])}"
                f"{' ...' if len(written) > 3 else ''}")  # fmt: skip
+
+
+@app.command("export")
+def export_model(
+    model: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (model.onnx, config.json, onnx.json).")],
+    fmt: Annotated[ModelFormat, typer.Option("--format", help="Export format.")] = ModelFormat.onnx,
+    opset: Annotated[int, typer.Option(min=13, help="ONNX opset.")] = 17,
+) -> None:
+    """Export a model for the fast CPU path: then `hemoscan scan --model OUT --backend onnx`."""
+    from hemoscan.errors import HemoscanError
+    from hemoscan.models.export import ONNX_FILE, export_onnx
+    from hemoscan.models.loading import load_model
+
+    try:
+        folder = export_onnx(load_model(model), out, opset=opset)
+    except (HemoscanError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{model} exported to {folder / ONNX_FILE} ({fmt.value}, opset {opset}); "
+               f"scan with: hemoscan scan SOURCES --model {folder} --backend onnx")  # fmt: skip
 
 
 app.command("scores")(scores_command)

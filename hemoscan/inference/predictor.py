@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from hemoscan.datamodel import Detection
+from hemoscan.inference.backends import create_backend
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
 from hemoscan.inference.tiling import Window, grid
+from hemoscan.models.export import OnnxModel
 from hemoscan.models.loading import LoadedModel
 
 _ALIGN = 32  # every architecture's largest stride
@@ -40,23 +42,27 @@ class Predictor:
     ``conf`` overrides every class's tuned threshold; ``tile_size``/``overlap`` (pixels of the
     rescaled image, multiples of 32) default to the model config's; ``scale`` resizes images
     before prediction (e.g. 0.5 halves them) and boxes are mapped back to input pixels.
+    ``backend`` is ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` is then an
+    :class:`~hemoscan.models.export.OnnxModel` or a model whose folder holds its ONNX export,
+    see ``hemoscan export``); see :mod:`hemoscan.inference.backends`.
     """
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: LoadedModel | OnnxModel,
         device: str = "cpu",
         batch_size: int = 1,
         conf: float | None = None,
         tile_size: int | None = None,
         overlap: int | None = None,
         scale: float = 1.0,
+        backend: str = "torch",
     ) -> None:
         cfg = model.config
         self.config = cfg
         self.device = torch.device(device)
-        self.module = model.module.to(self.device).eval()
-        self.stride = int(self.module.stride)
+        self.backend, self.stride = create_backend(model, backend, device)
+        self.module = getattr(self.backend, "module", None)
         self.batch_size = max(1, batch_size)
         self.tile_size = tile_size or cfg.tile_size
         self.overlap = cfg.overlap if overlap is None else overlap
@@ -115,9 +121,7 @@ class Predictor:
         return [self._merge(parts) for parts in found]
 
     def _forward(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
-        with torch.inference_mode():
-            outs = self.module(torch.from_numpy(batch).to(self.device))
-        return tuple(o.float().cpu() for o in outs)
+        return self.backend(batch)
 
     def _decode_window(
         self, outputs: tuple[torch.Tensor, ...], b: int, win: Window
