@@ -61,6 +61,15 @@ def main() -> None:
             # warm-up so that one-off start-up costs are not counted
             scan([str(tiles[0])], Path(tmp) / f"warm{size}", ScanOptions(workers=0), model=model)
             for batch in args.batches:
+                x = torch.randn(batch, 3, size, size)
+                with torch.inference_mode():
+                    t0 = time.perf_counter()
+                    for _ in range(max(1, args.tiles // (4 * batch))):
+                        model.module(x)
+                    n = max(1, args.tiles // (4 * batch)) * batch
+                    net = time.perf_counter() - t0
+                print(f"{size:>4}x{size:<4} {f'network only, batch {batch}':<24} {n / net:8.1f} {1000 * net / n:8.1f}")
+            for batch in args.batches:
                 options = ScanOptions(batch_size=batch, workers=args.workers)
                 summary = scan([str(p) for p in tiles], Path(tmp) / f"out{size}-{batch}", options, model=model)
                 rate = summary.tiles_per_second
