@@ -11,14 +11,27 @@ from hemoscan.io.files import atomic_write_text, safe_stem
 from hemoscan.report.build import RESEARCH_USE, SampleReport
 
 
+def format_number(value: object) -> str:
+    """Numbers as a reader wants them: at most 4 significant digits below 1000, no float noise
+    (38.611111 -> 38.61, 123.998 -> 124, 0.0451 -> 0.0451); other values unchanged."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    text = f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text
+
+
 def _environment():  # type: ignore[no-untyped-def]
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("hemoscan.report", "templates"),
         autoescape=True,  # sample names and lab text come from users
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["num"] = format_number
+    return env
 
 
 def _svg_uri(svg: str) -> str:
