@@ -32,7 +32,9 @@ def write_tiles(folder: Path, size: int, n: int) -> list[Path]:
     for i in range(n):
         image, _ = render_example_tile(rng, size=(size, size), hemophagocytes=i % 2, macrophages=1)
         path = folder / f"tile_{i:04d}.jpg"
-        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(
+            str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
         paths.append(path)
     return paths
 
@@ -57,7 +59,9 @@ def main() -> None:
             for path in tiles:
                 read_tile(path)
             decode = time.perf_counter() - t0
-            print(f"{size:>4}x{size:<4} {'decode only':<24} {len(tiles) / decode:8.1f} {1000 * decode / len(tiles):8.1f}")
+            print(
+                f"{size:>4}x{size:<4} {'decode only':<24} {len(tiles) / decode:8.1f} {1000 * decode / len(tiles):8.1f}"
+            )
             # warm-up so that one-off start-up costs are not counted
             scan([str(tiles[0])], Path(tmp) / f"warm{size}", ScanOptions(workers=0), model=model)
             for batch in args.batches:
@@ -68,12 +72,18 @@ def main() -> None:
                         model.module(x)
                     n = max(1, args.tiles // (4 * batch)) * batch
                     net = time.perf_counter() - t0
-                print(f"{size:>4}x{size:<4} {f'network only, batch {batch}':<24} {n / net:8.1f} {1000 * net / n:8.1f}")
+                print(
+                    f"{size:>4}x{size:<4} {f'network only, batch {batch}':<24} {n / net:8.1f} {1000 * net / n:8.1f}"
+                )
             for batch in args.batches:
                 options = ScanOptions(batch_size=batch, workers=args.workers)
-                summary = scan([str(p) for p in tiles], Path(tmp) / f"out{size}-{batch}", options, model=model)
+                summary = scan(
+                    [str(p) for p in tiles], Path(tmp) / f"out{size}-{batch}", options, model=model
+                )
                 rate = summary.tiles_per_second
-                print(f"{size:>4}x{size:<4} {f'scan, batch {batch}':<24} {rate:8.1f} {1000 / rate:8.1f}")
+                print(
+                    f"{size:>4}x{size:<4} {f'scan, batch {batch}':<24} {rate:8.1f} {1000 / rate:8.1f}"
+                )
 
 
 if __name__ == "__main__":

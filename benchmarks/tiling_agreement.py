@@ -36,17 +36,26 @@ def main() -> None:
     model = load_model(args.model)
     whole_predictor = Predictor(model, tile_size=1024, overlap=0)
     rng = np.random.default_rng(7)
-    fields = [render_example_tile(rng, (1024, 1024), hemophagocytes=1, macrophages=1)[0] for _ in range(args.fields)]
+    fields = [
+        render_example_tile(rng, (1024, 1024), hemophagocytes=1, macrophages=1)[0]
+        for _ in range(args.fields)
+    ]
     whole = [whole_predictor.predict(f) for f in fields]
-    print(f"model {model.config.name}; {args.fields} example fields of 1024x1024 (procedurally generated)")
+    print(
+        f"model {model.config.name}; {args.fields} example fields of 1024x1024 (procedurally generated)"
+    )
     for tile, overlap in ((512, 128), (512, 256), (384, 192)):
         tiled = [Predictor(model, tile_size=tile, overlap=overlap).predict(f) for f in fields]
         matched = total = 0
         diff: Counter[str] = Counter()
         for w, t in zip(whole, tiled):
             for label in {d.label for d in w} | {d.label for d in t}:
-                wb = np.array([[d.x1, d.y1, d.x2, d.y2] for d in w if d.label == label]).reshape(-1, 4)
-                tb = np.array([[d.x1, d.y1, d.x2, d.y2] for d in t if d.label == label]).reshape(-1, 4)
+                wb = np.array([[d.x1, d.y1, d.x2, d.y2] for d in w if d.label == label]).reshape(
+                    -1, 4
+                )
+                tb = np.array([[d.x1, d.y1, d.x2, d.y2] for d in t if d.label == label]).reshape(
+                    -1, 4
+                )
                 total += len(wb)
                 diff[label] += len(tb) - len(wb)
                 if len(wb) and len(tb):

@@ -7,7 +7,7 @@ No torch or numpy here: these records are plain Python so every layer can use th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 #: The cell classes every hemoscan model speaks, in this order.

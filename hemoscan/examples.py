@@ -726,6 +726,7 @@ def write_example_tiles(
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     (out / "README.txt").write_text(README_TEXT, encoding="utf-8")
     labs = {f"sample_{j + 1:02d}": EXAMPLE_LABS[f"sample_{j % 2 + 1:02d}"] for j in range(samples)}
-    (out / "labs.json").write_text(json.dumps(labs, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "labs.json").write_text(
+        json.dumps(labs, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return paths
-

@@ -24,7 +24,14 @@ from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
 from hemoscan.io.files import atomic_write_json
 from hemoscan.io.images import read_tile
-from hemoscan.io.scan_store import SUMMARY, ScanStore, iter_detections, read_results, read_tiles, utc_now
+from hemoscan.io.scan_store import (
+    SUMMARY,
+    ScanStore,
+    iter_detections,
+    read_results,
+    read_tiles,
+    utc_now,
+)
 from hemoscan.io.sources import TileSource, expand_sources
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -108,7 +115,11 @@ def _decoded(sources: list[TileSource], workers: int, lookahead: int) -> Iterato
 
 
 def _tiling_settings(predictor: Predictor) -> dict[str, float]:
-    return {"tile_size": predictor.tile_size, "overlap": predictor.overlap, "scale": predictor.scale}
+    return {
+        "tile_size": predictor.tile_size,
+        "overlap": predictor.overlap,
+        "scale": predictor.scale,
+    }
 
 
 def scan(
@@ -134,7 +145,9 @@ def scan(
         raise HemoscanError(f"unknown backend {options.backend!r}; choose from {BACKENDS}")
     unknown = set(options.exports) - set(EXPORT_FORMATS)
     if unknown:
-        raise HemoscanError(f"unknown export format(s) {sorted(unknown)}; choose from {EXPORT_FORMATS}")
+        raise HemoscanError(
+            f"unknown export format(s) {sorted(unknown)}; choose from {EXPORT_FORMATS}"
+        )
     out = Path(out_dir)
     tiles = expand_sources(sources, options.sample_id)
     if model is None and options.backend == "onnx":

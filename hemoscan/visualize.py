@@ -15,7 +15,9 @@ from hemoscan.io.files import safe_stem
 CROP_CLASSES = ("hemophagocyte", "macrophage")
 
 
-def draw_overlay(image: np.ndarray, detections: list[Detection] | tuple[Detection, ...]) -> np.ndarray:
+def draw_overlay(
+    image: np.ndarray, detections: list[Detection] | tuple[Detection, ...]
+) -> np.ndarray:
     """HWC uint8 RGB copy of ``image`` with each detection's box in its class colour."""
     out = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 500))
@@ -46,7 +48,9 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def save_overlay(out_dir: Path, tile: str, image: np.ndarray, detections: tuple[Detection, ...]) -> Path:
+def save_overlay(
+    out_dir: Path, tile: str, image: np.ndarray, detections: tuple[Detection, ...]
+) -> Path:
     path = out_dir / "overlays" / f"{safe_stem(tile)}.jpg"
     _write_jpeg(path, draw_overlay(image, detections))
     return path

@@ -120,7 +120,6 @@ def hemophagocyte_model() -> LoadedModel:
     return LoadedModel(config=config, module=ScriptedNet(boxes), sha256="0" * 64, folder=Path("."))
 
 
-
 def sample_detections() -> tuple[Detection, Detection, Detection]:
     """``(rbc, hemophagocyte, platelet)`` for export tests; the hemophagocyte holds an engulfed red
     cell and an engulfed granulocyte."""

@@ -139,7 +139,7 @@ def test_write_example_tiles(tmp_path):
 
     truth = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
     assert sorted(truth) == sorted(p.relative_to(out).as_posix() for p in paths)
-    for rel, cells in truth.items():
+    for cells in truth.values():
         assert cells
         for d in cells:
             cell = ExampleCell.from_dict(d)

@@ -33,7 +33,9 @@ def _options(model_dir: Path, **kw) -> ScanOptions:
     return ScanOptions(model=str(model_dir), **kw)
 
 
-def test_outputs_follow_the_documented_schema(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_outputs_follow_the_documented_schema(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     summary = scan([str(tile_folder)], out, _options(tiny_model_dir))
     rows = _rows(out)
@@ -52,7 +54,13 @@ def test_outputs_follow_the_documented_schema(tiny_model_dir: Path, tile_folder:
     by_sample = {s["sample"]: s for s in doc["samples"]}
     assert set(by_sample) == {"patient_A", "patient_B"}
     a = by_sample["patient_A"]
-    assert a["counts"] == {"rbc": 0, "platelet": 0, "nucleated": 12, "macrophage": 0, "hemophagocyte": 0}
+    assert a["counts"] == {
+        "rbc": 0,
+        "platelet": 0,
+        "nucleated": 12,
+        "macrophage": 0,
+        "hemophagocyte": 0,
+    }
     assert a["nucleated_cells_assessed"] == 12 and a["hemophagocytes_per_1000_nucleated"] == 0.0
     assert (a["tiles_scanned"], a["tiles_failed"]) == (3, 0)
     prov = a["provenance"]
@@ -69,7 +77,9 @@ BAD_FILES = {
 }
 
 
-def test_bad_tiles_are_recorded_and_the_run_goes_on(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_bad_tiles_are_recorded_and_the_run_goes_on(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     bad = tile_folder / "patient_A"
     for name, (data, _) in BAD_FILES.items():
         (bad / name).write_bytes(data)
@@ -89,7 +99,9 @@ def test_bad_tiles_are_recorded_and_the_run_goes_on(tiny_model_dir: Path, tile_f
     assert len(_detections(out)) == 24
 
 
-def test_rerun_skips_finished_tiles_and_never_duplicates(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_rerun_skips_finished_tiles_and_never_duplicates(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     scan([str(tile_folder / "patient_A")], out, _options(tiny_model_dir))
     again = scan([str(tile_folder)], out, _options(tiny_model_dir))
@@ -98,7 +110,9 @@ def test_rerun_skips_finished_tiles_and_never_duplicates(tiny_model_dir: Path, t
     assert len({(d["tile"], d["x1"], d["y1"]) for d in _detections(out)}) == 24
 
 
-def test_torn_writes_are_repaired_on_resume(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_torn_writes_are_repaired_on_resume(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     clean, torn = tmp_path / "clean", tmp_path / "torn"
     scan([str(tile_folder)], clean, _options(tiny_model_dir))
     scan([str(tile_folder / "patient_A")], torn, _options(tiny_model_dir))
@@ -116,14 +130,18 @@ def test_torn_writes_are_repaired_on_resume(tiny_model_dir: Path, tile_folder: P
     assert sorted(r["tile"] for r in _rows(torn)) == sorted(r["tile"] for r in _rows(clean))
 
 
-def test_resume_with_other_settings_is_refused(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_resume_with_other_settings_is_refused(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     scan([str(tile_folder)], out, _options(tiny_model_dir))
     with pytest.raises(OutputDirError, match="thresholds"):
         scan([str(tile_folder)], out, _options(tiny_model_dir, conf=0.7))
 
 
-def test_retry_failed_rescans_only_failed_tiles(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_retry_failed_rescans_only_failed_tiles(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     broken = tile_folder / "patient_A" / "late.png"
     broken.write_bytes(b"")
     out = tmp_path / "out"
@@ -134,16 +152,31 @@ def test_retry_failed_rescans_only_failed_tiles(tiny_model_dir: Path, tile_folde
     assert len(_rows(out)) == 7 and len(_detections(out)) == 26
 
 
-def test_hard_kill_loses_nothing_and_duplicates_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_hard_kill_loses_nothing_and_duplicates_nothing(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     tiles = tmp_path / "many"
     for i in range(300):
         write_image(tiles / f"t{i:03d}.png", disc_image(160, 128, 2, seed=i)[0])
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    cmd = [sys.executable, "-m", "hemoscan.cli.app", "scan", str(tiles), "--model", str(tiny_model_dir), "-q"]
-    proc = subprocess.Popen([*cmd, "--out", str(killed)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "hemoscan.cli.app",
+        "scan",
+        str(tiles),
+        "--model",
+        str(tiny_model_dir),
+        "-q",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(killed)], env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if (killed / "tiles.csv").exists() and len((killed / "tiles.csv").read_text().splitlines()) > 20:
+        if (killed / "tiles.csv").exists() and len(
+            (killed / "tiles.csv").read_text().splitlines()
+        ) > 20:
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -157,10 +190,17 @@ def test_hard_kill_loses_nothing_and_duplicates_nothing(tiny_model_dir: Path, tm
     assert sorted(r["tile"] for r in _rows(killed)) == sorted(r["tile"] for r in _rows(clean))
 
 
-def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(hemophagocyte_model, tmp_path: Path) -> None:
+def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(
+    hemophagocyte_model, tmp_path: Path
+) -> None:
     tile = write_image(tmp_path / "s1" / "field.png", disc_image(320, 288, 0)[0])
     out = tmp_path / "out"
-    summary = scan([str(tile)], out, ScanOptions(save_crops=True, save_overlays=True), model=hemophagocyte_model)
+    summary = scan(
+        [str(tile)],
+        out,
+        ScanOptions(save_crops=True, save_overlays=True),
+        model=hemophagocyte_model,
+    )
     by_label = {d["label"]: d for d in _detections(out)}
     assert set(by_label) == {"hemophagocyte", "macrophage", "rbc"}
     hemo = by_label["hemophagocyte"]
@@ -171,10 +211,16 @@ def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(hemophagocyte_mo
     (findings,) = summary.samples
     assert findings.counts["hemophagocyte"] == 1 and findings.nucleated_cells_assessed == 2
     assert findings.hemophagocytes_per_1000_nucleated == 500.0
-    assert findings.engulfed_cells_total["rbc"] == 2 and findings.hemophagocytes_by_engulfed["nucleated"] == 1
+    assert (
+        findings.engulfed_cells_total["rbc"] == 2
+        and findings.hemophagocytes_by_engulfed["nucleated"] == 1
+    )
     crops = sorted(p.relative_to(out).as_posix() for p in (out / "crops").rglob("*.jpg"))
     stem = tile.as_posix().lstrip("/").replace("/", "__")
     order = [d["label"] for d in _detections(out)]
-    expected = [f"crops/s1/{lbl}/{stem}__{order.index(lbl):04d}.jpg" for lbl in ("hemophagocyte", "macrophage")]
+    expected = [
+        f"crops/s1/{lbl}/{stem}__{order.index(lbl):04d}.jpg"
+        for lbl in ("hemophagocyte", "macrophage")
+    ]
     assert crops == expected
     assert (out / "overlays").is_dir()

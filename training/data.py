@@ -59,7 +59,11 @@ def read_txl_split(root: Path, split: str) -> list[TxlImage]:
         with Image.open(path) as im:
             w, h = im.size
         label = root / "labels" / split / f"{path.stem}.txt"
-        raw = np.loadtxt(label, ndmin=2) if label.exists() and label.stat().st_size else np.zeros((0, 5))
+        raw = (
+            np.loadtxt(label, ndmin=2)
+            if label.exists() and label.stat().st_size
+            else np.zeros((0, 5))
+        )
         boxes = np.zeros((len(raw), 5), np.float32)
         if len(raw):
             cx, cy, bw, bh = raw[:, 1] * w, raw[:, 2] * h, raw[:, 3] * w, raw[:, 4] * h
@@ -105,15 +109,17 @@ def border_colour(img: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.median(edge, axis=0))  # type: ignore[return-value]
 
 
-def random_crop(img: np.ndarray, boxes: Boxes, size: int, rng: np.random.Generator,
-                min_visible: float = 0.4) -> tuple[np.ndarray, Boxes]:
+def random_crop(
+    img: np.ndarray, boxes: Boxes, size: int, rng: np.random.Generator, min_visible: float = 0.4
+) -> tuple[np.ndarray, Boxes]:
     """A ``size`` square crop (padded with the border colour); boxes clipped, mostly-cut dropped."""
     h, w = img.shape[:2]
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
         top, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
-        img = cv2.copyMakeBorder(img, top, ph - top, left, pw - left, cv2.BORDER_CONSTANT,
-                                 value=border_colour(img))
+        img = cv2.copyMakeBorder(
+            img, top, ph - top, left, pw - left, cv2.BORDER_CONSTANT, value=border_colour(img)
+        )
         boxes = boxes + np.array([left, top, left, top, 0], np.float32)
         h, w = img.shape[:2]
     y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
@@ -167,8 +173,9 @@ def field_colours(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bg, dark
 
 
-def procedural_host(rng: np.random.Generator, diameter: float, bg: np.ndarray,
-                    dark: np.ndarray) -> Host:
+def procedural_host(
+    rng: np.random.Generator, diameter: float, bg: np.ndarray, dark: np.ndarray
+) -> Host:
     """Irregular oval, pale foamy cytoplasm with vacuoles, large eccentric oval nucleus."""
     S = int(diameter * 1.25) + 12
     c = S / 2
@@ -178,13 +185,17 @@ def procedural_host(rng: np.random.Generator, diameter: float, bg: np.ndarray,
     jitter = np.convolve(np.tile(rng.normal(0, 0.09, n), 3), np.ones(3) / 3, "same")[n : 2 * n]
     rot = rng.uniform(0, np.pi)
     px, py = rx * np.cos(ang) * (1 + jitter), ry * np.sin(ang) * (1 + jitter)
-    pts = np.stack([c + px * np.cos(rot) - py * np.sin(rot), c + px * np.sin(rot) + py * np.cos(rot)], 1)
+    pts = np.stack(
+        [c + px * np.cos(rot) - py * np.sin(rot), c + px * np.sin(rot) + py * np.cos(rot)], 1
+    )
     m = np.zeros((S, S), np.float32)
     cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1.0, cv2.LINE_AA)
     mask = cv2.GaussianBlur(m, (0, 0), diameter * 0.06) > 0.5
     alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), rng.uniform(1.0, 2.5))
 
-    base = np.array([(170, 180, 210), (195, 175, 212), (185, 185, 200)][rng.integers(3)], np.float32)
+    base = np.array(
+        [(170, 180, 210), (195, 175, 212), (185, 185, 200)][rng.integers(3)], np.float32
+    )
     cyto = (bg * (1 - (t := rng.uniform(0.35, 0.7))) + base * t) * rng.uniform(0.82, 0.96)
     rgb = np.broadcast_to(cyto, (S, S, 3)).copy()
     rgb += smooth_noise(rng, S, S, max(4, int(diameter / 10)))[..., None] * rng.uniform(5, 12)
@@ -195,14 +206,31 @@ def procedural_host(rng: np.random.Generator, diameter: float, bg: np.ndarray,
             break
         k = rng.integers(len(xs))
         r = rng.uniform(1.5, max(2.0, diameter * 0.045))
-        cv2.circle(rgb, (int(xs[k]), int(ys[k])), int(round(r)), tuple(float(v) for v in np.minimum(bg + 12, 255)), -1, cv2.LINE_AA)
+        cv2.circle(
+            rgb,
+            (int(xs[k]), int(ys[k])),
+            int(round(r)),
+            tuple(float(v) for v in np.minimum(bg + 12, 255)),
+            -1,
+            cv2.LINE_AA,
+        )
 
     # nucleus: eccentric, kept inside the cytoplasm
     a_ax, b_ax = diameter * rng.uniform(0.17, 0.27), diameter * rng.uniform(0.12, 0.2)
     d_ang, ecc = rng.uniform(0, 2 * np.pi), rng.uniform(0.12, 0.28) * diameter
     ncx, ncy = c + ecc * np.cos(d_ang), c + ecc * np.sin(d_ang)
     nm = np.zeros((S, S), np.float32)
-    cv2.ellipse(nm, (int(ncx), int(ncy)), (int(a_ax), int(b_ax)), float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        nm,
+        (int(ncx), int(ncy)),
+        (int(a_ax), int(b_ax)),
+        float(rng.uniform(0, 180)),
+        0,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+    )
     nm *= cv2.erode(mask.astype(np.float32), np.ones((7, 7), np.uint8))
     nucleus = nm > 0.5
     n_col = dark * 0.5 + np.array([115, 65, 150], np.float32) * 0.5
@@ -228,7 +256,9 @@ def load_real_hosts(root: Path, max_side: int = 360) -> list[tuple[np.ndarray, n
     for path in sorted((root / "images").glob("*.png")):
         img = load_rgb(path)
         m = cv2.imread(str(root / "masks" / path.name), cv2.IMREAD_UNCHANGED)
-        n, lab, stats, _ = cv2.connectedComponentsWithStats((m[..., 2] > 0).astype(np.uint8))  # BGRA
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(
+            (m[..., 2] > 0).astype(np.uint8)
+        )  # BGRA
         mask = (lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
         ys, xs = np.nonzero(mask)
         pad = 16
@@ -237,18 +267,26 @@ def load_real_hosts(root: Path, max_side: int = 360) -> list[tuple[np.ndarray, n
         img, mask = img[y0:y1, x0:x1], mask[y0:y1, x0:x1]
         s = max_side / max(img.shape[:2])
         size = (round(img.shape[1] * s), round(img.shape[0] * s))
-        out.append((cv2.resize(img, size, interpolation=cv2.INTER_AREA),
-                    cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)))
+        out.append(
+            (
+                cv2.resize(img, size, interpolation=cv2.INTER_AREA),
+                cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST),
+            )
+        )
     return out
 
 
-def real_host(rng: np.random.Generator, diameter: float, source: tuple[np.ndarray, np.ndarray],
-              aug: A.Compose) -> Host:
+def real_host(
+    rng: np.random.Generator, diameter: float, source: tuple[np.ndarray, np.ndarray], aug: A.Compose
+) -> Host:
     aug.set_random_seed(int(rng.integers(2**31)))
     r = aug(image=source[0], mask=source[1])
     img, mask = r["image"], r["mask"]
     ys, xs = np.nonzero(mask)
-    img, mask = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    img, mask = (
+        img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1],
+        mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1],
+    )
     s = diameter / max(img.shape[:2])
     size = (max(2, round(img.shape[1] * s)), max(2, round(img.shape[0] * s)))
     img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
@@ -270,7 +308,9 @@ class CellCrop:
     diameter: float  # (w + h) / 2 in the crop's pixels
 
 
-def build_cell_bank(items: list[TxlImage], rng: np.random.Generator, n_images: int = 150) -> list[CellCrop]:
+def build_cell_bank(
+    items: list[TxlImage], rng: np.random.Generator, n_images: int = 150
+) -> list[CellCrop]:
     """Real RBC / WBC / platelet crops from TXL-PBC train boxes (all boxes of ``n_images``)."""
     bank = []
     for k in rng.choice(len(items), size=min(n_images, len(items)), replace=False):
@@ -284,39 +324,55 @@ def build_cell_bank(items: list[TxlImage], rng: np.random.Generator, n_images: i
     return bank
 
 
-def sized_cell(rng: np.random.Generator, bank: dict[int, list[CellCrop]], cls: int,
-               rbc_d: float) -> tuple[np.ndarray, np.ndarray]:
+def sized_cell(
+    rng: np.random.Generator, bank: dict[int, list[CellCrop]], cls: int, rbc_d: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A random real cell of ``cls`` scaled to the field (float rgb, soft elliptical alpha)."""
     crop = bank[cls][rng.integers(len(bank[cls]))]
     factor = {C["rbc"]: (0.85, 1.1), C["nucleated"]: (1.2, 1.6), C["platelet"]: (0.25, 0.35)}[cls]
     s = rbc_d * rng.uniform(*factor) / crop.diameter
-    rgb = cv2.resize(crop.rgb, (max(3, round(crop.rgb.shape[1] * s)), max(3, round(crop.rgb.shape[0] * s))),
-                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    rgb = cv2.resize(
+        crop.rgb,
+        (max(3, round(crop.rgb.shape[1] * s)), max(3, round(crop.rgb.shape[0] * s))),
+        interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+    )
     rgb = np.rot90(rgb, int(rng.integers(4)))
     if rng.random() < 0.5:
         rgb = rgb[:, ::-1]
     h, w = rgb.shape[:2]
-    return np.ascontiguousarray(rgb, np.float32), soft_ellipse(h, w, blur=max(0.6, min(h, w) / 30), shrink=0.5)
+    return np.ascontiguousarray(rgb, np.float32), soft_ellipse(
+        h, w, blur=max(0.6, min(h, w) / 30), shrink=0.5
+    )
 
 
 class Composer:
     """Pastes hosts (macrophages / hemophagocytes) and their contents onto a crop."""
 
-    def __init__(self, real_hosts: list[tuple[np.ndarray, np.ndarray]], bank: list[CellCrop]) -> None:
+    def __init__(
+        self, real_hosts: list[tuple[np.ndarray, np.ndarray]], bank: list[CellCrop]
+    ) -> None:
         self.real_hosts = real_hosts
-        self.bank = {c: [b for b in bank if b.cls == c] for c in (C["rbc"], C["nucleated"], C["platelet"])}
+        self.bank = {
+            c: [b for b in bank if b.cls == c] for c in (C["rbc"], C["nucleated"], C["platelet"])
+        }
         self.aug = _real_host_aug()
 
-    def __call__(self, rng: np.random.Generator, img: np.ndarray, boxes: Boxes,
-                 rbc_d: float) -> tuple[np.ndarray, Boxes]:
+    def __call__(
+        self, rng: np.random.Generator, img: np.ndarray, boxes: Boxes, rbc_d: float
+    ) -> tuple[np.ndarray, Boxes]:
         canvas = img.astype(np.float32)
         bg, dark = field_colours(img)
         occupied = np.zeros(img.shape[:2], bool)
         new: list[list[float]] = []
         for _ in range(int(rng.integers(1, 3))):
             d = rbc_d * rng.uniform(3, 6)
-            host = (procedural_host(rng, d, bg, dark) if rng.random() < 0.7 or not self.real_hosts
-                    else real_host(rng, d, self.real_hosts[rng.integers(len(self.real_hosts))], self.aug))
+            host = (
+                procedural_host(rng, d, bg, dark)
+                if rng.random() < 0.7 or not self.real_hosts
+                else real_host(
+                    rng, d, self.real_hosts[rng.integers(len(self.real_hosts))], self.aug
+                )
+            )
             placed = self._place(rng, host, occupied)
             if placed is None:
                 continue
@@ -347,7 +403,9 @@ class Composer:
         return np.clip(canvas, 0, 255).astype(np.uint8), boxes
 
     @staticmethod
-    def _place(rng: np.random.Generator, host: Host, occupied: np.ndarray) -> tuple[int, int] | None:
+    def _place(
+        rng: np.random.Generator, host: Host, occupied: np.ndarray
+    ) -> tuple[int, int] | None:
         H, W = occupied.shape
         S = host.mask.shape[0]
         for _ in range(10):
@@ -359,10 +417,20 @@ class Composer:
                 return x0, y0
         return None
 
-    def _engulf(self, rng: np.random.Generator, canvas: np.ndarray, host: Host, x0: int, y0: int,
-                rbc_d: float, bg: np.ndarray) -> list[list[float]]:
+    def _engulf(
+        self,
+        rng: np.random.Generator,
+        canvas: np.ndarray,
+        host: Host,
+        x0: int,
+        y0: int,
+        rbc_d: float,
+        bg: np.ndarray,
+    ) -> list[list[float]]:
         """1-4 real cells inside the cytoplasm, each in a thin clear halo; their boxes."""
-        halo_col = np.clip(np.maximum(bg, 0) * 0.3 + np.array([250, 236, 242], np.float32) * 0.7, 0, 255)
+        halo_col = np.clip(
+            np.maximum(bg, 0) * 0.3 + np.array([250, 236, 242], np.float32) * 0.7, 0, 255
+        )
         nucleus = cv2.dilate(host.nucleus.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         placed: list[tuple[float, float, float]] = []
         out = []
@@ -373,40 +441,63 @@ class Composer:
             margin = rng.uniform(1.5, 3.0)
             r = max(h, w) / 2 + margin + 1
             k = int(2 * r) | 1
-            room = cv2.erode(host.mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+            room = (
+                cv2.erode(
+                    host.mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+                )
+                > 0
+            )
             ys, xs = np.nonzero(room & ~nucleus)
             if not len(xs):
                 ys, xs = np.nonzero(room)
-            ok = [(x, y) for x, y in zip(xs[::3], ys[::3])
-                  if all((x - px) ** 2 + (y - py) ** 2 > (r + pr) ** 2 for px, py, pr in placed)]
+            ok = [
+                (x, y)
+                for x, y in zip(xs[::3], ys[::3])
+                if all((x - px) ** 2 + (y - py) ** 2 > (r + pr) ** 2 for px, py, pr in placed)
+            ]
             if not ok:
                 continue
             cx, cy = ok[rng.integers(len(ok))]
             placed.append((cx, cy, r))
             hh, hw = int(round(h + 2 * margin)), int(round(w + 2 * margin))
             halo = soft_ellipse(hh, hw, blur=0.8) * rng.uniform(0.75, 0.95)
-            halo_rgb = np.broadcast_to(halo_col + rng.normal(0, 3, 3).astype(np.float32), (hh, hw, 3))
+            halo_rgb = np.broadcast_to(
+                halo_col + rng.normal(0, 3, 3).astype(np.float32), (hh, hw, 3)
+            )
             paste(canvas, halo_rgb, halo, x0 + cx - hw // 2, y0 + cy - hh // 2)
             paste(canvas, rgb, alpha, x0 + cx - w // 2, y0 + cy - h // 2)
             bx, by = x0 + cx - w // 2, y0 + cy - h // 2
             out.append([bx, by, bx + w, by + h, FREE_TO_ENGULFED[cls]])
         return out
 
-    def _hard_negative(self, rng: np.random.Generator, canvas: np.ndarray, host: Host, x0: int,
-                       y0: int, rbc_d: float, bg: np.ndarray, dark: np.ndarray) -> list[list[float]]:
+    def _hard_negative(
+        self,
+        rng: np.random.Generator,
+        canvas: np.ndarray,
+        host: Host,
+        x0: int,
+        y0: int,
+        rbc_d: float,
+        bg: np.ndarray,
+        dark: np.ndarray,
+    ) -> list[list[float]]:
         """A cell lying on the host's edge (no halo, keeps its free label), or dots / vacuoles."""
         kind = rng.random()
         if kind < 0.5:
             cls = C["rbc"] if rng.random() < 0.6 else C["nucleated"]
             rgb, alpha = sized_cell(rng, self.bank, cls, rbc_d)
-            contours, _ = cv2.findContours(host.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            contours, _ = cv2.findContours(
+                host.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+            )
             edge = max(contours, key=len)[:, 0]
             ex, ey = edge[rng.integers(len(edge))]
             h, w = alpha.shape
             bx, by = int(x0 + ex - w // 2), int(y0 + ey - h // 2)
             paste(canvas, rgb, np.minimum(alpha * 1.05, 1.0), bx, by)
             return [[bx, by, bx + w, by + h, cls]]
-        ys, xs = np.nonzero(cv2.erode(host.mask.astype(np.uint8), np.ones((9, 9), np.uint8)) & ~host.nucleus)
+        ys, xs = np.nonzero(
+            cv2.erode(host.mask.astype(np.uint8), np.ones((9, 9), np.uint8)) & ~host.nucleus
+        )
         if not len(xs):
             return []
         if kind < 0.75:  # parasite-like dark dots, clustered
@@ -415,12 +506,28 @@ class Composer:
             for _ in range(int(rng.integers(6, 30))):
                 px = int(x0 + xs[k] + rng.normal(0, rbc_d * 0.6))
                 py = int(y0 + ys[k] + rng.normal(0, rbc_d * 0.6))
-                cv2.circle(canvas, (px, py), max(1, int(round(rng.uniform(1.0, 2.2) * rbc_d / 40))), col, -1, cv2.LINE_AA)
+                cv2.circle(
+                    canvas,
+                    (px, py),
+                    max(1, int(round(rng.uniform(1.0, 2.2) * rbc_d / 40))),
+                    col,
+                    -1,
+                    cv2.LINE_AA,
+                )
         else:  # empty clear vacuoles
-            col = tuple(float(v) for v in np.clip(bg * 0.3 + np.array([250, 238, 242]) * 0.7, 0, 255))
+            col = tuple(
+                float(v) for v in np.clip(bg * 0.3 + np.array([250, 238, 242]) * 0.7, 0, 255)
+            )
             for _ in range(int(rng.integers(2, 6))):
                 k = rng.integers(len(xs))
-                cv2.circle(canvas, (int(x0 + xs[k]), int(y0 + ys[k])), max(2, int(rbc_d * rng.uniform(0.1, 0.25))), col, -1, cv2.LINE_AA)
+                cv2.circle(
+                    canvas,
+                    (int(x0 + xs[k]), int(y0 + ys[k])),
+                    max(2, int(rbc_d * rng.uniform(0.1, 0.25))),
+                    col,
+                    -1,
+                    cv2.LINE_AA,
+                )
         return []
 
 
@@ -460,7 +567,11 @@ def make_targets(boxes: Boxes, size: int, num_classes: int = len(CLASSES)) -> di
         cx, cy = (x1 + x2) / 2 / STRIDE, (y1 + y2) / 2 / STRIDE
         ix, iy = min(int(cx), g - 1), min(int(cy), g - 1)
         sigma = max((2 * max(0.0, gaussian_radius(h, w)) + 1) / 6, 0.7)
-        np.maximum(heat[int(c)], np.exp(-((xx - ix) ** 2 + (yy - iy) ** 2) / (2 * sigma**2)), out=heat[int(c)])
+        np.maximum(
+            heat[int(c)],
+            np.exp(-((xx - ix) ** 2 + (yy - iy) ** 2) / (2 * sigma**2)),
+            out=heat[int(c)],
+        )
         wh[:, iy, ix] = math.log(w), math.log(h)
         off[:, iy, ix] = cx - ix, cy - iy
         mask[0, iy, ix] = 1.0
@@ -483,8 +594,14 @@ def photometric_aug() -> A.Compose:
 class ComposedCrops(Dataset):
     """Sample ``i`` is fully determined by ``(seed, i)``; resources load lazily per worker."""
 
-    def __init__(self, data_root: Path, crop: int = 384, seed: int = 0, p_marrow: float = 0.5,
-                 p_hosts: float = 0.6) -> None:
+    def __init__(
+        self,
+        data_root: Path,
+        crop: int = 384,
+        seed: int = 0,
+        p_marrow: float = 0.5,
+        p_hosts: float = 0.6,
+    ) -> None:
         self.root, self.crop, self.seed = Path(data_root), crop, seed
         self.p_marrow, self.p_hosts = p_marrow, p_hosts
         self.txl = read_txl_split(self.root / "txl-pbc", "train")
@@ -499,8 +616,9 @@ class ComposedCrops(Dataset):
     def composer(self) -> Composer:
         if self._composer is None:
             rng = np.random.default_rng([self.seed, 2**32 - 1])
-            self._composer = Composer(load_real_hosts(self.root / "giemsa-macrophages"),
-                                      build_cell_bank(self.txl, rng))
+            self._composer = Composer(
+                load_real_hosts(self.root / "giemsa-macrophages"), build_cell_bank(self.txl, rng)
+            )
         return self._composer
 
     def compose(self, index: int) -> tuple[np.ndarray, Boxes, bool]:
@@ -547,8 +665,11 @@ class ComposedCrops(Dataset):
         if marrow:
             neg[list(MARROW_UNSUPERVISED)] = 0.0
         x = ((img.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
-        return {"image": torch.from_numpy(np.ascontiguousarray(x)), "neg_weight": torch.from_numpy(neg),
-                **{k: torch.from_numpy(v) for k, v in t.items()}}
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(x)),
+            "neg_weight": torch.from_numpy(neg),
+            **{k: torch.from_numpy(v) for k, v in t.items()},
+        }
 
 
 class RangeSampler(Sampler[int]):
@@ -576,7 +697,15 @@ def draw(img: np.ndarray, boxes: Boxes) -> np.ndarray:
     for x1, y1, x2, y2, c in boxes:
         cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), colours[int(c)], 1)
         if int(c) >= 3:
-            cv2.putText(out, CLASSES[int(c)][:6], (int(x1), int(y1) + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colours[int(c)], 1)
+            cv2.putText(
+                out,
+                CLASSES[int(c)][:6],
+                (int(x1), int(y1) + 10),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35,
+                colours[int(c)],
+                1,
+            )
     return out
 
 
@@ -584,7 +713,11 @@ if __name__ == "__main__":
     import time
 
     p = argparse.ArgumentParser(description="dump composed training crops with their boxes")
-    p.add_argument("--data-root", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "datasets",
+    )
     p.add_argument("--dump", type=int, default=4)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("/tmp"))
@@ -594,8 +727,14 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     for i in range(a.start, a.start + a.dump):
         img, boxes, marrow = ds.compose(i)
-        cv2.imwrite(str(a.out / f"composed_{i}.png"), cv2.cvtColor(draw(img, boxes), cv2.COLOR_RGB2BGR))
-        print(i, "marrow" if marrow else "txl", {CLASSES[c]: int((boxes[:, 4] == c).sum()) for c in np.unique(boxes[:, 4]).astype(int)})
+        cv2.imwrite(
+            str(a.out / f"composed_{i}.png"), cv2.cvtColor(draw(img, boxes), cv2.COLOR_RGB2BGR)
+        )
+        print(
+            i,
+            "marrow" if marrow else "txl",
+            {CLASSES[c]: int((boxes[:, 4] == c).sum()) for c in np.unique(boxes[:, 4]).astype(int)},
+        )
     n = 40
     t0 = time.perf_counter()
     for i in range(n):

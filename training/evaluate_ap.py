@@ -45,8 +45,12 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
 
 
-def class_ap(preds: Sequence[ImageDetections], truths: Sequence[ImageTruth], label: int,
-             iou_threshold: float = 0.5) -> float:
+def class_ap(
+    preds: Sequence[ImageDetections],
+    truths: Sequence[ImageTruth],
+    label: int,
+    iou_threshold: float = 0.5,
+) -> float:
     """AP of one class over a set of images; NaN when the class has no ground truth."""
     n_gt = sum(int((t.labels == label).sum()) for t in truths)
     if n_gt == 0:
@@ -75,7 +79,11 @@ def class_ap(preds: Sequence[ImageDetections], truths: Sequence[ImageTruth], lab
     return average_precision(tp / n_gt, tp / np.maximum(tp + fp, 1e-9))
 
 
-def ap_per_class(preds: Sequence[ImageDetections], truths: Sequence[ImageTruth],
-                 labels: dict[str, int], iou_threshold: float = 0.5) -> dict[str, float]:
+def ap_per_class(
+    preds: Sequence[ImageDetections],
+    truths: Sequence[ImageTruth],
+    labels: dict[str, int],
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
     """``{class name: AP}`` for the named label indices."""
     return {name: class_ap(preds, truths, k, iou_threshold) for name, k in labels.items()}

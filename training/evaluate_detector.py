@@ -78,7 +78,9 @@ def evaluate_txl(model, root: Path, limit: int | None) -> dict:  # type: ignore[
         labels = np.array([classes.index(DATA_CLASSES[int(k)]) for k in item.boxes[:, 4]], np.int64)
         truths.append(ImageTruth(item.boxes[:, :4], labels))
     ap = ap_per_class(preds, truths, {c: classes.index(c) for c in FREE_CLASSES})
-    pr = {c: precision_recall(preds, truths, classes.index(c), cfg.threshold(c)) for c in FREE_CLASSES}
+    pr = {
+        c: precision_recall(preds, truths, classes.index(c), cfg.threshold(c)) for c in FREE_CLASSES
+    }
     return {
         "images": len(truths),
         "ap50": {c: round(v, 4) for c, v in ap.items()},
@@ -111,7 +113,9 @@ def evaluate_procedural(model, n: int) -> dict:  # type: ignore[no-untyped-def]
     tp = fp = n_true = macro_true = macro_called = engulfed_ok = engulfed_n = 0
     for i in range(n):
         rng = np.random.default_rng([2026, i])
-        image, cells = render_example_tile(rng, (512, 512), hemophagocytes=i % 2, macrophages=(i + 1) % 2)
+        image, cells = render_example_tile(
+            rng, (512, 512), hemophagocytes=i % 2, macrophages=(i + 1) % 2
+        )
         dets = predictor.predict(image)
         truth = [c for c in cells if c.label == "hemophagocyte"]
         macro_true += sum(c.label == "macrophage" for c in cells)
@@ -126,7 +130,10 @@ def evaluate_procedural(model, n: int) -> dict:  # type: ignore[no-untyped-def]
             if j >= 0 and ious[j] >= 0.5 and j not in taken:
                 taken.add(j)
                 tp += 1
-                kinds = {k: sum(e[0] == k for e in truth[j].engulfed) for k in ("rbc", "nucleated", "platelet")}
+                kinds = {
+                    k: sum(e[0] == k for e in truth[j].engulfed)
+                    for k in ("rbc", "nucleated", "platelet")
+                }
                 engulfed_n += 1
                 engulfed_ok += int({k: d.engulfed[k] for k in kinds} == kinds)
             else:
@@ -145,15 +152,23 @@ def evaluate_procedural(model, n: int) -> dict:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True, help="shipped model name or model folder")
     p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "datasets")
-    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N images of each set")
+    p.add_argument(
+        "--limit", type=int, default=None, help="evaluate on the first N images of each set"
+    )
     p.add_argument("--out", type=Path, help="also write the metrics as JSON")
     args = p.parse_args()
     model = load_model(args.model)
     metrics = {
-        "model": {"name": model.config.name, "version": model.config.version, "sha256": model.sha256},
+        "model": {
+            "name": model.config.name,
+            "version": model.config.version,
+            "sha256": model.sha256,
+        },
         "txl_pbc_val": evaluate_txl(model, args.data_root, args.limit),
         "segpc_marrow": evaluate_marrow(model, args.data_root, args.limit),
         "procedural_examples_composed": evaluate_procedural(model, args.limit or 60),

@@ -31,7 +31,9 @@ def publish(source: Path, name: str) -> Path:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("source", type=Path, help="trained model folder")
     p.add_argument("--name", required=True, help="name of the shipped model (weights/NAME)")
     args = p.parse_args()

@@ -24,7 +24,16 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from data import CLASSES, MEAN, STD, ComposedCrops, RangeSampler, read_txl_split, rescale, worker_init
+from data import (
+    CLASSES,
+    MEAN,
+    STD,
+    ComposedCrops,
+    RangeSampler,
+    read_txl_split,
+    rescale,
+    worker_init,
+)
 from evaluate_ap import ImageDetections, ImageTruth, ap_per_class
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates
 from hemoscan.models import ModelConfig, create_model, save_model_folder
@@ -35,7 +44,9 @@ MAX_BAD_STEPS = 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--steps-per-epoch", type=int, default=200)
@@ -46,7 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "datasets")
-    p.add_argument("--time-budget-min", type=float, default=0.0, help="stop after the epoch crossing it (0: off)")
+    p.add_argument(
+        "--time-budget-min",
+        type=float,
+        default=0.0,
+        help="stop after the epoch crossing it (0: off)",
+    )
     p.add_argument("--val-images", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
@@ -58,7 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------- model & loss
-FROZEN = ("backbone._conv_stem", "backbone._bn0", "backbone._blocks.0.", "backbone._blocks.1.", "backbone._blocks.2.")
+FROZEN = (
+    "backbone._conv_stem",
+    "backbone._bn0",
+    "backbone._blocks.0.",
+    "backbone._blocks.1.",
+    "backbone._blocks.2.",
+)
 
 
 def frozen_modules(model: nn.Module) -> list[nn.Module]:
@@ -73,18 +95,31 @@ def set_train_mode(model: nn.Module) -> None:
         m.eval()
 
 
-def focal_loss(logits: torch.Tensor, gt: torch.Tensor, neg_weight: torch.Tensor,
-               alpha: float = 2.0, beta: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+def focal_loss(
+    logits: torch.Tensor,
+    gt: torch.Tensor,
+    neg_weight: torch.Tensor,
+    alpha: float = 2.0,
+    beta: float = 4.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CenterNet's penalty-reduced focal loss over the batch, normalised by the positives."""
     pos = gt.eq(1).float()
     p = torch.sigmoid(logits)
     pos_loss = F.logsigmoid(logits) * (1 - p) ** alpha * pos
-    neg_loss = F.logsigmoid(-logits) * p**alpha * (1 - gt) ** beta * (1 - pos) * neg_weight[:, :, None, None]
+    neg_loss = (
+        F.logsigmoid(-logits)
+        * p**alpha
+        * (1 - gt) ** beta
+        * (1 - pos)
+        * neg_weight[:, :, None, None]
+    )
     n_pos = pos.sum()
     return -(pos_loss.sum() + neg_loss.sum()) / n_pos.clamp(min=1.0), n_pos
 
 
-def detection_loss(outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def detection_loss(
+    outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     heat, log_size, offset = outputs
     hm, n_pos = focal_loss(heat, batch["heatmap"], batch["neg_weight"])
     mask = batch["reg_mask"]
@@ -105,10 +140,14 @@ def lr_lambda(warmup: int, total: int, floor: float = 0.02):  # type: ignore[no-
 
 
 # --------------------------------------------------------------------------- validation
-def load_val_set(data_root: Path, n: int, seed: int = 1234) -> list[tuple[torch.Tensor, ImageTruth]]:
+def load_val_set(
+    data_root: Path, n: int, seed: int = 1234
+) -> list[tuple[torch.Tensor, ImageTruth]]:
     """``n`` fixed TXL-PBC val fields rescaled so red cells are ~40 px, normalised and padded."""
     items = read_txl_split(data_root / "txl-pbc", "val")
-    pick = sorted(np.random.default_rng(seed).choice(len(items), size=min(n, len(items)), replace=False))
+    pick = sorted(
+        np.random.default_rng(seed).choice(len(items), size=min(n, len(items)), replace=False)
+    )
     out = []
     import cv2
 
@@ -176,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(args.seed)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2) + "\n")
+    (out / "config.json").write_text(
+        json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2
+        )
+        + "\n"
+    )
 
     model = create_model("centernet_lite0", num_classes=len(CLASSES), pretrained_backbone=True)
     for name, p in model.named_parameters():
@@ -199,12 +243,22 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = ComposedCrops(args.data_root, crop=args.crop, seed=args.seed)
     sampler = RangeSampler(args.steps_per_epoch * args.batch_size)
-    loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                        worker_init_fn=worker_init, multiprocessing_context="spawn" if args.workers else None, persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+    loader = DataLoader(
+        ds,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        worker_init_fn=worker_init,
+        multiprocessing_context="spawn" if args.workers else None,
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers else None,
+    )
     val = load_val_set(args.data_root, args.val_images)
     n_train = sum(p.numel() for p in params)
-    log(f"model centernet_lite0: {n_train / 1e6:.2f} M trainable; {len(ds.txl)} TXL + {len(ds.marrow)} marrow fields; "
-        f"{len(val)} val fields; epochs {start_epoch}..{args.epochs - 1} x {args.steps_per_epoch} steps x {args.batch_size}")
+    log(
+        f"model centernet_lite0: {n_train / 1e6:.2f} M trainable; {len(ds.txl)} TXL + {len(ds.marrow)} marrow fields; "
+        f"{len(val)} val fields; epochs {start_epoch}..{args.epochs - 1} x {args.steps_per_epoch} steps x {args.batch_size}"
+    )
 
     results = out / "results.csv"
     fields = ["epoch", "step", "loss", "heatmap", "size", "offset", "lr", "images_per_s", "wall_s",
@@ -246,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                 now = time.perf_counter()
                 ips = args.log_every * args.batch_size / (now - t_log)
                 t_log = now
-                log(f"epoch {epoch} step {i + 1}/{args.steps_per_epoch} loss {parts['loss'].item():.3f} "
+                log(
+                    f"epoch {epoch} step {i + 1}/{args.steps_per_epoch} loss {parts['loss'].item():.3f} "
                     f"(hm {parts['heatmap'].item():.3f} size {parts['size'].item():.3f} off {parts['offset'].item():.3f}) "
-                    f"lr {sched.get_last_lr()[0]:.2e} {ips:.2f} img/s")
+                    f"lr {sched.get_last_lr()[0]:.2e} {ips:.2f} img/s"
+                )
         train_s = time.perf_counter() - t_epoch
         ips = args.steps_per_epoch * args.batch_size / train_s
         ap = validate(model, val)
@@ -264,11 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "epoch": epoch, "best": best, "rng": rng_state(), "args": json.loads((out / "config.json").read_text())},
                    out / "last.pt")  # fmt: skip
-        log(f"epoch {epoch} done: loss {means['loss']:.3f} {ips:.2f} img/s train {train_s:.0f}s; AP50 "
-            + " ".join(f"{c} {ap[c]:.3f}" for c in EVAL_CLASSES) + f"; best {best:.3f}")
+        log(
+            f"epoch {epoch} done: loss {means['loss']:.3f} {ips:.2f} img/s train {train_s:.0f}s; AP50 "
+            + " ".join(f"{c} {ap[c]:.3f}" for c in EVAL_CLASSES)
+            + f"; best {best:.3f}"
+        )
         elapsed_min = (time.perf_counter() - t_run) / 60
         if args.time_budget_min and elapsed_min >= args.time_budget_min and epoch + 1 < args.epochs:
-            log(f"time budget {args.time_budget_min} min reached after epoch {epoch} ({elapsed_min:.1f} min): stopping")
+            log(
+                f"time budget {args.time_budget_min} min reached after epoch {epoch} ({elapsed_min:.1f} min): stopping"
+            )
             break
     log("done")
     return 0

@@ -66,45 +66,75 @@ def _fail(message: str) -> None:
 def scan(
     sources: Annotated[
         list[str],
-        typer.Argument(help="Image files, folders (searched recursively), globs, or .txt lists of paths."),
+        typer.Argument(
+            help="Image files, folders (searched recursively), globs, or .txt lists of paths."
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; re-running resumes).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (created; re-running resumes).")
+    ],
     model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "",
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 1,
-    workers: Annotated[int, typer.Option(min=0, help="Threads decoding images ahead of the model.")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Threads decoding images ahead of the model.")
+    ] = 2,
     conf: Annotated[
         Optional[float],
         typer.Option(
-            min=0.0, max=1.0, help="Score threshold for every class.", show_default="the model's tuned thresholds"
+            min=0.0,
+            max=1.0,
+            help="Score threshold for every class.",
+            show_default="the model's tuned thresholds",
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
     backend: Annotated[
         Backend,
-        typer.Option(help="torch, or onnx: onnxruntime on the CPU (--model must be a folder made by `hemoscan export`)."),
+        typer.Option(
+            help="torch, or onnx: onnxruntime on the CPU (--model must be a folder made by `hemoscan export`)."
+        ),
     ] = Backend.torch,
     sample_id: Annotated[
-        Optional[str], typer.Option(help="Sample name for every tile.", show_default="one sample per folder")
+        Optional[str],
+        typer.Option(help="Sample name for every tile.", show_default="one sample per folder"),
     ] = None,
     tile_size: Annotated[
-        Optional[int], typer.Option(help="Window size for large images, pixels, multiple of 32.", show_default="the model's")
+        Optional[int],
+        typer.Option(
+            help="Window size for large images, pixels, multiple of 32.", show_default="the model's"
+        ),
     ] = None,
     overlap: Annotated[
-        Optional[int], typer.Option(help="Overlap of windows, pixels, multiple of 32.", show_default="the model's")
+        Optional[int],
+        typer.Option(
+            help="Overlap of windows, pixels, multiple of 32.", show_default="the model's"
+        ),
     ] = None,
-    scale: Annotated[float, typer.Option(min=0.01, help="Resize factor applied before detection.")] = 1.0,
-    save_overlays: Annotated[bool, typer.Option(help="Write each tile with its boxes to OUT/overlays.")] = False,
+    scale: Annotated[
+        float, typer.Option(min=0.01, help="Resize factor applied before detection.")
+    ] = 1.0,
+    save_overlays: Annotated[
+        bool, typer.Option(help="Write each tile with its boxes to OUT/overlays.")
+    ] = False,
     save_crops: Annotated[
         bool, typer.Option(help="Write a crop of every hemophagocyte and macrophage to OUT/crops.")
     ] = False,
     export: Annotated[
-        Optional[list[ExportFormat]], typer.Option(help="Also write QuPath GeoJSON and/or COCO results (repeatable).")
+        Optional[list[ExportFormat]],
+        typer.Option(help="Also write QuPath GeoJSON and/or COCO results (repeatable)."),
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="On resume, scan failed tiles again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Scan smear tiles; write detections.jsonl, tiles.csv and summary.json to OUT."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from rich.text import Text
 
     from hemoscan.errors import HemoscanError
@@ -156,23 +186,39 @@ def scan(
         f"{len(summary.samples)} sample(s), {hemo} hemophagocyte(s) suggested -> {out}"
     )
     if summary.tiles_failed:
-        typer.secho(f"{summary.tiles_failed} tile(s) failed: see {out / 'tiles.csv'}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"{summary.tiles_failed} tile(s) failed: see {out / 'tiles.csv'}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
         raise typer.Exit(EXIT_TILES_FAILED)
 
 
 @app.command()
 def report(
     scan_dir: Annotated[Path, typer.Argument(help="Output folder of `hemoscan scan`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML report (an index page when there are several samples).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="HTML report (an index page when there are several samples)."
+        ),
+    ],
     labs: Annotated[
         Optional[Path], typer.Option(help="Lab panel file (JSON, YAML or CSV) for the scores.")
     ] = None,
     pdf: Annotated[Optional[Path], typer.Option(help="Also write the report as PDF.")] = None,
     min_hemophagocytes: Annotated[
-        int, typer.Option(min=1, help="Marrow item suggested when at least this many hemophagocytes hold a cell of --engulfed-type.")
+        int,
+        typer.Option(
+            min=1,
+            help="Marrow item suggested when at least this many hemophagocytes hold a cell of --engulfed-type.",
+        ),
     ] = 1,
     engulfed_type: Annotated[
-        Optional[list[str]], typer.Option(help="Engulfed type(s) for the marrow-item rule (repeatable).", show_default="nucleated")
+        Optional[list[str]],
+        typer.Option(
+            help="Engulfed type(s) for the marrow-item rule (repeatable).", show_default="nucleated"
+        ),
     ] = None,
 ) -> None:
     """Write a per-sample report: image findings with their evidence, and the lab scores."""
@@ -182,7 +228,9 @@ def report(
     from hemoscan.scores import MarrowRule
 
     try:
-        rule = MarrowRule(min_count=min_hemophagocytes, engulfed_types=tuple(engulfed_type or ("nucleated",)))
+        rule = MarrowRule(
+            min_count=min_hemophagocytes, engulfed_types=tuple(engulfed_type or ("nucleated",))
+        )
         reports = build_reports(scan_dir, labs, rule)
         written = write_reports(reports, out, pdf)
     except (HemoscanError, ValueError) as e:
@@ -194,7 +242,12 @@ def report(
 @app.command("export")
 def export_model(
     model: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (model.onnx, config.json, onnx.json).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Model folder to write (model.onnx, config.json, onnx.json)."
+        ),
+    ],
     fmt: Annotated[ModelFormat, typer.Option("--format", help="Export format.")] = ModelFormat.onnx,
     opset: Annotated[int, typer.Option(min=13, help="ONNX opset.")] = 17,
 ) -> None:
@@ -240,5 +293,7 @@ def models() -> None:
 
 def main() -> None:
     app()
+
+
 if __name__ == "__main__":
     main()

@@ -31,8 +31,10 @@ def scores_command(
     ] = False,
     fever_threshold: Annotated[
         Optional[float],
-        typer.Option(help="Derive a missing fever flag from the temperature, °C (e.g. 38.5).",
-                     show_default="the fever flag only"),
+        typer.Option(
+            help="Derive a missing fever flag from the temperature, °C (e.g. 38.5).",
+            show_default="the fever flag only",
+        ),
     ] = None,  # fmt: skip
     scd25_cutoff: Annotated[
         Optional[str],

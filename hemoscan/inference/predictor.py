@@ -66,7 +66,11 @@ class Predictor:
         self.batch_size = max(1, batch_size)
         self.tile_size = tile_size or cfg.tile_size
         self.overlap = cfg.overlap if overlap is None else overlap
-        if self.tile_size % _ALIGN or self.overlap % _ALIGN or not 0 <= self.overlap < self.tile_size:
+        if (
+            self.tile_size % _ALIGN
+            or self.overlap % _ALIGN
+            or not 0 <= self.overlap < self.tile_size
+        ):
             raise ValueError(
                 f"tile size and overlap must be multiples of {_ALIGN} with overlap < tile size "
                 f"(got {self.tile_size}, {self.overlap})"

@@ -150,8 +150,6 @@ def write_coco(results: Iterable[TileResult], out_dir: Path) -> tuple[Path, Path
     ]
     images_path = out_dir / "coco_images.json"
     dets_path = out_dir / "coco_detections.json"
-    atomic_write_json(
-        images_path, {"images": images, "categories": categories, "annotations": []}
-    )
+    atomic_write_json(images_path, {"images": images, "categories": categories, "annotations": []})
     atomic_write_json(dets_path, detections)
     return images_path, dets_path

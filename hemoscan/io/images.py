@@ -153,9 +153,7 @@ def _check_dtype(dtype: np.dtype[Any] | None, bits: int | None = None) -> None:
         raise _Refused(f"unsupported pixel type {dtype.name} (expected 8- or 16-bit integers)")
 
 
-def _to_rgb8(
-    pixels: np.ndarray, alpha: bool, bits: int, premultiplied: bool = False
-) -> np.ndarray:
+def _to_rgb8(pixels: np.ndarray, alpha: bool, bits: int, premultiplied: bool = False) -> np.ndarray:
     """``(H, W)`` or ``(H, W, C)`` gray / gray+alpha / RGB / RGBA integers -> uint8 RGB."""
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

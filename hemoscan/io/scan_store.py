@@ -89,14 +89,18 @@ class ScanStore:
             self.started_at: str = run["started_at"]
         else:
             if (self.dir / TILES).exists() or (self.dir / DETECTIONS).exists():
-                raise OutputDirError(f"{self.dir}: holds scan files without {RUN}; use a new folder")
+                raise OutputDirError(
+                    f"{self.dir}: holds scan files without {RUN}; use a new folder"
+                )
             self.started_at = utc_now()
             run = {"settings": settings, "started_at": self.started_at, "working_dir": os.getcwd()}
             atomic_write_json(path, run, indent=2)
 
     def _compact(self, retry_failed: bool) -> None:
         tiles_lines = _complete_lines(self.dir / TILES)
-        rows = list(csv.DictReader(io.StringIO("\n".join(tiles_lines) + "\n"))) if tiles_lines else []
+        rows = (
+            list(csv.DictReader(io.StringIO("\n".join(tiles_lines) + "\n"))) if tiles_lines else []
+        )
         kept_rows = []
         for row in rows:
             if None in row or any(row.get(c) is None for c in TILE_COLUMNS):
@@ -184,7 +188,9 @@ def read_results(out_dir: Path) -> list[TileResult]:
     results = []
     for t in read_tiles(out_dir):
         dets = tuple(by_key.get((t.sample, t.tile), ()))
-        results.append(TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms))
+        results.append(
+            TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms)
+        )
     return results
 
 

@@ -199,8 +199,9 @@ def parse_value(analyte: Analyte, raw: Any, sample: str, source: str = "") -> La
     if inline and field_unit:
         a, b = _find_measure(analyte, inline), _find_measure(analyte, field_unit)
         if a is None or b is None or a != b:
-            raise problem(f"{raw!r} carries the unit {inline!r} but its column or field says "
-                          f"{field_unit!r}")
+            raise problem(
+                f"{raw!r} carries the unit {inline!r} but its column or field says {field_unit!r}"
+            )
     unit_text = inline or field_unit
     if not unit_text:
         raise problem(f"value {fmt(number)} has no unit (accepted: {_accepted(analyte)})")

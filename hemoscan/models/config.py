@@ -42,7 +42,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for c in self.classes:
             base = c.removeprefix(ENGULFED_PREFIX)
-            if c not in CELL_CLASSES and not (c.startswith(ENGULFED_PREFIX) and base in ENGULFED_TYPES):
+            if c not in CELL_CLASSES and not (
+                c.startswith(ENGULFED_PREFIX) and base in ENGULFED_TYPES
+            ):
                 raise ModelConfigError(f"model {self.name!r}: unknown class {c!r} in config")
         if self.tile_size % 32 or self.overlap % 32 or not 0 <= self.overlap < self.tile_size:
             raise ModelConfigError(

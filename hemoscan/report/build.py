@@ -120,13 +120,19 @@ def headline(key: str, d: dict[str, Any]) -> str:
 
 
 def _score_views(report_dict: dict[str, Any]) -> list[ScoreView]:
-    return [ScoreView(k, t, headline(k, report_dict[k]), report_dict[k]) for k, t in _TITLES.items() if k in report_dict]
+    return [
+        ScoreView(k, t, headline(k, report_dict[k]), report_dict[k])
+        for k, t in _TITLES.items()
+        if k in report_dict
+    ]
 
 
 @dataclass
 class _Picks:
     top: list[tuple[float, int, str, Detection]] = field(default_factory=list)  # min-heap of best
-    low: list[tuple[float, int, str, Detection]] = field(default_factory=list)  # max-heap of weakest
+    low: list[tuple[float, int, str, Detection]] = field(
+        default_factory=list
+    )  # max-heap of weakest
     scores: list[float] = field(default_factory=list)
 
 
@@ -162,7 +168,12 @@ def build_reports(
 ) -> list[SampleReport]:
     """One report per sample of ``scan_dir`` (a finished ``hemoscan scan`` folder)."""
     from hemoscan.labs.readers import read_lab_panels
-    from hemoscan.scores import MarrowRule, compute_all, gars_research_context, suggest_marrow_hemophagocytosis
+    from hemoscan.scores import (
+        MarrowRule,
+        compute_all,
+        gars_research_context,
+        suggest_marrow_hemophagocytosis,
+    )
 
     scan_dir = Path(scan_dir)
     try:
@@ -233,7 +244,9 @@ def build_reports(
             report.scores_without_image = _score_views(compute_all(panel, None).to_dict())
             report.lab_values = panel_rows(panel)
         elif labs:
-            report.warnings.append(f"no lab panel for sample {f.sample!r} in {labs}: scores not computed")
+            report.warnings.append(
+                f"no lab panel for sample {f.sample!r} in {labs}: scores not computed"
+            )
         else:
             report.warnings.append("no lab file given (--labs): scores not computed")
         reports.append(report)
@@ -245,5 +258,8 @@ def build_reports(
 
 def panel_rows(panel: Any) -> list[tuple[str, str]]:
     """``(analyte, value as reported)`` rows of a lab panel; pending tests say so."""
-    rows = [(name, ("yes" if v else "no") if isinstance(v, bool) else str(v)) for name, v in panel.values.items()]
+    rows = [
+        (name, ("yes" if v else "no") if isinstance(v, bool) else str(v))
+        for name, v in panel.values.items()
+    ]
     return rows + [(name, "pending") for name in sorted(panel.pending)]

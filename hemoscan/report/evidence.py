@@ -30,7 +30,9 @@ class EvidenceCrop:
 
 
 def _jpeg_uri(image: np.ndarray) -> str:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88]
+    )
     return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode() if ok else ""
 
 
@@ -47,7 +49,9 @@ def render_crop(image: np.ndarray, det: Detection) -> np.ndarray:
     side = max(crop.shape[:2])
     if side and side != CROP_SIDE_PX:
         f = CROP_SIDE_PX / side
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))))
+        crop = cv2.resize(
+            crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f)))
+        )
     return crop
 
 
@@ -73,8 +77,14 @@ def collect_crops(
                 except HemoscanError:
                     continue
             if cache[tile] is None:
-                warnings.append(f"{tile}: tile not readable now, its crops are missing from this report")
+                warnings.append(
+                    f"{tile}: tile not readable now, its crops are missing from this report"
+                )
         image = cache[tile]
         uri = _jpeg_uri(render_crop(image, det)) if image is not None else ""
-        crops.append(EvidenceCrop(tile, det.label, det.score, (det.x1, det.y1, det.x2, det.y2), det.engulfed, uri))
+        crops.append(
+            EvidenceCrop(
+                tile, det.label, det.score, (det.x1, det.y1, det.x2, det.y2), det.engulfed, uri
+            )
+        )
     return crops, warnings

@@ -6,7 +6,12 @@ from html import escape
 
 
 def histogram_svg(
-    values: list[float], bins: int = 10, lo: float = 0.0, hi: float = 1.0, title: str = "", xlabel: str = ""
+    values: list[float],
+    bins: int = 10,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    title: str = "",
+    xlabel: str = "",
 ) -> str:
     """A bar histogram of ``values`` over ``[lo, hi]`` in ``bins`` bins, as an SVG string."""
     counts = [0] * bins
@@ -14,11 +19,17 @@ def histogram_svg(
         i = min(bins - 1, max(0, int((v - lo) / (hi - lo) * bins)))
         counts[i] += 1
     labels = [f"{lo + (hi - lo) * i / bins:g}" for i in range(bins + 1)]
-    return bar_chart_svg(counts, [labels[i] for i in range(bins)], title, xlabel, edge_label=labels[-1])
+    return bar_chart_svg(
+        counts, [labels[i] for i in range(bins)], title, xlabel, edge_label=labels[-1]
+    )
 
 
 def bar_chart_svg(
-    counts: list[int], labels: list[str], title: str = "", xlabel: str = "", edge_label: str | None = None
+    counts: list[int],
+    labels: list[str],
+    title: str = "",
+    xlabel: str = "",
+    edge_label: str | None = None,
 ) -> str:
     """Vertical bars with a count axis; ``labels`` name the bars (thinned when many)."""
     width, height, left, bottom, top = 460, 200, 36, 34, 22
@@ -46,7 +57,11 @@ def bar_chart_svg(
         if i % step == 0:
             parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 12}">{escape(labels[i])}</text>')
     if edge_label is not None:
-        parts.append(f'<text x="{left + plot_w:.1f}" y="{top + plot_h + 12}" text-anchor="end">{escape(edge_label)}</text>')
-    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">{escape(xlabel)}</text>')
+        parts.append(
+            f'<text x="{left + plot_w:.1f}" y="{top + plot_h + 12}" text-anchor="end">{escape(edge_label)}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">{escape(xlabel)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)

@@ -92,8 +92,10 @@ def write_reports(reports: list[SampleReport], out: Path, pdf: Path | None = Non
     writer.writeheader()
     writer.writerows(row for row, _ in rows)
     atomic_write_text(csv_path, buf.getvalue())
-    index = _environment().get_template("index.html.j2").render(
-        rows=rows, columns=columns, csv_name=csv_path.name, research_use=RESEARCH_USE
+    index = (
+        _environment()
+        .get_template("index.html.j2")
+        .render(rows=rows, columns=columns, csv_name=csv_path.name, research_use=RESEARCH_USE)
     )
     atomic_write_text(out, index)
     return [out, csv_path, *written]

@@ -184,8 +184,13 @@ def hlh2004(
     met, unknown = tally(i.met for i in items)
     pending = molecular is None and panel.is_pending("molecular_diagnosis")
     result, met_by, reason = _verdict(met, unknown, molecular, pending)
-    molecular_item = flag_item(panel, "Molecular diagnosis consistent with HLH",
-                               "molecular_diagnosis", SOURCE, note="path 1: suffices alone")
+    molecular_item = flag_item(
+        panel,
+        "Molecular diagnosis consistent with HLH",
+        "molecular_diagnosis",
+        SOURCE,
+        note="path 1: suffices alone",
+    )
     unknown_names = tuple(f"{i.name} ({i.status})" for i in items if not i.known)
     return HLH2004Result((molecular_item, *items), met, unknown, molecular, result, met_by,
                          reason, unknown_names, source)  # fmt: skip

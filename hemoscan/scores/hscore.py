@@ -58,15 +58,24 @@ class Banded:
 
 
 TEMPERATURE = Banded(
-    "Temperature", "temperature", "°C", ((">", "39.4", 49), (">=", "38.4", 33)),
+    "Temperature",
+    "temperature",
+    "°C",
+    ((">", "39.4", 49), (">=", "38.4", 33)),
     "< 38.4: 0; 38.4-39.4: 33; > 39.4: 49",
 )
 FERRITIN = Banded(
-    "Ferritin", "ferritin", "ng/mL", ((">", "6000", 50), (">=", "2000", 35)),
+    "Ferritin",
+    "ferritin",
+    "ng/mL",
+    ((">", "6000", 50), (">=", "2000", 35)),
     "< 2000: 0; 2000-6000: 35; > 6000: 50",
 )
 TRIGLYCERIDES = Banded(
-    "Triglycerides", "triglycerides", "mmol/L", ((">", "4.0", 64), (">=", "1.5", 44)),
+    "Triglycerides",
+    "triglycerides",
+    "mmol/L",
+    ((">", "4.0", 64), (">=", "1.5", 44)),
     "< 1.5: 0; 1.5-4.0: 44; > 4.0: 64",
 )
 FIBRINOGEN = cut("<=", "2.5", "g/L")

@@ -23,7 +23,9 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_scan_writes_outputs_exports_and_evidence(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_scan_writes_outputs_exports_and_evidence(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     result = _scan(str(tile_folder), "--out", str(out), "--model", str(tiny_model_dir), "--batch-size", "4",
                    "--workers", "3", "--save-overlays", "--save-crops", "--export", "geojson", "--export", "coco")  # fmt: skip
@@ -49,28 +51,43 @@ def test_sample_id_and_tiling_options(tiny_model_dir: Path, tmp_path: Path) -> N
     assert (run["tile_size"], run["overlap"]) == (256, 64)
 
 
-def test_conf_option_changes_thresholds(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_conf_option_changes_thresholds(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = _scan(str(tile_folder), "-o", str(out), "--model", str(tiny_model_dir), "--conf", "0.9999")
+    result = _scan(
+        str(tile_folder), "-o", str(out), "--model", str(tiny_model_dir), "--conf", "0.9999"
+    )
     assert result.exit_code == 0, result.output
     assert all(r["nucleated"] == "0" for r in _rows(out))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"][0]["provenance"]["thresholds"]["rbc"] == 0.9999
 
 
-def test_failed_tiles_set_the_exit_code(tiny_model_dir: Path, tile_folder: Path, tmp_path: Path) -> None:
+def test_failed_tiles_set_the_exit_code(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
     (tile_folder / "patient_A" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = _scan(str(tile_folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir))
     assert result.exit_code == EXIT_TILES_FAILED
     assert "1 tile(s) failed" in result.output
 
 
-def test_unusable_sources_and_models_give_clear_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
-    result = _scan(str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir))
+def test_unusable_sources_and_models_give_clear_errors(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    result = _scan(
+        str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)
+    )
     assert result.exit_code == EXIT_USAGE and "no such file or folder" in result.output
     write_image(tmp_path / "t.png", disc_image(64, 64, 1)[0])
-    result = _scan(str(tmp_path / "t.png"), "-o", str(tmp_path / "out2"), "--model", "no-such-model")
-    assert result.exit_code == EXIT_USAGE and "no shipped model or model folder named 'no-such-model'" in result.output
+    result = _scan(
+        str(tmp_path / "t.png"), "-o", str(tmp_path / "out2"), "--model", "no-such-model"
+    )
+    assert (
+        result.exit_code == EXIT_USAGE
+        and "no shipped model or model folder named 'no-such-model'" in result.output
+    )
     result = _scan(str(tmp_path / "t.png"), "-o", str(tmp_path / "out3"), "--model", str(tiny_model_dir),
                    "--tile-size", "100")  # fmt: skip
     assert result.exit_code == EXIT_USAGE and "multiples of 32" in result.output
@@ -81,4 +98,3 @@ def test_example_tiles_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "ex").rglob("*.jpg"))) == 2
     assert "procedurally generated" in (tmp_path / "ex" / "README.txt").read_text().lower()
-

@@ -2,7 +2,15 @@ import numpy as np
 
 from hemoscan.inference.postprocess import suppress_duplicates, to_detections
 
-CLASSES = ("rbc", "platelet", "nucleated", "macrophage", "hemophagocyte", "engulfed_rbc", "engulfed_nucleated")
+CLASSES = (
+    "rbc",
+    "platelet",
+    "nucleated",
+    "macrophage",
+    "hemophagocyte",
+    "engulfed_rbc",
+    "engulfed_nucleated",
+)
 
 
 def test_engulfed_cells_join_the_hemophagocyte_that_holds_them() -> None:
@@ -28,7 +36,9 @@ def test_engulfed_cells_join_the_hemophagocyte_that_holds_them() -> None:
 
 
 def test_macrophage_and_hemophagocyte_calls_of_one_host_compete() -> None:
-    boxes = np.array([[0, 0, 100, 100], [2, 2, 101, 99], [0, 0, 100, 100], [5, 5, 25, 25]], np.float32)
+    boxes = np.array(
+        [[0, 0, 100, 100], [2, 2, 101, 99], [0, 0, 100, 100], [5, 5, 25, 25]], np.float32
+    )
     scores = np.array([0.6, 0.8, 0.7, 0.9], np.float32)
     labels = np.array([3, 4, 2, 0])  # macrophage, hemophagocyte, nucleated, rbc
     keep = suppress_duplicates(boxes, scores, labels, CLASSES, iou=0.5)

@@ -6,7 +6,10 @@ from tests.conftest import disc_image
 
 
 def _key(dets):
-    return sorted((d.label, round(d.x1, 3), round(d.y1, 3), round(d.x2, 3), round(d.y2, 3), round(d.score, 5)) for d in dets)
+    return sorted(
+        (d.label, round(d.x1, 3), round(d.y1, 3), round(d.x2, 3), round(d.y2, 3), round(d.score, 5))
+        for d in dets
+    )
 
 
 def test_finds_each_disc_once(tiny_model) -> None:

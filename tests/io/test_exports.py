@@ -42,9 +42,7 @@ def test_geojson_files_only_for_ok_tiles(tmp_path: Path) -> None:
     paths = write_geojson(_results(), tmp_path)
     assert len(paths) == 3
     assert all(p.parent == tmp_path / "geojson" and p.suffix == ".geojson" for p in paths)
-    assert sorted(p.name for p in (tmp_path / "geojson").iterdir()) == sorted(
-        p.name for p in paths
-    )
+    assert sorted(p.name for p in (tmp_path / "geojson").iterdir()) == sorted(p.name for p in paths)
     assert not any("broken" in p.name for p in paths)
     empty = _load(next(p for p in paths if "empty" in p.name))
     assert empty == {"type": "FeatureCollection", "features": []}

@@ -21,7 +21,11 @@ def test_json_single_sample(tmp_path: Path) -> None:
     f = _write(tmp_path / "p1.json", json.dumps({"sample": "P1", "ferritin": "3000 ng/mL", "fever": True,
                                                 "notes": "free text is ignored"}))  # fmt: skip
     (panel,) = read_lab_panels(f)
-    assert panel.sample == "P1" and panel.quantity("ferritin", "ng/mL") == D(3000) and panel.flag("fever") is True
+    assert (
+        panel.sample == "P1"
+        and panel.quantity("ferritin", "ng/mL") == D(3000)
+        and panel.flag("fever") is True
+    )
     assert panel.source == str(f)
 
 
@@ -33,8 +37,12 @@ def test_json_without_sample_is_named_after_the_file(tmp_path: Path) -> None:
 def test_json_list_mapping_and_samples_key(tmp_path: Path) -> None:
     samples = [{"sample": "A", "Hb": "9 g/dL"}, {"sample": "B", "PLT": "80 G/L"}]
     listed = _write(tmp_path / "a.json", json.dumps(samples))
-    mapped = _write(tmp_path / "b.json", json.dumps({"C": {"TG": "3 mmol/L"}, "D": {"fibrinogen": "1.2 g/L"}}))
-    wrapped = _write(tmp_path / "c.json", json.dumps({"samples": [{"sample": "E", "ESR": "20 mm/h"}]}))
+    mapped = _write(
+        tmp_path / "b.json", json.dumps({"C": {"TG": "3 mmol/L"}, "D": {"fibrinogen": "1.2 g/L"}})
+    )
+    wrapped = _write(
+        tmp_path / "c.json", json.dumps({"samples": [{"sample": "E", "ESR": "20 mm/h"}]})
+    )
     assert [p.sample for p in read_lab_panels(listed)] == ["A", "B"]
     c, d = read_lab_panels(mapped)
     assert (c.sample, d.sample) == ("C", "D") and c.quantity("triglycerides", "mmol/L") == D(3)
@@ -42,8 +50,11 @@ def test_json_list_mapping_and_samples_key(tmp_path: Path) -> None:
 
 
 def test_json_numbers_are_exact(tmp_path: Path) -> None:
-    f = _write(tmp_path / "p.json", '{"sample": "P", "fibrinogen": {"value": 4.0, "unit": "g/L"}, '
-                                    '"AST": {"value": 0.1, "unit": "µkat/L"}}')
+    f = _write(
+        tmp_path / "p.json",
+        '{"sample": "P", "fibrinogen": {"value": 4.0, "unit": "g/L"}, '
+        '"AST": {"value": 0.1, "unit": "µkat/L"}}',
+    )
     (panel,) = read_lab_panels(f)
     assert panel.quantity("fibrinogen", "mg/dL") == D(400) and panel.quantity("ast", "U/L") == D(6)
 
@@ -64,7 +75,9 @@ def test_csv_wide_with_units_in_cells_and_in_headers(tmp_path: Path) -> None:
                "P1,3000,80,133 mg/dL,yes,pending\n"
                "P2,450,250 ×10³/µL,,no,\n")  # fmt: skip
     p1, p2 = read_lab_panels(f)
-    assert p1.quantity("ferritin", "ng/mL") == D(3000) and p1.quantity("platelets", "×10⁹/L") == D(80)
+    assert p1.quantity("ferritin", "ng/mL") == D(3000) and p1.quantity("platelets", "×10⁹/L") == D(
+        80
+    )
     assert p1.value("triglycerides").reported_unit == "mg/dL" and p1.is_pending("scd25")
     assert p2.quantity("platelets", "×10⁹/L") == D(250)
     assert p2.quantity("triglycerides", "mmol/L") is None and p2.flag("fever") is False
@@ -104,16 +117,24 @@ def _file_error(tmp_path: Path, name: str, text: str, error: type = LabFileError
 
 
 def test_unknown_analyte_names_the_analyte_and_the_file(tmp_path: Path) -> None:
-    message = _file_error(tmp_path, "w.csv", "sample,ferritin,procalcitonin\nP1,1 ng/mL,2 ng/mL\n", LabValueError)
+    message = _file_error(
+        tmp_path, "w.csv", "sample,ferritin,procalcitonin\nP1,1 ng/mL,2 ng/mL\n", LabValueError
+    )
     assert "sample 'P1', procalcitonin: unknown analyte name" in message
-    message = _file_error(tmp_path, "j.json", json.dumps({"sample": "P2", "CRP": "5 mg/L"}), LabValueError)
+    message = _file_error(
+        tmp_path, "j.json", json.dumps({"sample": "P2", "CRP": "5 mg/L"}), LabValueError
+    )
     assert "sample 'P2', CRP: unknown analyte name" in message
 
 
 def test_bad_values_in_files_name_file_sample_and_analyte(tmp_path: Path) -> None:
-    message = _file_error(tmp_path, "l.csv", "sample,analyte,value,unit\nP9,fibrinogen,4.5,mg/dL\n", LabValueError)
+    message = _file_error(
+        tmp_path, "l.csv", "sample,analyte,value,unit\nP9,fibrinogen,4.5,mg/dL\n", LabValueError
+    )
     assert "sample 'P9', fibrinogen:" in message and "did you mean 4.5 g/L?" in message
-    message = _file_error(tmp_path, "h.csv", "sample,ferritin (ng/mL)\nP3,3000 µg/L\n", LabValueError)
+    message = _file_error(
+        tmp_path, "h.csv", "sample,ferritin (ng/mL)\nP3,3000 µg/L\n", LabValueError
+    )
     assert "sample 'P3', ferritin" in message and "carries the unit" in message
 
 
@@ -126,7 +147,11 @@ def test_bad_values_in_files_name_file_sample_and_analyte(tmp_path: Path) -> Non
         ("blank.csv", "sample,ferritin\n,1 ng/mL\n", "has no sample name"),
         ("empty.csv", "\n\n", "empty CSV file"),
         ("bad.json", "{not json", "invalid JSON"),
-        ("list.json", json.dumps([{"ferritin": "1 ng/mL"}]), "entry 1 is not an object with a 'sample' name"),
+        (
+            "list.json",
+            json.dumps([{"ferritin": "1 ng/mL"}]),
+            "entry 1 is not an object with a 'sample' name",
+        ),
         ("scalar.json", "42", "expected a sample object"),
         ("labs.xlsx", "binary", "unsupported lab-panel file type"),
         ("twice.json", json.dumps([{"sample": "A"}, {"sample": "A"}]), "sample 'A' appears twice"),

@@ -93,6 +93,8 @@ def test_spellings(quantity: u.Quantity, spelling: str, symbol: str) -> None:
     assert found is not None and found.symbol == symbol
 
 
-@pytest.mark.parametrize(("quantity", "spelling"), [(u.FERRITIN, "ng/dL"), (u.CELL_COUNT, "g/dL"), (u.AGE, "m")])
+@pytest.mark.parametrize(
+    ("quantity", "spelling"), [(u.FERRITIN, "ng/dL"), (u.CELL_COUNT, "g/dL"), (u.AGE, "m")]
+)
 def test_unknown_spellings_are_not_guessed(quantity: u.Quantity, spelling: str) -> None:
     assert quantity.find(spelling) is None

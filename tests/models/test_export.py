@@ -94,17 +94,23 @@ def test_onnx_detections_equal_torch_detections(tiny_model, tiny_onnx_dir: Path)
     kwargs = {"tile_size": 128, "overlap": 32, "batch_size": 2}  # tiled, batches of 2 windows
     torch_dets = Predictor(tiny_model, **kwargs).predict(image)
     assert len(torch_dets) == len(centres)
-    onnx_dets = Predictor(load_onnx_model(str(tiny_onnx_dir)), backend="onnx", **kwargs).predict(image)
+    onnx_dets = Predictor(load_onnx_model(str(tiny_onnx_dir)), backend="onnx", **kwargs).predict(
+        image
+    )
     _assert_same_detections(torch_dets, onnx_dets)
 
 
-def test_exporting_into_the_source_folder_serves_both_backends(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_exporting_into_the_source_folder_serves_both_backends(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "both"
     shutil.copytree(tiny_model_dir, folder)
     model = load_model(str(folder))
     export_onnx(model, folder, check=False)
     image, _ = disc_image(160, 128, 3, seed=1)
-    _assert_same_detections(Predictor(model).predict(image), Predictor(model, backend="onnx").predict(image))
+    _assert_same_detections(
+        Predictor(model).predict(image), Predictor(model, backend="onnx").predict(image)
+    )
 
 
 def test_onnx_backend_needs_an_export(tiny_model) -> None:
@@ -114,7 +120,9 @@ def test_onnx_backend_needs_an_export(tiny_model) -> None:
         Predictor(tiny_model, backend="tensorrt")
 
 
-def test_corrupted_or_replaced_onnx_is_refused(tiny_onnx_dir: Path, mnv3s_onnx_dir: Path, tmp_path: Path) -> None:
+def test_corrupted_or_replaced_onnx_is_refused(
+    tiny_onnx_dir: Path, mnv3s_onnx_dir: Path, tmp_path: Path
+) -> None:
     corrupted = tmp_path / "corrupted"
     shutil.copytree(tiny_onnx_dir, corrupted)
     data = bytearray((corrupted / ONNX_FILE).read_bytes())

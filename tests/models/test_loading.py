@@ -40,7 +40,9 @@ def test_swapped_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> No
         load_model(str(folder))
 
 
-def test_shipped_model_is_checked_against_the_manifest(tiny_model_dir: Path, tmp_path, monkeypatch) -> None:
+def test_shipped_model_is_checked_against_the_manifest(
+    tiny_model_dir: Path, tmp_path, monkeypatch
+) -> None:
     weights = tmp_path / "weights"
     shutil.copytree(tiny_model_dir, weights / "tiny")
     manifest = {"tiny": {"folder": "tiny", "sha256": "0" * 64}}
@@ -76,7 +78,9 @@ def test_config_rejects_unknown_classes_and_bad_tiling() -> None:
     with pytest.raises(ModelConfigError, match="unknown class 'blast'"):
         ModelConfig(name="x", version="1", architecture="tiny_blob", classes=("rbc", "blast"))
     with pytest.raises(ModelConfigError, match="multiples of 32"):
-        ModelConfig(name="x", version="1", architecture="tiny_blob", classes=("rbc",), tile_size=500)
+        ModelConfig(
+            name="x", version="1", architecture="tiny_blob", classes=("rbc",), tile_size=500
+        )
 
 
 def test_config_without_hash_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -51,7 +51,9 @@ def test_report_numbers_and_evidence(scanned: Path, tmp_path: Path) -> None:
     assert f.hemophagocytes_per_1000_nucleated == 500.0
     lo, hi = report.rate_ci_per_1000
     assert 180 < lo < 500 < hi < 820
-    assert len(report.gallery) == 3 and all(c.image_uri.startswith("data:image/jpeg;base64,") for c in report.gallery)
+    assert len(report.gallery) == 3 and all(
+        c.image_uri.startswith("data:image/jpeg;base64,") for c in report.gallery
+    )
     assert report.gallery[0].engulfed == {"rbc": 2, "nucleated": 1, "platelet": 0}
     assert report.marrow_suggested is True and "rule met" in report.marrow_suggestion
 
@@ -82,7 +84,9 @@ def test_missing_labs_are_reported_not_guessed(scanned: Path) -> None:
     assert "No lab panel for this sample" in render_html(report)
 
 
-def test_many_samples_give_an_index_csv_and_one_page_each(hemophagocyte_model, tmp_path: Path) -> None:
+def test_many_samples_give_an_index_csv_and_one_page_each(
+    hemophagocyte_model, tmp_path: Path
+) -> None:
     for sample in ("A", "B"):
         write_image(tmp_path / "tiles" / sample / "f.png", disc_image(320, 288, 0)[0])
     scan([str(tmp_path / "tiles")], tmp_path / "scan", ScanOptions(), model=hemophagocyte_model)
@@ -101,4 +105,6 @@ def test_report_cli_writes_html_and_pdf(scanned: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
     html = (tmp_path / "r.html").read_text()
-    assert "Research use only" in html and not re.search(r'src="(https?:)?//', html)  # self-contained
+    assert "Research use only" in html and not re.search(
+        r'src="(https?:)?//', html
+    )  # self-contained

@@ -14,4 +14,3 @@ def test_wilson_interval_known_values() -> None:
 def test_wilson_interval_needs_cells() -> None:
     with pytest.raises(ValueError):
         wilson_interval(0, 0)
-

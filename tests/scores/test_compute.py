@@ -28,11 +28,16 @@ def test_with_and_without_the_image_suggestion() -> None:
     assert (with_image.hscore.total, without.hscore.total) == (258, 223)
     assert (with_image.hlh2004.criteria_met, without.hlh2004.criteria_met) == (5, 4)
     assert (with_image.hlh2004.result, without.hlh2004.result) == ("met", "undecided")
-    assert with_image.marrow_source.startswith("image suggestion") and without.marrow_hemophagocytosis is None
+    assert (
+        with_image.marrow_source.startswith("image suggestion")
+        and without.marrow_hemophagocytosis is None
+    )
 
 
 def test_pathologist_value_wins() -> None:
-    report = compute_all(parse_panel("P", {**HS5, "marrow_hemophagocytosis": False}), marrow_hemophagocytosis=True)
+    report = compute_all(
+        parse_panel("P", {**HS5, "marrow_hemophagocytosis": False}), marrow_hemophagocytosis=True
+    )
     assert report.hscore.total == 223 and report.marrow_hemophagocytosis is False
     assert report.marrow_source.startswith("pathologist")
 
@@ -51,4 +56,9 @@ def test_to_dict_has_the_required_keys_and_is_json() -> None:
 def test_settings_are_passed_on() -> None:
     panel = parse_panel("S", {"temperature": "39 °C", "sjia": True})
     assert compute_all(panel).mas2016.applicable is None
-    assert compute_all(panel, settings=ScoreSettings(fever_threshold_c=Decimal("38.5"))).mas2016.applicable is True
+    assert (
+        compute_all(
+            panel, settings=ScoreSettings(fever_threshold_c=Decimal("38.5"))
+        ).mas2016.applicable
+        is True
+    )

@@ -28,7 +28,9 @@ def test_h1_meets_with_5_of_8() -> None:
     assert (r.criteria_met, r.result, r.met_by) == (5, "met", "5 of 8 criteria")
     assert _item(r, "3.").met is True and _item(r, "4.").met is True and _item(r, "5.").met is False
     assert r.criteria_unknown == 2 and {n.split(" (")[0] for n in r.unknown} == {
-        "6. Low or absent NK-cell activity", "8. Soluble CD25"}
+        "6. Low or absent NK-cell activity",
+        "8. Soluble CD25",
+    }
 
 
 def test_h2_boundaries_not_met_yet_undecided() -> None:
@@ -45,7 +47,9 @@ def test_h2_boundaries_not_met_yet_undecided() -> None:
 def test_h3_infant_hemoglobin_rule() -> None:
     counts = {"Hb": "95 g/L", "PLT": "150 x10^9/L", "ANC": "0.8 x10^9/L"}
     infant = _item(_hlh({**counts, "age": "3 weeks"}), "3.")
-    assert infant.met is True and infant.parts[0].met is True and "infant rule" in infant.parts[0].note
+    assert (
+        infant.met is True and infant.parts[0].met is True and "infant rule" in infant.parts[0].note
+    )
     older = _item(_hlh({**counts, "age": "6 weeks"}), "3.")
     assert older.met is False and older.parts[0].met is False
     assert _item(_hlh({**counts, "age": "27 days"}), "3.").met is True
@@ -82,8 +86,19 @@ def test_image_suggestion_feeds_criterion_5_only_without_pathologist_value() -> 
 
 
 def test_not_met_when_even_unknowns_cannot_reach_5() -> None:
-    r = _hlh({"fever": True, "splenomegaly": False, "Hb": "120 g/L", "PLT": "200 x10^9/L", "ANC": "3 x10^9/L",
-              "TG": "1 mmol/L", "fibrinogen": "3 g/L", "marrow_hemophagocytosis": False, "ferritin": "300 ng/mL"})
+    r = _hlh(
+        {
+            "fever": True,
+            "splenomegaly": False,
+            "Hb": "120 g/L",
+            "PLT": "200 x10^9/L",
+            "ANC": "3 x10^9/L",
+            "TG": "1 mmol/L",
+            "fibrinogen": "3 g/L",
+            "marrow_hemophagocytosis": False,
+            "ferritin": "300 ng/mL",
+        }
+    )
     assert (r.criteria_met, r.criteria_unknown, r.result) == (1, 2, "not met")
 
 
@@ -140,7 +155,10 @@ def test_fever_threshold_is_configurable_and_off_by_default() -> None:
     item = _item(_hlh(entries, fever_threshold_c=D("38.5")), "1.")
     assert item.met is True and "38.5" in item.note
     assert _item(_hlh({"temperature": "38.4 °C"}, fever_threshold_c=D("38.5")), "1.").met is False
-    assert _item(_hlh({"temperature": "40 °C", "fever": False}, fever_threshold_c=D("38.5")), "1.").met is False
+    assert (
+        _item(_hlh({"temperature": "40 °C", "fever": False}, fever_threshold_c=D("38.5")), "1.").met
+        is False
+    )
 
 
 def test_scd25_pg_per_ml_is_not_compared_without_a_lab_cutoff() -> None:
@@ -161,4 +179,6 @@ def test_no_evidence_of_malignancy_is_reported_not_counted() -> None:
 
 def test_to_dict_keys() -> None:
     d = _hlh(H1).to_dict()
-    assert (d["criteria_met"], d["result"]) == (5, "met") and "doi:10.1002/pbc.21039" in d["citation"]
+    assert (d["criteria_met"], d["result"]) == (5, "met") and "doi:10.1002/pbc.21039" in d[
+        "citation"
+    ]

@@ -28,7 +28,14 @@ def test_hs1_sophiewell_274() -> None:
                ferritin="4000 ng/mL", TG="3.0 mmol/L", fibrinogen="2.0 g/L", AST="100 U/L",
                marrow_hemophagocytosis=True)  # fmt: skip
     assert [i.points for i in r.items] == [0, 49, 38, 24, 35, 44, 30, 19, 35]
-    assert (r.total, r.lower, r.upper, r.probability, r.positive, r.missing) == (274, 274, 274, ">99%", True, ())
+    assert (r.total, r.lower, r.upper, r.probability, r.positive, r.missing) == (
+        274,
+        274,
+        274,
+        ">99%",
+        True,
+        (),
+    )
 
 
 def test_hs2_fahrenheit_142() -> None:
@@ -72,7 +79,9 @@ def test_hs6_one_cytopenia_scores_zero() -> None:
 def test_hs7_unit_edges() -> None:
     assert _points(_score(TG="133 mg/dL"), "Triglycerides") == 44
     assert _points(_score(TG="132 mg/dL"), "Triglycerides") == 0
-    assert _points(_score(temperature="101.1 °F"), "Temperature") == 0  # 38.39 °C, not MDCalc's 101.1 band
+    assert (
+        _points(_score(temperature="101.1 °F"), "Temperature") == 0
+    )  # 38.39 °C, not MDCalc's 101.1 band
     assert _points(_score(temperature="101.12 °F"), "Temperature") == 33  # exactly 38.4 °C
     assert _points(_score(TG="354 mg/dL"), "Triglycerides") == 44  # 3.997 mmol/L
     assert _points(_score(TG="355 mg/dL"), "Triglycerides") == 64
@@ -151,7 +160,12 @@ def test_missing_items_give_bounds_and_no_call_when_they_straddle() -> None:
     assert r.probability == "<1% to 88%" and r.probability_percent is None
     assert "without the marrow item" in r.note
     cyto = next(i for i in r.items if i.name == "Cytopenias")
-    assert (cyto.status, cyto.points, cyto.points_lower, cyto.points_upper) == ("missing", None, 0, 24)
+    assert (cyto.status, cyto.points, cyto.points_lower, cyto.points_upper) == (
+        "missing",
+        None,
+        0,
+        24,
+    )
 
 
 def test_missing_items_still_called_when_both_bounds_agree() -> None:
@@ -167,13 +181,19 @@ def test_marrow_item_pathologist_value_wins_over_image_suggestion() -> None:
     r = hscore(panel, marrow_hemophagocytosis=True)
     assert _points(r, "Hemophagocytosis") == 0 and r.marrow_source.startswith("pathologist")
     suggested = hscore(parse_panel("T", {}), marrow_hemophagocytosis=True)
-    assert _points(suggested, "Hemophagocytosis") == 35 and suggested.marrow_source.startswith("image suggestion")
+    assert _points(suggested, "Hemophagocytosis") == 35 and suggested.marrow_source.startswith(
+        "image suggestion"
+    )
     assert hscore(parse_panel("T", {})).marrow_source == ""
 
 
 def test_items_carry_value_unit_threshold_and_citation() -> None:
     item = next(i for i in _score(TG="133 mg/dL").items if i.name == "Triglycerides")
-    assert item.unit == "mmol/L" and round(item.value, 3) == D("1.502") and "1.5-4.0: 44" in item.threshold
+    assert (
+        item.unit == "mmol/L"
+        and round(item.value, 3) == D("1.502")
+        and "1.5-4.0: 44" in item.threshold
+    )
     assert item.citation == "Fardet 2014, Table 3" and item.note == "reported 133 mg/dL"
     d = _score().to_dict()
     assert {"total", "lower", "upper", "probability", "positive", "items", "citation"} <= d.keys()

@@ -27,8 +27,12 @@ def test_rule_is_configurable() -> None:
     rule = MarrowRule(min_count=2, engulfed_types=("granulocyte", "erythroblast"))
     mixed = _findings(nucleated=3, granulocyte=1, erythroblast=1)
     assert suggest_marrow_hemophagocytosis(mixed, rule).value is False
-    assert suggest_marrow_hemophagocytosis(_findings(nucleated=3, erythroblast=2), rule).value is True
-    assert "2 definite hemophagocyte(s) holding a granulocyte or erythroblast cell" in rule.describe()
+    assert (
+        suggest_marrow_hemophagocytosis(_findings(nucleated=3, erythroblast=2), rule).value is True
+    )
+    assert (
+        "2 definite hemophagocyte(s) holding a granulocyte or erythroblast cell" in rule.describe()
+    )
 
 
 def test_bad_rules_are_refused() -> None:
@@ -44,13 +48,20 @@ def test_nothing_assessed() -> None:
 
 
 def test_gars_research_lines() -> None:
-    lines = gars_research_context(_findings(nucleated_cells=2000, ge2=1, granulocyte=2, erythroblast=7))
-    assert lines[0].startswith("granulocyte-holding hemophagocytes: 1.00 per 1000 nucleated cells "
-                               "(2/2000); reaches")
+    lines = gars_research_context(
+        _findings(nucleated_cells=2000, ge2=1, granulocyte=2, erythroblast=7)
+    )
+    assert lines[0].startswith(
+        "granulocyte-holding hemophagocytes: 1.00 per 1000 nucleated cells (2/2000); reaches"
+    )
     assert "3.50 per 1000" in lines[1] and "below the research threshold >= 4/1000" in lines[1]
     assert "several (>= 2) nucleated cells: 1; reaches" in lines[2]
-    assert "not a validated stand-alone diagnostic criterion" in lines[-1] and "Ho et al." in lines[-1]
-    assert all("diagnosis" not in line.lower().replace("diagnostic criterion", "") for line in lines)
+    assert (
+        "not a validated stand-alone diagnostic criterion" in lines[-1] and "Ho et al." in lines[-1]
+    )
+    assert all(
+        "diagnosis" not in line.lower().replace("diagnostic criterion", "") for line in lines
+    )
 
 
 def test_gars_lines_without_cells() -> None:

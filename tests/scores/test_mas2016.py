@@ -24,7 +24,12 @@ def test_c1_classified() -> None:
 def test_c2_ferritin_gate_is_strict() -> None:
     r = _mas({**FEBRILE_SJIA, "ferritin": "684 ng/mL", "PLT": "100 x10^9/L", "AST": "100 U/L", "TG": "300 mg/dL",
               "fibrinogen": "100 mg/dL"})  # fmt: skip
-    assert (r.ferritin_met, r.labs_met, r.classified, r.result) == (False, 4, False, "not classified")
+    assert (r.ferritin_met, r.labs_met, r.classified, r.result) == (
+        False,
+        4,
+        False,
+        "not classified",
+    )
 
 
 def test_c3_boundaries() -> None:
@@ -43,7 +48,12 @@ def test_c4_si_input() -> None:
 
 def test_c5_afebrile_not_applicable() -> None:
     r = _mas({**C1, "fever": False})
-    assert (r.applicable, r.classified, r.result, r.criteria_satisfied) == (False, None, "not applicable", True)
+    assert (r.applicable, r.classified, r.result, r.criteria_satisfied) == (
+        False,
+        None,
+        "not applicable",
+        True,
+    )
     assert _mas({**C1, "sjia": False}).result == "not applicable"
 
 
@@ -70,19 +80,42 @@ def test_operators(entries: dict, index: int, met: bool) -> None:
 def test_missing_labs_undecided_or_decided() -> None:
     r = _mas({**FEBRILE_SJIA, "ferritin": "2000 ng/mL", "PLT": "100 x10^9/L"})
     assert (r.labs_met, r.labs_unknown, r.classified, r.result) == (1, 3, None, "undecided")
-    r = _mas({**FEBRILE_SJIA, "ferritin": "2000 ng/mL", "PLT": "100 x10^9/L", "AST": "20 U/L", "TG": "100 mg/dL"})
+    r = _mas(
+        {
+            **FEBRILE_SJIA,
+            "ferritin": "2000 ng/mL",
+            "PLT": "100 x10^9/L",
+            "AST": "20 U/L",
+            "TG": "100 mg/dL",
+        }
+    )
     assert (r.labs_met, r.labs_unknown, r.classified) == (1, 1, None)
-    r = _mas({**FEBRILE_SJIA, "ferritin": "2000 ng/mL", "PLT": "300 x10^9/L", "AST": "20 U/L", "TG": "100 mg/dL"})
+    r = _mas(
+        {
+            **FEBRILE_SJIA,
+            "ferritin": "2000 ng/mL",
+            "PLT": "300 x10^9/L",
+            "AST": "20 U/L",
+            "TG": "100 mg/dL",
+        }
+    )
     assert (r.labs_met, r.labs_unknown, r.classified) == (0, 1, False)  # cannot reach 2 of 4
-    assert _mas({**FEBRILE_SJIA, "PLT": "100 x10^9/L", "AST": "60 U/L"}).classified is None  # ferritin missing
+    assert (
+        _mas({**FEBRILE_SJIA, "PLT": "100 x10^9/L", "AST": "60 U/L"}).classified is None
+    )  # ferritin missing
     assert _mas({**FEBRILE_SJIA, "ferritin": "500 ng/mL"}).classified is False
 
 
 def test_alternative_explanation_excludes() -> None:
     r = _mas({**C1, "alternative_explanation": True})
-    assert (r.classified, r.result) == (False, "not classified") and "explained by another condition" in r.reason
+    assert (r.classified, r.result) == (
+        False,
+        "not classified",
+    ) and "explained by another condition" in r.reason
 
 
 def test_to_dict() -> None:
     d = _mas(C1).to_dict()
-    assert (d["applicable"], d["classified"]) == (True, True) and "annrheumdis-2015-208982" in d["citation"]
+    assert (d["applicable"], d["classified"]) == (True, True) and "annrheumdis-2015-208982" in d[
+        "citation"
+    ]

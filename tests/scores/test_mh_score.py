@@ -15,7 +15,14 @@ def _mh(entries: dict):
 def test_mh1_maximum() -> None:
     r = _mh({"age": "6 months", "ANC": "0.9 x10^9/L", "fibrinogen": "100 mg/dL", "splenomegaly": True,
              "PLT": "50 x10^9/L", "Hb": "7.9 g/dL"})  # fmt: skip
-    assert (r.total, r.favours) == (123, "primary HLH") and [i.points for i in r.items] == [37, 37, 15, 12, 11, 11]
+    assert (r.total, r.favours) == (123, "primary HLH") and [i.points for i in r.items] == [
+        37,
+        37,
+        15,
+        12,
+        11,
+        11,
+    ]
 
 
 def test_mh2_mas_favoured() -> None:
@@ -62,7 +69,11 @@ def test_cutoff_60() -> None:
 
 def test_missing_items_give_bounds() -> None:
     r = _mh({"age": "8 years", "ANC": "5 x10^9/L", "splenomegaly": True})
-    assert (r.lower, r.upper, r.favours) == (12, 49, "MAS")  # cannot reach 60 even with the missing items
+    assert (r.lower, r.upper, r.favours) == (
+        12,
+        49,
+        "MAS",
+    )  # cannot reach 60 even with the missing items
     r = _mh({"ANC": "0.5 x10^9/L", "splenomegaly": True})
     assert (r.lower, r.upper, r.favours) == (49, 123, None)
     assert set(r.missing) == {"Age at onset", "Fibrinogen", "Platelets", "Haemoglobin"}

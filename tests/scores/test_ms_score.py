@@ -11,8 +11,13 @@ from hemoscan.labs import parse_panel
 from hemoscan.scores.ms_score import CUTOFF, ms_score
 
 NO_CLINICAL = {"cns_involvement": False, "hemorrhage": False, "active_arthritis": False}
-MS3 = {**NO_CLINICAL, "PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL",
-       "ferritin": "3000 ng/mL"}
+MS3 = {
+    **NO_CLINICAL,
+    "PLT": "300 x10^9/L",
+    "LDH": "300 U/L",
+    "fibrinogen": "450 mg/dL",
+    "ferritin": "3000 ng/mL",
+}
 
 
 def _ms(entries: dict, **kwargs):
@@ -22,8 +27,18 @@ def _ms(entries: dict, **kwargs):
 def test_ms1_negative() -> None:
     r = _ms({**NO_CLINICAL, "active_arthritis": True, "PLT": "250 x10^9/L", "LDH": "400 U/L",
              "fibrinogen": "450 mg/dL", "ferritin": "1500 ng/mL"})  # fmt: skip
-    assert r.value == D("-3.30") and r.positive is False and (r.lower, r.upper) == (r.value, r.value)
-    assert [i.points for i in r.items] == [0, 0, D("-1.30"), D("-0.750"), D("0.400"), D("-1.800"), D("0.1500")]
+    assert (
+        r.value == D("-3.30") and r.positive is False and (r.lower, r.upper) == (r.value, r.value)
+    )
+    assert [i.points for i in r.items] == [
+        0,
+        0,
+        D("-1.30"),
+        D("-0.750"),
+        D("0.400"),
+        D("-1.800"),
+        D("0.1500"),
+    ]
 
 
 def test_ms2_positive() -> None:
@@ -53,13 +68,22 @@ def test_just_below_and_above_the_cutoff() -> None:
 
 
 def test_si_units_are_converted_exactly() -> None:
-    r = _ms({**NO_CLINICAL, "PLT": "300000 /µL", "LDH": "5 µkat/L", "fibrinogen": "4.5 g/L",
-             "ferritin": "3000 µg/L"})
+    r = _ms(
+        {
+            **NO_CLINICAL,
+            "PLT": "300000 /µL",
+            "LDH": "5 µkat/L",
+            "fibrinogen": "4.5 g/L",
+            "ferritin": "3000 µg/L",
+        }
+    )
     assert r.value == D("-2.1") and r.positive is True
 
 
 def test_ms4_fibrinogen_in_g_per_l_labelled_mg_per_dl_is_rejected() -> None:
-    with pytest.raises(LabValueError, match=r"sample 'T', fibrinogen: 4.5 mg/dL .* did you mean 4.5 g/L\?"):
+    with pytest.raises(
+        LabValueError, match=r"sample 'T', fibrinogen: 4.5 mg/dL .* did you mean 4.5 g/L\?"
+    ):
         _ms({**NO_CLINICAL, "active_arthritis": True, "fibrinogen": "4.5 mg/dL"})
     r = _ms({**NO_CLINICAL, "active_arthritis": True, "PLT": "250 x10^9/L", "LDH": "400 U/L",
              "fibrinogen": "4.5 g/L", "ferritin": "1500 ng/mL"})  # fmt: skip
@@ -67,7 +91,14 @@ def test_ms4_fibrinogen_in_g_per_l_labelled_mg_per_dl_is_rejected() -> None:
 
 
 def test_missing_yes_no_items_give_bounds() -> None:
-    r = _ms({"PLT": "300 x10^9/L", "LDH": "300 U/L", "fibrinogen": "450 mg/dL", "ferritin": "3000 ng/mL"})
+    r = _ms(
+        {
+            "PLT": "300 x10^9/L",
+            "LDH": "300 U/L",
+            "fibrinogen": "450 mg/dL",
+            "ferritin": "3000 ng/mL",
+        }
+    )
     assert r.value == D("-2.1") and r.lower == D("-3.4") and r.upper == D("1.88")
     assert r.positive is None
     assert set(r.missing) == {"CNS involvement", "Haemorrhagic manifestations", "Active arthritis"}
@@ -77,7 +108,9 @@ def test_missing_yes_no_items_give_bounds() -> None:
 
 
 def test_missing_lab_value_is_not_computable() -> None:
-    r = _ms({**NO_CLINICAL, "PLT": "300 x10^9/L", "fibrinogen": "450 mg/dL", "ferritin": "3000 ng/mL"})
+    r = _ms(
+        {**NO_CLINICAL, "PLT": "300 x10^9/L", "fibrinogen": "450 mg/dL", "ferritin": "3000 ng/mL"}
+    )
     assert (r.value, r.positive) == (None, None) and r.reason == "not computable: missing LDH"
 
 
