@@ -134,16 +134,19 @@ class _Picks:
         default_factory=list
     )  # max-heap of weakest
     scores: list[float] = field(default_factory=list)
+    per_tile: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def _pick_evidence(scan_dir: Path, n_top: int, n_low: int) -> dict[str, _Picks]:
-    """Stream detections; keep per sample the best and the weakest hemophagocyte calls."""
+    """Stream detections once; keep per sample the best and the weakest hemophagocyte calls,
+    every hemophagocyte score and the number of hemophagocytes per tile."""
     picks: dict[str, _Picks] = defaultdict(_Picks)
     for i, (sample, tile, det) in enumerate(iter_detections(scan_dir)):
         if det.label != "hemophagocyte":
             continue
         p = picks[sample]
         p.scores.append(det.score)
+        p.per_tile[tile] += 1
         entry = (det.score, i, tile, det)
         if len(p.top) < n_top:
             heapq.heappush(p.top, entry)
@@ -185,17 +188,13 @@ def build_reports(
     rule = marrow_rule or MarrowRule()
     panels = {p.sample: p for p in read_lab_panels(labs)} if labs else {}
     tiles = read_tiles(scan_dir)
-    per_tile_hemo: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    ok_tiles: dict[str, list[str]] = defaultdict(list)
     failed: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for t in tiles:
         if t.ok:
-            per_tile_hemo[t.sample].append((t.tile, 0))
+            ok_tiles[t.sample].append(t.tile)
         else:
             failed[t.sample].append((t.tile, t.error))
-    hemo_per_tile: dict[tuple[str, str], int] = defaultdict(int)
-    for sample, tile, det in iter_detections(scan_dir):
-        if det.label == "hemophagocyte":
-            hemo_per_tile[(sample, tile)] += 1
     picks = _pick_evidence(scan_dir, gallery_size, borderline_size)
     base_dirs = [Path(run.get("working_dir", ".")), Path.cwd()]
 
@@ -211,7 +210,7 @@ def build_reports(
         if f.nucleated_cells_assessed:
             lo, hi = wilson_interval(n_hemo, f.nucleated_cells_assessed)
             ci = (1000 * lo, 1000 * hi)
-        counts = [hemo_per_tile[(f.sample, t)] for t, _ in per_tile_hemo[f.sample]]
+        counts = [p.per_tile.get(t, 0) for t in ok_tiles[f.sample]]
         plots = {
             "per_tile": bar_chart_svg(
                 [sum(1 for c in counts if c == k) for k in range(max(counts, default=0) + 1)],
