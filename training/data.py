@@ -38,6 +38,9 @@ FREE_TO_ENGULFED = {C["rbc"]: C["engulfed_rbc"], C["nucleated"]: C["engulfed_nuc
 MARROW_UNSUPERVISED = (C["rbc"], C["platelet"], C["nucleated"])
 SEGPC_RBC_PX = 32.0  # approximate red-cell diameter in the 512x512 segpc fields (eyeballed)
 MAX_PLASMA_CELL_RBC = 4.0  # larger segpc mask components are clusters of touching cells
+DEV_EVERY = 17  # every 17th TXL-PBC train field (sorted) is held out for model selection
+HELDOUT_MARROW_EVERY = 5  # every 5th segpc field (sorted) is never used in training
+HELDOUT_HOST = "L3_M2_C13.png"  # the giemsa macrophage kept for the composed validation set
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
@@ -86,6 +89,22 @@ def read_txl_split(root: Path, split: str) -> list[TxlImage]:
             d = float(np.median(by_size[size])) if size in by_size else 80.0
         out.append(TxlImage(path, b, d))
     return out
+
+
+def txl_part(root: Path, part: str) -> list[TxlImage]:
+    """TXL-PBC fields of ``part``: ``train`` (minus dev), ``dev`` (every 17th train field), ``val``."""
+    if part == "val":
+        return read_txl_split(root, "val")
+    items = read_txl_split(root, "train")
+    dev = [i % DEV_EVERY == DEV_EVERY - 1 for i in range(len(items))]
+    return [it for it, d in zip(items, dev) if d == (part == "dev")]
+
+
+def marrow_part(root: Path, part: str) -> list[Path]:
+    """segpc fields of ``part``: ``train`` or ``heldout`` (every 5th field, never trained on)."""
+    paths = sorted((root / "images").glob("*"))
+    held = [i % HELDOUT_MARROW_EVERY == HELDOUT_MARROW_EVERY - 1 for i in range(len(paths))]
+    return [p for p, h in zip(paths, held) if h == (part == "heldout")]
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -250,10 +269,15 @@ def _real_host_aug() -> A.Compose:
     ])  # fmt: skip
 
 
-def load_real_hosts(root: Path, max_side: int = 360) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The Giemsa macrophages cropped to their mask box (+margin), downscaled: (rgb, mask u8)."""
+def load_real_hosts(
+    root: Path, part: str = "train", max_side: int = 360
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The Giemsa macrophages of ``part`` (``train``: all but HELDOUT_HOST, ``heldout``: it),
+    cropped to their mask box (+margin) and downscaled: (rgb, mask u8)."""
     out = []
     for path in sorted((root / "images").glob("*.png")):
+        if (path.name == HELDOUT_HOST) != (part == "heldout"):
+            continue
         img = load_rgb(path)
         m = cv2.imread(str(root / "masks" / path.name), cv2.IMREAD_UNCHANGED)
         n, lab, stats, _ = cv2.connectedComponentsWithStats(
@@ -396,6 +420,8 @@ class Composer:
             elif rng.random() < 0.5:
                 new.extend(self._hard_negative(rng, canvas, host, x0, y0, rbc_d, bg, dark))
             new.append([*hbox, label])
+        if rng.random() < 0.3:
+            new.extend(self._clump(rng, canvas, occupied, rbc_d))
         boxes = np.concatenate([boxes, np.asarray(new, np.float32).reshape(-1, 5)])
         h, w = img.shape[:2]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
@@ -468,6 +494,26 @@ class Composer:
             paste(canvas, rgb, alpha, x0 + cx - w // 2, y0 + cy - h // 2)
             bx, by = x0 + cx - w // 2, y0 + cy - h // 2
             out.append([bx, by, bx + w, by + h, FREE_TO_ENGULFED[cls]])
+        return out
+
+    def _clump(
+        self, rng: np.random.Generator, canvas: np.ndarray, occupied: np.ndarray, rbc_d: float
+    ) -> list[list[float]]:
+        """3-7 real cells piled on one another, no host and no halo: a crowded clump, which is
+        not a hemophagocyte. Each cell keeps its free label."""
+        H, W = occupied.shape
+        cx, cy = rng.uniform(0.15, 0.85) * W, rng.uniform(0.15, 0.85) * H
+        if occupied[int(cy), int(cx)]:
+            return []
+        out = []
+        for _ in range(int(rng.integers(3, 8))):
+            cls = int(rng.choice([C["rbc"], C["nucleated"]], p=[0.6, 0.4]))
+            rgb, alpha = sized_cell(rng, self.bank, cls, rbc_d)
+            h, w = alpha.shape
+            bx = int(round(cx + rng.normal(0, rbc_d * 0.45) - w / 2))
+            by = int(round(cy + rng.normal(0, rbc_d * 0.45) - h / 2))
+            paste(canvas, rgb, np.minimum(alpha * 1.05, 1.0), bx, by)
+            out.append([bx, by, bx + w, by + h, cls])
         return out
 
     def _hard_negative(
@@ -601,11 +647,17 @@ class ComposedCrops(Dataset):
         seed: int = 0,
         p_marrow: float = 0.5,
         p_hosts: float = 0.6,
+        part: str = "train",
     ) -> None:
-        self.root, self.crop, self.seed = Path(data_root), crop, seed
+        """``part="train"`` composes from the training parts only; ``part="val"`` only from
+        parts training never sees: TXL-PBC val fields and cells, held-out segpc fields and
+        the held-out Giemsa host (procedural hosts are drawn from other random streams)."""
+        if part not in ("train", "val"):
+            raise ValueError(f"part must be 'train' or 'val', not {part!r}")
+        self.root, self.crop, self.seed, self.part = Path(data_root), crop, seed, part
         self.p_marrow, self.p_hosts = p_marrow, p_hosts
-        self.txl = read_txl_split(self.root / "txl-pbc", "train")
-        self.marrow = sorted((self.root / "segpc-marrow" / "images").glob("*"))
+        self.txl = txl_part(self.root / "txl-pbc", part)
+        self.marrow = marrow_part(self.root / "segpc-marrow", "train" if part == "train" else "heldout")
         self._composer: Composer | None = None
         self._aug = photometric_aug()
 
@@ -616,8 +668,10 @@ class ComposedCrops(Dataset):
     def composer(self) -> Composer:
         if self._composer is None:
             rng = np.random.default_rng([self.seed, 2**32 - 1])
+            hosts = "train" if self.part == "train" else "heldout"
             self._composer = Composer(
-                load_real_hosts(self.root / "giemsa-macrophages"), build_cell_bank(self.txl, rng)
+                load_real_hosts(self.root / "giemsa-macrophages", hosts),
+                build_cell_bank(self.txl, rng),
             )
         return self._composer
 

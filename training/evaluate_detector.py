@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data import CLASSES as DATA_CLASSES, read_txl_split  # noqa: E402
-from evaluate_ap import ImageDetections, ImageTruth, ap_per_class, box_iou  # noqa: E402
+from .data import CLASSES as DATA_CLASSES, read_txl_split
+from .evaluate_ap import ImageDetections, ImageTruth, ap_per_class, box_iou
 
 from hemoscan.inference.predictor import Predictor  # noqa: E402
 from hemoscan.io.images import read_tile  # noqa: E402

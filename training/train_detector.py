@@ -3,8 +3,9 @@
     python training/train_detector.py --out runs/NAME [--epochs 14 --steps-per-epoch 200]
 
 Writes ``OUT/config.json`` (all arguments), ``OUT/last.pt`` every epoch (resume with
-``--resume``), ``OUT/results.csv`` (losses, lr, speed, AP50 on 60 fixed TXL-PBC val fields)
-and ``OUT/best`` (a hemoscan model folder, best mean of rbc and nucleated AP50).
+``--resume``), ``OUT/results.csv`` (losses, lr, speed, AP50 on the TXL-PBC dev fields)
+and ``OUT/best`` (a hemoscan model folder, best mean of rbc and nucleated AP50 on the TXL-PBC
+dev fields, which are held out of training; the val split is kept for reporting).
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from data import (
+from .data import (
     CLASSES,
     MEAN,
     STD,
     ComposedCrops,
     RangeSampler,
-    read_txl_split,
     rescale,
+    txl_part,
     worker_init,
 )
-from evaluate_ap import ImageDetections, ImageTruth, ap_per_class
+from .evaluate_ap import ImageDetections, ImageTruth, ap_per_class
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates
 from hemoscan.models import ModelConfig, create_model, save_model_folder
 
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="stop after the epoch crossing it (0: off)",
     )
-    p.add_argument("--val-images", type=int, default=60)
+    p.add_argument("--val-images", type=int, default=60, help="TXL-PBC dev fields")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-every", type=int, default=10)
@@ -143,8 +144,9 @@ def lr_lambda(warmup: int, total: int, floor: float = 0.02):  # type: ignore[no-
 def load_val_set(
     data_root: Path, n: int, seed: int = 1234
 ) -> list[tuple[torch.Tensor, ImageTruth]]:
-    """``n`` fixed TXL-PBC val fields rescaled so red cells are ~40 px, normalised and padded."""
-    items = read_txl_split(data_root / "txl-pbc", "val")
+    """``n`` fixed TXL-PBC dev fields (held out of train for model selection) rescaled so red
+    cells are ~40 px, normalised and padded."""
+    items = txl_part(data_root / "txl-pbc", "dev")
     pick = sorted(
         np.random.default_rng(seed).choice(len(items), size=min(n, len(items)), replace=False)
     )
@@ -190,13 +192,13 @@ def set_rng_state(s: dict) -> None:
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(
-        name="hemoscan-lite0-v1", version="1.0.0", architecture="centernet_lite0", classes=CLASSES,
+        name="hemoscan-lite0-v2", version="2.0.0", architecture="centernet_lite0", classes=CLASSES,
         rbc_diameter_px=40.0, tile_size=1024, overlap=256, default_threshold=0.3,
         description=(
             "CenterNet on ImageNet EfficientNet-Lite0 (Apache-2.0 wheel), trained on the CPU on "
-            "composed crops: TXL-PBC train (MIT; PBC images CC BY 4.0), segpc-marrow (CC BY-NC-SA "
-            "4.0: non-commercial) and the 3 giemsa-macrophages hosts (GPL-2.0 data), plus "
-            "procedural hosts. Hemophagocytes and engulfed cells are synthetic composites. "
+            "composed crops: TXL-PBC train minus a dev split (MIT; PBC images CC BY 4.0), 4/5 of "
+            "segpc-marrow (CC BY-NC-SA 4.0: non-commercial) and 2 of the 3 giemsa-macrophages "
+            "hosts (GPL-2.0 data), plus procedural hosts. Hemophagocytes and engulfed cells are synthetic composites. "
             f"Training run: {args.out.name}."
         ),
     )  # fmt: skip
