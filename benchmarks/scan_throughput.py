@@ -1,10 +1,20 @@
-"""Scan throughput on this machine: tiles/s end to end vs. decoding alone.
+"""Scan throughput on this machine, against the floor and a plain baseline.
 
 Writes procedurally generated JPEG tiles (512x512 and 1024x1024), then for each size prints
-the decode-only rate (the floor no scanner beats) and ``hemoscan scan`` end to end at
-batch 1 and batch 8. Usage::
+tiles/s for:
 
-    python benchmarks/scan_throughput.py [--model NAME_OR_FOLDER] [--tiles 48] [--workers 2]
+- ``decode + preprocess``: decoding, colour conversion and normalisation only (the floor no
+  scanner beats);
+- ``model only``: the network alone on ready tensors, per backend (PyTorch eager, ONNX Runtime);
+- ``scan``: ``hemoscan scan`` end to end (decode threads, network, post-processing, writing),
+  per backend, and its ratio to ``model only``;
+- ``baseline``: what a user would write themselves: torchvision's
+  ``fasterrcnn_mobilenet_v3_large_fpn`` (random weights: only speed is measured), each image
+  opened with PIL, converted with ``to_tensor`` and run one by one.
+
+Usage::
+
+    python benchmarks/scan_throughput.py [--model NAME_OR_FOLDER] [--tiles 48] [--sizes 512 1024]
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import argparse
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -20,8 +31,10 @@ import numpy as np
 import torch
 
 from hemoscan.examples import render_example_tile
+from hemoscan.inference.backends import onnx_session
 from hemoscan.io.images import read_tile
-from hemoscan.models.loading import DEFAULT_MODEL, load_model
+from hemoscan.models.export import export_onnx, load_onnx_model
+from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 from hemoscan.pipeline import ScanOptions, scan
 
 
@@ -39,51 +52,105 @@ def write_tiles(folder: Path, size: int, n: int) -> list[Path]:
     return paths
 
 
+def rate(fn: Callable[[], int]) -> float:
+    """Items per second of ``fn`` (which returns how many items it processed)."""
+    t0 = time.perf_counter()
+    n = fn()
+    return n / (time.perf_counter() - t0)
+
+
+def row(size: int, what: str, tiles_per_s: float, note: str = "") -> None:
+    print(f"{size:>4}x{size:<4} {what:<30} {tiles_per_s:8.1f} {1000 / tiles_per_s:8.1f}  {note}")
+
+
+def decode_floor(model: LoadedModel, tiles: list[Path]) -> float:
+    mean = np.asarray(model.config.mean, np.float32) * 255
+    std = np.asarray(model.config.std, np.float32) * 255
+
+    def run() -> int:
+        for path in tiles:
+            image = read_tile(path)
+            np.ascontiguousarray(((image.astype(np.float32) - mean) / std).transpose(2, 0, 1))
+        return len(tiles)
+
+    return rate(run)
+
+
+def baseline(tiles: list[Path]) -> float:
+    from PIL import Image
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
+    from torchvision.transforms.functional import to_tensor
+
+    net = fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, num_classes=6
+    ).eval()
+
+    def run() -> int:
+        with torch.inference_mode():
+            for path in tiles:
+                net([to_tensor(Image.open(path).convert("RGB"))])
+        return len(tiles)
+
+    run_warm = tiles[:1]
+    with torch.inference_mode():
+        net([to_tensor(Image.open(run_warm[0]).convert("RGB"))])
+    return rate(run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--tiles", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
     model = load_model(args.model)
     print(f"model {model.config.name} {model.config.version} ({model.config.architecture}); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")  # fmt: skip
-    print(f"{'tile':>9} {'what':<24} {'tiles/s':>8} {'ms/tile':>8}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}; {args.tiles} JPEG tiles per size")  # fmt: skip
+    print(f"{'tile':>9} {'what':<30} {'tiles/s':>8} {'ms/tile':>8}")
     with tempfile.TemporaryDirectory() as tmp:
+        onnx_folder = Path(tmp) / "onnx"
+        if "onnx" in args.backends:
+            export_onnx(model, onnx_folder)
         for size in args.sizes:
             tiles = write_tiles(Path(tmp) / f"tiles{size}", size, args.tiles)
-            t0 = time.perf_counter()
-            for path in tiles:
-                read_tile(path)
-            decode = time.perf_counter() - t0
-            print(
-                f"{size:>4}x{size:<4} {'decode only':<24} {len(tiles) / decode:8.1f} {1000 * decode / len(tiles):8.1f}"
-            )
-            # warm-up so that one-off start-up costs are not counted
-            scan([str(tiles[0])], Path(tmp) / f"warm{size}", ScanOptions(workers=0), model=model)
-            for batch in args.batches:
-                x = torch.randn(batch, 3, size, size)
-                with torch.inference_mode():
-                    t0 = time.perf_counter()
-                    for _ in range(max(1, args.tiles // (4 * batch))):
-                        model.module(x)
-                    n = max(1, args.tiles // (4 * batch)) * batch
-                    net = time.perf_counter() - t0
-                print(
-                    f"{size:>4}x{size:<4} {f'network only, batch {batch}':<24} {n / net:8.1f} {1000 * net / n:8.1f}"
-                )
-            for batch in args.batches:
-                options = ScanOptions(batch_size=batch, workers=args.workers)
+            row(size, "decode + preprocess (floor)", decode_floor(model, tiles))
+            x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+            reps = max(4, args.tiles // 4)
+            for backend in args.backends:
+                if backend == "torch":
+                    xt = torch.from_numpy(x)
+
+                    def forward() -> None:
+                        with torch.inference_mode():
+                            model.module(xt)
+
+                    scan_model = model
+                else:
+                    session = onnx_session(onnx_folder / "model.onnx")
+
+                    def forward() -> None:
+                        session.run(None, {"image": x})
+
+                    scan_model = load_onnx_model(str(onnx_folder))
+                forward()
+                model_only = rate(lambda: [forward() for _ in range(reps)] and reps)
+                row(size, f"model only, {backend}", model_only)
+                options = ScanOptions(workers=args.workers, backend=backend)
+                # warm-up so that one-off start-up costs are not counted
+                scan([str(tiles[0])], Path(tmp) / f"warm{size}{backend}", options, model=scan_model)
                 summary = scan(
-                    [str(p) for p in tiles], Path(tmp) / f"out{size}-{batch}", options, model=model
-                )
-                rate = summary.tiles_per_second
-                print(
-                    f"{size:>4}x{size:<4} {f'scan, batch {batch}':<24} {rate:8.1f} {1000 / rate:8.1f}"
-                )
+                    [str(p) for p in tiles], Path(tmp) / f"out{size}{backend}", options,
+                    model=scan_model,
+                )  # fmt: skip
+                e2e = summary.tiles_per_second
+                row(size, f"scan end to end, {backend}", e2e, f"{e2e / model_only:.0%} of model only")
+            if not args.no_baseline:
+                row(size, "baseline fasterrcnn_mnv3 plain", baseline(tiles))
 
 
 if __name__ == "__main__":

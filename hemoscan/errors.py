@@ -44,3 +44,16 @@ class LabValueError(HemoscanError):
 
 class LabFileError(HemoscanError):
     """A lab-panel file is missing, unreadable or laid out unexpectedly."""
+
+
+class EngineError(HemoscanError):
+    """A scan engine cannot run: e.g. no Dask scheduler at the given address, workers that
+    cannot see the tiles or load the model, or a worker lost too often."""
+
+
+class SlideError(ImageReadError):
+    """A whole-slide image cannot be opened as a slide, or a region of it cannot be read."""
+
+
+class PixelSizeError(HemoscanError):
+    """A whole-slide image has no usable pixel size (µm per pixel) and none was given."""

@@ -12,9 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -23,12 +24,13 @@ from hemoscan.datamodel import Provenance, SampleFindings, TileResult
 from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
 from hemoscan.io.files import atomic_write_json
-from hemoscan.io.images import read_tile
+from hemoscan.io.readers import read_source
 from hemoscan.io.scan_store import (
     SUMMARY,
     ScanStore,
     iter_detections,
     read_results,
+    read_run,
     read_tiles,
     utc_now,
 )
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("geojson", "coco")
+ENGINES = ("local", "dask")
 SUMMARY_FORMAT = "hemoscan-summary/1"
 
 
@@ -52,6 +55,14 @@ class ScanOptions:
     ``backend``: ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` must then name a
     folder holding an ONNX export, see ``hemoscan export``). Both give the same detections
     within 1e-4, so a scan may be resumed with the other backend.
+
+    ``engine``: ``"local"`` (this process) or ``"dask"``: the tiles are shared out over the
+    workers of the Dask cluster at ``scheduler`` (a local cluster of ``workers`` processes
+    when ``None``), see :mod:`hemoscan.engines.dask_engine`. Both engines write the same
+    outputs, so a scan may be resumed with the other engine.
+
+    ``mpp``: µm per pixel of whole-slide images whose metadata gives none (see
+    :mod:`hemoscan.inference.slide_plan`); slides with their own pixel size ignore it.
     """
 
     model: str = DEFAULT_MODEL
@@ -68,6 +79,9 @@ class ScanOptions:
     exports: tuple[str, ...] = ()
     retry_failed: bool = False
     backend: str = "torch"
+    engine: str = "local"
+    scheduler: str | None = None
+    mpp: float | None = None
 
 
 @dataclass
@@ -81,6 +95,7 @@ class ScanSummary:
     tiles_failed: int
     seconds: float
     samples: list[SampleFindings] = field(default_factory=list)
+    regions_background: int = 0  # regions of whole-slide images skipped as blank glass
 
     @property
     def tiles_per_second(self) -> float:
@@ -90,11 +105,11 @@ class ScanSummary:
 def _decode(source: TileSource) -> tuple[TileSource, np.ndarray | None, str, float]:
     start = time.perf_counter()
     try:
-        image, error = read_tile(source.path), ""
+        image, error = read_source(source), ""
     except HemoscanError as e:
         image, error = None, str(e)
     except Exception as e:  # noqa: BLE001 - a scan records every failure and goes on
-        image, error = None, f"{source.path}: unexpected error while reading: {e!r}"
+        image, error = None, f"{source.name}: unexpected error while reading: {e!r}"
     return source, image, error, (time.perf_counter() - start) * 1000
 
 
@@ -112,6 +127,70 @@ def _decoded(sources: list[TileSource], workers: int, lookahead: int) -> Iterato
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+class ScannedTile(NamedTuple):
+    """One work item's outcome as an engine hands it to :func:`scan` (in input order).
+
+    ``image`` is the decoded tile for evidence (crops, overlays), or ``None`` when the tile
+    failed or was decoded elsewhere (a Dask worker): :func:`scan` then re-reads it if needed.
+    """
+
+    source: TileSource
+    result: TileResult
+    image: np.ndarray | None
+
+
+def scan_items(
+    predictor: Predictor, items: Sequence[TileSource], workers: int = 0, lookahead: int = 2
+) -> Iterator[ScannedTile]:
+    """The per-tile work of every engine: decode, batch and predict ``items``, in order.
+
+    Tiles are decoded by ``workers`` threads (0: inline), at most ``lookahead`` ahead, and
+    predicted ``predictor.batch_size`` images at a time. Yields one :class:`ScannedTile` per
+    item, in input order (a failed tile waits for the batch before it). A tile that cannot be
+    read, or whose batch fails in inference, is an ``error`` result, never an exception.
+    """
+    group: list[tuple[TileSource, np.ndarray | None, str, float]] = []
+    images = 0
+    for decoded in _decoded(items, workers, lookahead):
+        group.append(decoded)
+        images += decoded[1] is not None
+        if images >= predictor.batch_size:
+            yield from _predict_group(predictor, group)
+            group, images = [], 0
+    yield from _predict_group(predictor, group)
+
+
+def _predict_group(
+    predictor: Predictor, group: list[tuple[TileSource, np.ndarray | None, str, float]]
+) -> Iterator[ScannedTile]:
+    """Results of decoded items holding at most one batch of images, in their order."""
+    images = [image for _, image, _, _ in group if image is not None]
+    found: Iterator[list] = iter(())
+    failure: Exception | None = None
+    per_tile_ms = 0.0
+    if images:
+        t0 = time.perf_counter()
+        try:
+            found = iter(predictor.predict_batch(images))
+        except Exception as e:  # noqa: BLE001 - record the batch as failed, go on
+            log.exception("inference failed")
+            failure = e
+        per_tile_ms = (time.perf_counter() - t0) * 1000 / len(images)
+    for src, image, error, decode_ms in group:
+        if image is None:
+            result = TileResult(src.sample, src.name, "error", error=error, ms=decode_ms)
+        elif failure is not None:
+            w, h, _ = src.place(image.shape[1], image.shape[0], ())
+            result = TileResult(src.sample, src.name, "error", w, h,
+                                error=f"{src.name}: inference failed: {failure!r}")  # fmt: skip
+            image = None
+        else:
+            w, h, dets = src.place(image.shape[1], image.shape[0], next(found))
+            result = TileResult(src.sample, src.name, "ok", w, h, dets,
+                                ms=decode_ms + per_tile_ms)  # fmt: skip
+        yield ScannedTile(src, result, image)
 
 
 def _tiling_settings(predictor: Predictor) -> dict[str, float]:
@@ -133,16 +212,22 @@ def scan(
     """Scan image tiles into ``out_dir`` and return the per-sample findings.
 
     ``sources`` are files, folders, globs or ``.txt`` lists (see
-    :func:`hemoscan.io.sources.expand_sources`). Tiles already finished in ``out_dir`` are
-    skipped. ``progress`` is called after each tile; ``on_start(total, to_scan)`` once.
+    :func:`hemoscan.io.sources.expand_sources`); whole-slide images among them are scanned
+    region by region (:func:`hemoscan.inference.slide_plan.expand_slides`), each region like a
+    tile. Tiles already finished in ``out_dir`` are skipped. ``progress`` is called after each tile; ``on_start(total, to_scan)`` once.
     Raises :class:`~hemoscan.errors.HemoscanError` for unusable sources, models or folders;
     a bad tile never raises: it is recorded in ``tiles.csv`` with its reason.
     """
     from hemoscan.inference.backends import BACKENDS
     from hemoscan.inference.predictor import Predictor
+    from hemoscan.inference.slide_plan import expand_slides
 
     if options.backend not in BACKENDS:
         raise HemoscanError(f"unknown backend {options.backend!r}; choose from {BACKENDS}")
+    if options.engine not in ENGINES:
+        raise HemoscanError(f"unknown engine {options.engine!r}; choose from {ENGINES}")
+    if options.scheduler and options.engine != "dask":
+        raise HemoscanError("a Dask scheduler address needs the dask engine (--engine dask)")
     unknown = set(options.exports) - set(EXPORT_FORMATS)
     if unknown:
         raise HemoscanError(
@@ -165,53 +250,34 @@ def scan(
         scale=options.scale,
         backend=options.backend,
     )
+    tiles, slides = expand_slides(tiles, model.config, predictor.tile_size, predictor.overlap,
+                                  predictor.scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
     tiling = _tiling_settings(predictor)
     settings = {"model_name": model.config.name, "model_sha256": model.sha256,
-                "thresholds": predictor.thresholds, **tiling}  # fmt: skip
+                "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp}  # fmt: skip
     started = time.perf_counter()
     with ScanStore(out, settings, retry_failed=options.retry_failed) as store:
-        todo = [t for t in tiles if not store.is_finished(t.sample, t.path)]
+        store.record_slides([plan.to_dict() for plan in slides])
+        todo = [t for t in tiles if not store.is_finished(t.sample, t.name)]
         if on_start:
             on_start(len(tiles), len(todo))
-        lookahead = max(2 * options.batch_size, 2 * max(options.workers, 1))
-        batch: list[tuple[TileSource, np.ndarray, float]] = []
+        if options.engine == "dask":
+            from hemoscan.engines.dask_engine import scan_on_dask
 
-        def finish(result: TileResult, image: np.ndarray | None = None) -> None:
-            if image is not None and result.ok:
-                _save_evidence(out, options, result, image)
-            store.append(result)
-            if progress:
-                progress(result)
-
-        def flush() -> None:
-            if not batch:
-                return
-            t0 = time.perf_counter()
-            try:
-                found = predictor.predict_batch([img for _, img, _ in batch])
-            except Exception as e:  # noqa: BLE001 - record the batch as failed, go on
-                log.exception("inference failed")
-                for src, img, _ in batch:
-                    finish(TileResult(src.sample, src.path, "error", img.shape[1], img.shape[0],
-                                      error=f"{src.path}: inference failed: {e!r}"))  # fmt: skip
-                batch.clear()
-                return
-            per_tile_ms = (time.perf_counter() - t0) * 1000 / len(batch)
-            for (src, img, decode_ms), dets in zip(batch, found):
-                h, w = img.shape[:2]
-                result = TileResult(src.sample, src.path, "ok", w, h, tuple(dets),
-                                    ms=decode_ms + per_tile_ms)  # fmt: skip
-                finish(result, img)
-            batch.clear()
-
-        for src, image, error, decode_ms in _decoded(todo, options.workers, lookahead):
-            if image is None:
-                finish(TileResult(src.sample, src.path, "error", error=error, ms=decode_ms))
-                continue
-            batch.append((src, image, decode_ms))
-            if len(batch) >= options.batch_size:
-                flush()
-        flush()
+            results = scan_on_dask(todo, predictor, model, options)
+        else:
+            lookahead = max(2 * options.batch_size, 2 * max(options.workers, 1))
+            results = scan_items(predictor, todo, options.workers, lookahead)
+        with closing(results):
+            for source, result, image in results:
+                if result.ok and _wants_evidence(options, result):
+                    if image is None:  # decoded on a Dask worker: read it again here
+                        image = _decode(source)[1]
+                    if image is not None:
+                        _save_evidence(out, options, result, image, source)
+                store.append(result)
+                if progress:
+                    progress(result)
         started_at = store.started_at
     seconds = time.perf_counter() - started
     provenance = Provenance(
@@ -236,11 +302,26 @@ def scan(
         tiles_failed=sum(1 for t in all_tiles if not t.ok),
         seconds=seconds,
         samples=findings,
+        regions_background=sum(plan.regions_background for plan in slides),
     )
 
 
-def _save_evidence(out: Path, options: ScanOptions, result: TileResult, image: np.ndarray) -> None:
+def _wants_evidence(options: ScanOptions, result: TileResult) -> bool:
+    """Whether ``result`` gets an overlay or a crop, so its image is needed."""
+    if options.save_overlays or not options.save_crops:
+        return options.save_overlays
+    from hemoscan.visualize import CROP_CLASSES
+
+    return any(d.label in CROP_CLASSES for d in result.detections)
+
+
+def _save_evidence(
+    out: Path, options: ScanOptions, result: TileResult, image: np.ndarray, source: TileSource
+) -> None:
     from hemoscan.visualize import save_crops, save_overlay
+
+    if source.region is not None:  # draw on the region's image: its pixels, not the slide's
+        result = replace(result, detections=source.region.to_image(result.detections))
 
     if options.save_overlays:
         save_overlay(out, result.tile, image, result.detections)
@@ -255,11 +336,11 @@ def write_summary(out: Path, provenance: Provenance) -> list[SampleFindings]:
         ((sample, det) for sample, _, det in iter_detections(out)),
         provenance,
     )
-    atomic_write_json(
-        out / SUMMARY,
-        {"format": SUMMARY_FORMAT, "samples": [f.to_dict() for f in findings]},
-        indent=2,
-    )
+    doc = {"format": SUMMARY_FORMAT, "samples": [f.to_dict() for f in findings]}
+    slides = read_run(out).get("slides")
+    if slides:
+        doc["slides"] = slides
+    atomic_write_json(out / SUMMARY, doc, indent=2)
     return findings
 
 
@@ -268,9 +349,10 @@ def export(out: Path, formats: Sequence[str]) -> list[Path]:
     from hemoscan.io.exports import write_coco, write_geojson
 
     results = read_results(out)
+    slides = read_run(out).get("slides", [])
     written: list[Path] = []
     if "geojson" in formats:
         written += write_geojson(results, out)
     if "coco" in formats:
-        written += list(write_coco(results, out))
+        written += list(write_coco(results, out, slides))
     return written

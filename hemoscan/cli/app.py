@@ -42,6 +42,11 @@ class ModelFormat(str, Enum):
     onnx = "onnx"
 
 
+class Engine(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"hemoscan {__version__}")
@@ -76,7 +81,12 @@ def scan(
     model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "",
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 1,
     workers: Annotated[
-        int, typer.Option(min=0, help="Threads decoding images ahead of the model.")
+        int,
+        typer.Option(
+            min=0,
+            help="Threads decoding images ahead of the model; with --engine dask and no "
+            "--scheduler, the number of local Dask worker processes.",
+        ),
     ] = 2,
     conf: Annotated[
         Optional[float],
@@ -113,6 +123,15 @@ def scan(
     scale: Annotated[
         float, typer.Option(min=0.01, help="Resize factor applied before detection.")
     ] = 1.0,
+    mpp: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.01,
+            max=100.0,
+            help="Pixel size (µm per pixel, level 0) of whole-slide images whose metadata has none.",
+            show_default="the slide's metadata",
+        ),
+    ] = None,
     save_overlays: Annotated[
         bool, typer.Option(help="Write each tile with its boxes to OUT/overlays.")
     ] = False,
@@ -124,9 +143,23 @@ def scan(
         typer.Option(help="Also write QuPath GeoJSON and/or COCO results (repeatable)."),
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="On resume, scan failed tiles again.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local (this process), or dask: share the tiles out over a Dask cluster's "
+            "workers (pip install 'hemoscan[dask]')."
+        ),
+    ] = Engine.local,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --engine dask).",
+            show_default="a local cluster of --workers processes",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Scan smear tiles; write detections.jsonl, tiles.csv and summary.json to OUT."""
+    """Scan smear tiles or whole-slide images into OUT (detections.jsonl, tiles.csv, summary.json)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -161,6 +194,9 @@ def scan(
         exports=tuple(e.value for e in export or ()),
         retry_failed=retry_failed,
         backend=backend.value,
+        engine=engine.value,
+        scheduler=scheduler,
+        mpp=mpp,
     )
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), _TilesPerSecond(), TimeElapsedColumn(),
@@ -185,6 +221,8 @@ def scan(
         f"in {summary.seconds:.1f} s, {summary.tiles_per_second:.1f} tiles/s; "
         f"{len(summary.samples)} sample(s), {hemo} hemophagocyte(s) suggested -> {out}"
     )
+    if summary.regions_background:
+        typer.echo(f"{summary.regions_background} slide region(s) of blank glass skipped")
     if summary.tiles_failed:
         typer.secho(
             f"{summary.tiles_failed} tile(s) failed: see {out / 'tiles.csv'}",
@@ -289,6 +327,168 @@ def models() -> None:
     for name in list_shipped_models():
         typer.echo(f"{name}{'  (default)' if name == DEFAULT_MODEL else ''}")
     typer.echo(f"architectures: {', '.join(list_models())}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "",
+    data: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="shared:NAMES (txl-val, composed-val, segpc-heldout, txl-dev, composed-dev, "
+            "default), FORMAT:PATH (coco, yolo, voc, qupath, masks) or spec:FILE; repeatable.",
+            show_default="shared:default",
+        ),
+    ] = None,
+    data_root: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder of the public sets.", show_default="../shared/datasets"),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Also write the metrics as JSON.")
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(min=1, help="Evaluate the first N fields of each set.")
+    ] = None,
+    classes: Annotated[
+        Optional[str],
+        typer.Option(help="Class map for FORMAT:PATH data, e.g. 0=nucleated,1=rbc,2=platelet."),
+    ] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split of FORMAT:PATH data.")] = None,
+    scale: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Resize factor for FORMAT:PATH data, or 'oracle' (median labelled red cell)."
+        ),
+    ] = None,
+    composed_n: Annotated[int, typer.Option(min=1, help="Fields of the composed sets.")] = 200,
+    composed: Annotated[
+        bool, typer.Option("--composed", help="FORMAT:PATH data are composed images (say so).")
+    ] = False,
+    tune_thresholds: Annotated[
+        bool,
+        typer.Option(
+            help="First tune per-class thresholds on --tune-data and store them in the model "
+            "folder's config.json (not for shipped models)."
+        ),
+    ] = False,
+    tune_data: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Tuning data (never reporting data).", show_default="shared:txl-dev,composed-dev"
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, ...")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate a model (AP, precision/recall, hemophagocyte metrics, counts); print and write JSON.
+
+    Needs the training package and the train extra, installed from a checkout.
+    """
+    try:
+        from hemoscan_training import evaluate as ev
+    except ImportError as e:
+        _fail(f"hemoscan evaluate needs the training extras (pip install -e '.[train]'): {e}")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hemoscan.errors import HemoscanError
+    from hemoscan.models.loading import DEFAULT_MODEL
+
+    if scale not in (None, "oracle"):
+        try:
+            scale_value: object = float(scale)
+        except ValueError:
+            _fail(f"--scale must be a number or 'oracle', not {scale!r}")
+    else:
+        scale_value = scale
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), disable=quiet, transient=True)  # fmt: skip
+    tasks: dict[str, object] = {}
+
+    def advance(suite: str, done: int, total: int) -> None:
+        if suite not in tasks:
+            tasks[suite] = progress.add_task(suite, total=total)
+        progress.update(tasks[suite], completed=done)  # type: ignore[arg-type]
+
+    try:
+        with progress:
+            metrics = ev.run(
+                model or DEFAULT_MODEL,
+                data or ["shared:default"],
+                data_root=data_root or ev.DEFAULT_DATA_ROOT,
+                out=out,
+                limit=limit,
+                class_map=ev.parse_class_map(classes),
+                split=split,
+                scale=scale_value,  # type: ignore[arg-type]
+                composed_n=composed_n,
+                composed=composed,
+                tune=tune_thresholds,
+                tune_data=tune_data or ["shared:txl-dev,composed-dev"],
+                device=device,
+                progress=advance,
+            )
+    except (HemoscanError, ValueError) as e:
+        _fail(str(e))
+    ev.print_metrics(metrics)
+    if out:
+        typer.echo(f"metrics -> {out}")
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config", "-c", help="YAML training config (examples in training/configs/)."
+        ),
+    ] = None,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="Override a config value, e.g. --set optim.lr=1e-3 (repeatable)."
+        ),
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Number of epochs.")] = None,
+    fraction: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0, max=1.0, help="Scale steps per epoch and dataset sizes, for quick runs."
+        ),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
+    ] = False,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Deterministic algorithms (bitwise-repeatable).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a detector: checkpoints, results.csv, curves.png and the best model in OUT/best.
+
+    Needs the training extras: pip install -e ".\\[train]" from a checkout.
+    """
+    import importlib.util
+
+    needed = ("albumentations", "hemoscan_training")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(f"hemoscan train needs {', '.join(missing)}: pip install -e '.[train]' (a checkout)")
+    from hemoscan.errors import HemoscanError
+    from hemoscan_training.train import run_training
+
+    try:
+        result = run_training(config, overrides or (), epochs=epochs, fraction=fraction, out=out,
+                              seed=seed, deterministic=deterministic or None, resume=resume or None,
+                              quiet=quiet or None)  # fmt: skip
+    except (HemoscanError, ValueError) as e:
+        _fail(str(e))
+    best = f"; best model {result.best_model}" if result.best_model else ""
+    typer.echo(f"{result.status}: {result.epochs_done} epoch(s) in {result.out}{best}")
+    if result.status == "aborted_nonfinite":
+        raise typer.Exit(1)  # the run diverged: see the log; last.pt keeps the last good epoch
 
 
 def main() -> None:

@@ -1,1 +1,2 @@
-"""Reading image tiles and resolving scan sources (files, folders, globs, list files)."""
+"""Reading image tiles and whole-slide images, and resolving scan sources (files, folders, globs,
+list files)."""

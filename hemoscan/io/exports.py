@@ -1,17 +1,22 @@
 """Exports of scan results for other tools: QuPath GeoJSON per tile and COCO detection results.
 
-Coordinates are tile pixels (origin top-left, y down), as in :mod:`hemoscan.datamodel`.
+Coordinates are tile pixels (origin top-left, y down), as in :mod:`hemoscan.datamodel`. The
+regions of a whole-slide image (tiles named by :func:`hemoscan.io.regions.region_name`) are
+exported together, as one image: the slide, in level-0 slide pixels, so the GeoJSON overlays
+the slide when imported in QuPath.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hemoscan.datamodel import CELL_CLASSES, NUCLEATED_SUBTYPES, Detection, TileResult
-from hemoscan.io.files import atomic_write_json, safe_stem, short_hash
+from hemoscan.io.files import atomic_write_json, atomic_writer, safe_stem, short_hash
+from hemoscan.io.regions import parse_region_name
 
 CLASS_COLORS: dict[str, tuple[int, int, int]] = {
     "rbc": (220, 40, 40),
@@ -81,28 +86,52 @@ def _tile_features(result: TileResult) -> list[dict[str, Any]]:
     return features
 
 
-def write_geojson(results: Iterable[TileResult], out_dir: Path) -> list[Path]:
-    """Writes one QuPath-importable GeoJSON FeatureCollection per ok tile.
+def _images(results: Iterable[TileResult]) -> list[tuple[str, str, list[TileResult]]]:
+    """Ok results grouped into exported images, in order of first appearance:
+    ``(sample, name, results)``, a plain tile alone (named by its path), the regions of a
+    whole-slide image together (named by the slide's path)."""
+    groups: dict[tuple[str, str, bool], list[TileResult]] = {}
+    for result in results:
+        if not result.ok:
+            continue
+        parsed = parse_region_name(result.tile)
+        name = result.tile if parsed is None else parsed[0]
+        key = (result.sample, name, parsed is not None)
+        groups.setdefault(key, []).append(result)
+    return [(sample, name, group) for (sample, name, _), group in groups.items()]
 
-    Files go to ``out_dir/"geojson"/<name>.geojson``, ``<name>`` being the tile path with its
-    parts joined by ``__`` and unsafe characters replaced; names that would clash get a hash
-    of the tile path appended. Engulfed cells become their own ``engulfed_<type>`` detections
-    with a ``parent_id`` property naming their hemophagocyte. Returns the paths written.
+
+def _write_collection(path: Path, features: Iterator[dict[str, Any]]) -> None:
+    """A GeoJSON FeatureCollection, written feature by feature (a slide's can be large)."""
+    with atomic_writer(path) as f:
+        f.write('{"type": "FeatureCollection", "features": [')
+        for i, feature in enumerate(features):
+            f.write((", " if i else "") + json.dumps(feature, ensure_ascii=False))
+        f.write("]}\n")
+
+
+def write_geojson(results: Iterable[TileResult], out_dir: Path) -> list[Path]:
+    """Writes one QuPath-importable GeoJSON FeatureCollection per ok tile, and one per
+    whole-slide image holding the detections of all its regions (level-0 slide pixels).
+
+    Files go to ``out_dir/"geojson"/<name>.geojson``, ``<name>`` being the tile's (or slide's)
+    path with its parts joined by ``__`` and unsafe characters replaced; names that would
+    clash get a hash of the path appended. Engulfed cells become their own
+    ``engulfed_<type>`` detections with a ``parent_id`` property naming their hemophagocyte.
+    Returns the paths written.
     """
     geo_dir = Path(out_dir) / "geojson"
     used: set[str] = set()
     written: list[Path] = []
-    for result in results:
-        if not result.ok:
-            continue
-        base = stem = safe_stem(result.tile)
+    for _, name, group in _images(results):
+        base = stem = safe_stem(name)
         n = 1
         while stem.lower() in used:
-            stem = f"{base}-{short_hash(result.tile)}" + (f"-{n}" if n > 1 else "")
+            stem = f"{base}-{short_hash(name)}" + (f"-{n}" if n > 1 else "")
             n += 1
         used.add(stem.lower())
         path = geo_dir / f"{stem}.geojson"
-        atomic_write_json(path, {"type": "FeatureCollection", "features": _tile_features(result)})
+        _write_collection(path, (f for result in group for f in _tile_features(result)))
         written.append(path)
     return written
 
@@ -122,29 +151,32 @@ def _coco_result(image_id: int, det: Detection) -> dict[str, Any]:
     return d
 
 
-def write_coco(results: Iterable[TileResult], out_dir: Path) -> tuple[Path, Path]:
+def write_coco(
+    results: Iterable[TileResult], out_dir: Path, slides: Sequence[Mapping[str, Any]] = ()
+) -> tuple[Path, Path]:
     """Writes ``coco_images.json`` (dataset skeleton of ok tiles, ids 1..N in order given) and
     ``coco_detections.json`` (COCO results list) to ``out_dir``; returns both paths.
 
-    Load with ``COCO(images).loadRes(detections)``; note pycocotools' ``loadRes`` cannot
-    read an empty results list.
+    A whole-slide image is one COCO image (``file_name`` its path, boxes in level-0 pixels);
+    its width and height come from its record in ``slides`` (``run.json``'s), else from the
+    extent of its scanned regions. Load with ``COCO(images).loadRes(detections)``; note
+    pycocotools' ``loadRes`` cannot read an empty results list.
     """
     out_dir = Path(out_dir)
+    sizes = {(r["sample"], r["slide"]): (r["width"], r["height"]) for r in slides}
     images: list[dict[str, Any]] = []
     detections: list[dict[str, Any]] = []
-    for result in results:
-        if not result.ok:
-            continue
+    for sample, name, group in _images(results):
         image_id = len(images) + 1
-        images.append(
-            {
-                "id": image_id,
-                "file_name": result.tile,
-                "width": result.width,
-                "height": result.height,
-            }
-        )
-        detections.extend(_coco_result(image_id, det) for det in result.detections)
+        if parse_region_name(group[0].tile) is None:
+            width, height = group[0].width, group[0].height
+        else:
+            cores = [parse_region_name(r.tile) for r in group]
+            extent = (max(c[1] + c[3] for c in cores if c), max(c[2] + c[4] for c in cores if c))
+            width, height = sizes.get((sample, name), extent)
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for result in group:
+            detections.extend(_coco_result(image_id, det) for det in result.detections)
     categories = [
         {"id": i + 1, "name": c, "supercategory": "cell"} for i, c in enumerate(CELL_CLASSES)
     ]

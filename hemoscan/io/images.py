@@ -178,6 +178,25 @@ def _to_rgb8(pixels: np.ndarray, alpha: bool, bits: int, premultiplied: bool = F
     return np.ascontiguousarray(color)
 
 
+def to_rgb8(pixels: np.ndarray) -> np.ndarray:
+    """Decoded samples -> ``(H, W, 3)`` uint8 RGB, by this module's conventions.
+
+    ``pixels``: ``(H, W)`` gray or ``(H, W, C)`` with C = 1 (gray), 2 (gray + alpha), 3 (RGB)
+    or 4 (RGBA), dtype uint8 or uint16 (scaled by ``>> 8``); alpha is composited on white.
+    Used for regions read from whole-slide images (:mod:`hemoscan.io.slides`).
+
+    Raises:
+        ValueError: for another dtype or channel count.
+    """
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"unsupported pixel type {pixels.dtype} (expected uint8 or uint16)")
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.ndim not in (2, 3) or channels not in (1, 2, 3, 4):
+        raise ValueError(f"unsupported pixel layout {pixels.shape} (expected gray, RGB or RGBA)")
+    rgb = _to_rgb8(pixels, alpha=channels in (2, 4), bits=8 * pixels.dtype.itemsize)
+    return np.require(rgb, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+
+
 def _decode_pillow(data: bytes, fmt: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 

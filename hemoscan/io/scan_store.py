@@ -5,8 +5,8 @@ detections first, then its ``tiles.csv`` row, which marks it done). Opening an e
 folder compacts both: a torn last line is dropped, and detections of tiles without a
 ``tiles.csv`` row (in flight when a run was killed) are removed, so re-running the tile
 never duplicates a row. ``run.json`` records the settings that change counts (resuming with
-different ones is refused), the start time and the working folder that relative tile paths
-are relative to.
+different ones is refused), the start time, the working folder that relative tile paths
+are relative to, and how each whole-slide image was scanned (``slides``).
 """
 
 from __future__ import annotations
@@ -136,6 +136,18 @@ class ScanStore:
                 if result is not None and result.ok:
                     dst.write(line)
 
+    def record_slides(self, slides: list[dict[str, Any]]) -> None:
+        """Record in ``run.json`` (key ``slides``) how each whole-slide image is scanned: one
+        record per ``(sample, slide)``, a newer one replacing an older one."""
+        if not slides:
+            return
+        path = self.dir / RUN
+        run = json.loads(path.read_text())
+        records = {(r["sample"], r["slide"]): r for r in run.get("slides", [])}
+        records.update({(r["sample"], r["slide"]): r for r in slides})
+        run["slides"] = list(records.values())
+        atomic_write_json(path, run, indent=2)
+
     def is_finished(self, sample: str, tile: str) -> bool:
         return (sample, tile) in self.finished
 
@@ -195,5 +207,6 @@ def read_results(out_dir: Path) -> list[TileResult]:
 
 
 def read_run(out_dir: Path) -> dict[str, Any]:
-    """``run.json`` of a scan folder: ``settings``, ``started_at`` and ``working_dir``."""
+    """``run.json`` of a scan folder: ``settings``, ``started_at``, ``working_dir``, and
+    ``slides`` (records of whole-slide images, see :meth:`ScanStore.record_slides`) if any."""
     return json.loads((Path(out_dir) / RUN).read_text())

@@ -1,4 +1,8 @@
-"""Resolving scan sources (image files, folders, glob patterns, ``.txt`` list files) to tiles."""
+"""Resolving scan sources (image files, folders, glob patterns, ``.txt`` list files) to tiles.
+
+Whole-slide images are found like tiles here; :func:`hemoscan.inference.slide_plan.expand_slides`
+then turns each into its regions (one :class:`TileSource` per region, with ``region`` set).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,20 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hemoscan.errors import SourceError
 from hemoscan.io.images import SUPPORTED_EXTENSIONS
+from hemoscan.io.slides import SLIDE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from hemoscan.datamodel import Detection
+    from hemoscan.io.regions import SlideRegion
 
 _LIST_EXTENSION = ".txt"
-_IMAGE_KINDS = "/".join(SUPPORTED_EXTENSIONS)
+#: Extensions found in folders and by patterns: image tiles and whole-slide images.
+SCAN_EXTENSIONS: tuple[str, ...] = SUPPORTED_EXTENSIONS + SLIDE_EXTENSIONS
+_IMAGE_KINDS = "/".join(SCAN_EXTENSIONS)
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -24,10 +36,32 @@ class TileSource:
     ``path`` is the path as the user wrote it, or as found by expanding a folder (``os.path.join``
     of the folder as given and the file's path inside it), a glob or a list file; it is never
     made absolute, so outputs echo what users wrote. ``sample`` groups tiles into samples.
+
+    ``region`` is set for one region of a whole-slide image at ``path`` (see
+    :mod:`hemoscan.io.regions`); ``error`` is set for a source known to be unreadable before
+    decoding (a slide that cannot be opened): it is then recorded as a failed tile with it.
     """
 
     path: str
     sample: str
+    region: SlideRegion | None = None
+    error: str = ""
+
+    @property
+    def name(self) -> str:
+        """The ``tile`` of this source in the outputs: ``path``, or the region's name."""
+        return self.path if self.region is None else self.region.name
+
+    def place(
+        self, width: int, height: int, detections: list[Detection] | tuple[Detection, ...]
+    ) -> tuple[int, int, tuple[Detection, ...]]:
+        """Output ``(width, height, detections)`` of this source, from the ``width x height``
+        image it was read as and the detections found in it (image pixels): unchanged for a
+        tile; for a slide region, the core's level-0 size and the detections whose centre lies
+        in the core, in level-0 slide pixels."""
+        if self.region is None:
+            return width, height, tuple(detections)
+        return (*self.region.core_size, self.region.to_slide(detections))
 
 
 def expand_sources(
@@ -43,11 +77,11 @@ def expand_sources(
       with ``#`` are skipped, ``~`` is expanded, relative paths are relative to the list
       file's folder, and each line is expanded by these same rules (in the list's order), except
       that a ``.txt`` line is taken as a plain file, not read as a list;
-    * an existing folder: every file under it, recursively, with a supported image extension
-      (:data:`~hemoscan.io.images.SUPPORTED_EXTENSIONS`, any case); names starting with ``.``
+    * an existing folder: every file under it, recursively, with a supported image or slide
+      extension (:data:`SCAN_EXTENSIONS`, any case); names starting with ``.``
       (hidden files and folders) are skipped; symlinked folders are followed once;
     * a pattern with ``*``, ``?`` or ``[``: ``glob.glob(pattern, recursive=True)``, keeping
-      files with a supported image extension (hidden names are not matched by ``*``).
+      files with a supported image or slide extension (hidden names are not matched by ``*``).
 
     Files found in a folder or by a pattern are sorted in natural order (``tile2`` before
     ``tile10``), compared folder by folder. A file reached twice (same real path, e.g. listed
@@ -56,7 +90,8 @@ def expand_sources(
     Samples: if ``sample_id`` is given, every tile belongs to it. Otherwise a tile's sample is
     the name of the folder directly holding it, ``basename(dirname(abspath(path)))``:
     ``scans/patient_A/tile1.png`` is in sample ``patient_A``, and ``tile1.png`` in the
-    current folder is in the sample named after the current folder.
+    current folder is in the sample named after the current folder. (A whole-slide image is
+    given its own sample later, see :func:`hemoscan.inference.slide_plan.expand_slides`.)
 
     Raises:
         SourceError: eagerly, when ``sources`` is empty, ``sample_id`` is empty, or a source
@@ -88,7 +123,7 @@ def _sample_of(path: str) -> str:
 
 
 def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(SUPPORTED_EXTENSIONS)
+    return name.lower().endswith(SCAN_EXTENSIONS)
 
 
 def _natural_key(path: str) -> tuple[tuple[tuple[str | int, ...], ...], str]:

@@ -12,6 +12,14 @@ from hemoscan.errors import ModelConfigError
 
 ENGULFED_PREFIX = "engulfed_"
 
+#: Typical diameter of a red cell on a smear, micrometres: turns ``rbc_diameter_px`` into the
+#: pixel size (µm per pixel) a model expects when its config gives no ``mpp``.
+RBC_DIAMETER_UM: float = 7.5
+
+#: The largest cell a model detects, in red-cell diameters: hemophagocytes are about 3-6 red
+#: cells across. Sizes the overlap of whole-slide regions so such a cell is seen whole.
+LARGEST_CELL_RBC_DIAMETERS: float = 6.0
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -21,6 +29,8 @@ class ModelConfig:
     :data:`~hemoscan.datamodel.CELL_CLASSES` and engulfed-cell classes ``engulfed_<type>``.
     ``mean``/``std`` normalise RGB scaled to [0, 1]. ``rbc_diameter_px`` is the red-cell
     diameter the model was trained at; ``tile_size``/``overlap`` are the default tiling.
+    ``mpp`` is the pixel size of the model's input in µm per pixel, if known; without it
+    (configs written before it existed) :attr:`input_mpp` derives it from ``rbc_diameter_px``.
     """
 
     name: str
@@ -38,6 +48,7 @@ class ModelConfig:
     overlap: int = 256
     weights_sha256: str = ""
     description: str = ""
+    mpp: float | None = None
 
     def __post_init__(self) -> None:
         for c in self.classes:
@@ -51,6 +62,24 @@ class ModelConfig:
                 f"model {self.name!r}: tile_size and overlap must be multiples of 32 with "
                 f"0 <= overlap < tile_size (got {self.tile_size}, {self.overlap})"
             )
+        if self.mpp is not None and not self.mpp > 0:
+            raise ModelConfigError(f"model {self.name!r}: mpp must be positive (got {self.mpp})")
+        if not self.rbc_diameter_px > 0:
+            raise ModelConfigError(
+                f"model {self.name!r}: rbc_diameter_px must be positive "
+                f"(got {self.rbc_diameter_px})"
+            )
+
+    @property
+    def input_mpp(self) -> float:
+        """µm per pixel of the model's input: ``mpp``, else ``RBC_DIAMETER_UM / rbc_diameter_px``
+        (0.1875 for a model trained at red cells of 40 px)."""
+        return self.mpp if self.mpp is not None else RBC_DIAMETER_UM / self.rbc_diameter_px
+
+    @property
+    def largest_cell_px(self) -> float:
+        """Diameter of the largest cell the model detects (a hemophagocyte), input pixels."""
+        return LARGEST_CELL_RBC_DIAMETERS * self.rbc_diameter_px
 
     def threshold(self, label: str) -> float:
         return self.score_thresholds.get(label, self.default_threshold)

@@ -64,7 +64,9 @@ def test_empty_folder(in_tmp: Path) -> None:
     touch(in_tmp, "empty/readme.txt", "empty/.x.png")
     with pytest.raises(SourceError) as info:
         expand_sources(["empty"])
-    assert str(info.value) == "empty: folder holds no .png/.jpg/.jpeg/.tif/.tiff images"
+    assert str(info.value) == (
+        "empty: folder holds no .png/.jpg/.jpeg/.tif/.tiff/.svs/.ndpi/.scn/.bif images"
+    )
 
 
 def test_glob(in_tmp: Path) -> None:

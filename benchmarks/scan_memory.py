@@ -1,0 +1,73 @@
+"""Peak memory of ``hemoscan scan`` as the number of tiles grows (it should stay flat).
+
+For each count, a folder of that many JPEG tiles is made (hard links to a small pool of
+procedurally generated tiles, so 10,000 tiles cost no disk), scanned in a fresh process, and
+the process's peak resident memory (``ru_maxrss``) is printed with the time taken. Usage::
+
+    python benchmarks/scan_memory.py [--counts 1000 10000] [--size 256] [--backend onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hemoscan.models.loading import DEFAULT_MODEL
+
+CHILD = """
+import json, resource, sys, time
+from hemoscan.pipeline import ScanOptions, scan
+src, out, model, backend = sys.argv[1:5]
+t0 = time.perf_counter()
+s = scan([src], out, ScanOptions(model=model, backend=backend, workers=2))
+print(json.dumps({"tiles": s.tiles_scanned_now, "failed": s.tiles_failed,
+                  "seconds": time.perf_counter() - t0,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--pool", type=int, default=32, help="distinct tiles the links point to")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scan_throughput import write_tiles
+
+    print(f"model {args.model}, backend {args.backend}, {args.size}x{args.size} JPEG tiles")
+    print(f"{'tiles':>7} {'seconds':>8} {'tiles/s':>8} {'peak RSS MiB':>13}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if args.backend == "onnx":
+            from hemoscan.models.export import export_onnx
+            from hemoscan.models.loading import load_model
+
+            model = str(export_onnx(load_model(args.model), Path(tmp) / "onnx"))
+        pool = write_tiles(Path(tmp) / "pool", args.size, args.pool)
+        for count in args.counts:
+            folder = Path(tmp) / f"tiles{count}"
+            folder.mkdir()
+            for i in range(count):
+                (folder / f"tile_{i:05d}.jpg").hardlink_to(pool[i % len(pool)])
+            out = Path(tmp) / f"out{count}"
+            done = subprocess.run(
+                [sys.executable, "-c", CHILD, str(folder), str(out), model, args.backend],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if done.returncode:
+                sys.exit(f"scan of {count} tiles failed:\n{done.stderr}")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{r['tiles']:>7} {r['seconds']:8.1f} {r['tiles'] / r['seconds']:8.1f} "
+                  f"{r['peak_rss_mib']:13.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
