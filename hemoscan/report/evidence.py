@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ import numpy as np
 from hemoscan.datamodel import Detection
 from hemoscan.errors import HemoscanError
 from hemoscan.io.images import read_tile
+from hemoscan.io.regions import parse_region_name
 from hemoscan.visualize import crop_detection
 
 CROP_SIDE_PX = 180
@@ -55,22 +57,63 @@ def render_crop(image: np.ndarray, det: Detection) -> np.ndarray:
     return crop
 
 
+def _find(path: str, base_dirs: list[Path]) -> list[Path]:
+    return [Path(path)] if Path(path).is_absolute() else [b / path for b in base_dirs]
+
+
+def _shifted(det: Detection, dx: float, dy: float) -> Detection:
+    cells = tuple(
+        replace(c, x1=c.x1 - dx, y1=c.y1 - dy, x2=c.x2 - dx, y2=c.y2 - dy)
+        for c in det.engulfed_cells
+    )
+    return replace(det, x1=det.x1 - dx, y1=det.y1 - dy, x2=det.x2 - dx, y2=det.y2 - dy,
+                   engulfed_cells=cells)  # fmt: skip
+
+
+def _slide_crop(slide_path: str, det: Detection, base_dirs: list[Path]) -> np.ndarray | None:
+    """The crop of a detection in level-0 slide pixels, read from the slide around it only."""
+    from hemoscan.io.slides import Slide
+
+    for path in _find(slide_path, base_dirs):
+        try:
+            with Slide(path) as slide:
+                width, height = slide.size
+                mx, my = (det.x2 - det.x1) * 0.3 + 2, (det.y2 - det.y1) * 0.3 + 2
+                x0, y0 = max(0, math.floor(det.x1 - mx)), max(0, math.floor(det.y1 - my))
+                x1, y1 = min(width, math.ceil(det.x2 + mx)), min(height, math.ceil(det.y2 + my))
+                window = slide.read_region(x0, y0, x1 - x0, y1 - y0)
+        except (HemoscanError, ValueError):
+            continue
+        return render_crop(window, _shifted(det, x0, y0))
+    return None
+
+
 def collect_crops(
     picks: list[tuple[str, Detection]], base_dirs: list[Path]
 ) -> tuple[list[EvidenceCrop], list[str]]:
     """Crops for ``(tile, detection)`` picks, reading each tile once; returns crops and warnings.
 
     A relative tile path is looked up under each of ``base_dirs`` in turn (the scan's working
-    folder first). A tile that cannot be read still yields its row, without a picture.
+    folder first). A slide region's detection (level-0 slide pixels) is cropped from the slide
+    itself, reading only the window around it. A tile or slide that cannot be read still
+    yields its row, without a picture.
     """
     cache: dict[str, np.ndarray | None] = {}
     warnings: list[str] = []
     crops = []
     for tile, det in picks:
+        region = parse_region_name(tile)
+        if region is not None:
+            crop = _slide_crop(region[0], det, base_dirs)
+            if crop is None:
+                warnings.append(f"{region[0]}: slide not readable now, a crop is missing")
+            uri = _jpeg_uri(crop) if crop is not None else ""
+            crops.append(EvidenceCrop(tile, det.label, det.score,
+                                      (det.x1, det.y1, det.x2, det.y2), det.engulfed, uri))  # fmt: skip
+            continue
         if tile not in cache:
             cache[tile] = None
-            candidates = [Path(tile)] if Path(tile).is_absolute() else [b / tile for b in base_dirs]
-            for path in candidates:
+            for path in _find(tile, base_dirs):
                 try:
                     cache[tile] = read_tile(path)
                     break
