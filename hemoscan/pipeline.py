@@ -66,10 +66,10 @@ class ScanOptions:
     """
 
     model: str = DEFAULT_MODEL
-    batch_size: int = 1
+    batch_size: int | None = None
     workers: int = 2
     conf: float | None = None
-    device: str = "cpu"
+    device: str = "auto"
     sample_id: str | None = None
     tile_size: int | None = None
     overlap: int | None = None
@@ -266,7 +266,7 @@ def scan(
 
             results = scan_on_dask(todo, predictor, model, options)
         else:
-            lookahead = max(2 * options.batch_size, 2 * max(options.workers, 1))
+            lookahead = max(2 * predictor.batch_size, 2 * max(options.workers, 1))
             results = scan_items(predictor, todo, options.workers, lookahead)
         with closing(results):
             for source, result, image in results:

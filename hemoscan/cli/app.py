@@ -79,7 +79,10 @@ def scan(
         Path, typer.Option("--out", "-o", help="Output folder (created; re-running resumes).")
     ],
     model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "",
-    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 1,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Tiles per forward pass [default: 1 on the CPU, 8 on a GPU]."),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -97,7 +100,9 @@ def scan(
             show_default="the model's tuned thresholds",
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
+    device: Annotated[
+        str, typer.Option(help="torch device: auto (a GPU when present), cpu, cuda, cuda:1, ...")
+    ] = "auto",
     backend: Annotated[
         Backend,
         typer.Option(

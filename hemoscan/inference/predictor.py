@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hemoscan.datamodel import Detection
-from hemoscan.inference.backends import create_backend
+from hemoscan.inference.backends import create_backend, default_batch_size, resolve_device
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
 from hemoscan.inference.tiling import Window, grid
 from hemoscan.models.export import OnnxModel
@@ -44,14 +44,16 @@ class Predictor:
     before prediction (e.g. 0.5 halves them) and boxes are mapped back to input pixels.
     ``backend`` is ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` is then an
     :class:`~hemoscan.models.export.OnnxModel` or a model whose folder holds its ONNX export,
-    see ``hemoscan export``); see :mod:`hemoscan.inference.backends`.
+    see ``hemoscan export``); see :mod:`hemoscan.inference.backends`. ``device="auto"`` and
+    ``batch_size=None`` pick them from the hardware (:func:`resolve_device`,
+    :func:`default_batch_size`).
     """
 
     def __init__(
         self,
         model: LoadedModel | OnnxModel,
-        device: str = "cpu",
-        batch_size: int = 1,
+        device: str = "auto",
+        batch_size: int | None = None,
         conf: float | None = None,
         tile_size: int | None = None,
         overlap: int | None = None,
@@ -60,10 +62,11 @@ class Predictor:
     ) -> None:
         cfg = model.config
         self.config = cfg
+        device = resolve_device(device, backend)
         self.device = torch.device(device)
         self.backend, self.stride = create_backend(model, backend, device)
         self.module = getattr(self.backend, "module", None)
-        self.batch_size = max(1, batch_size)
+        self.batch_size = max(1, batch_size or default_batch_size(device))
         self.tile_size = tile_size or cfg.tile_size
         self.overlap = cfg.overlap if overlap is None else overlap
         if (
