@@ -22,6 +22,8 @@ def publish(source: Path, name: str) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for file in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copy2(source / file, target / file)
+    if (source / "thresholds.json").is_file():  # how `hemoscan evaluate --tune-thresholds` tuned
+        shutil.copy2(source / "thresholds.json", target / "thresholds.json")
     manifest_path = weights_dir() / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest[name] = {"folder": name, "sha256": sha256_file(target / WEIGHTS_FILE)}
