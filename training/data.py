@@ -597,9 +597,12 @@ def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
     return min(r1, r2, r3)
 
 
-def make_targets(boxes: Boxes, size: int, num_classes: int = len(CLASSES)) -> dict[str, np.ndarray]:
-    """CenterNet targets at stride 8: heatmap [K,h,w], size/offset [2,h,w], reg_mask [1,h,w]."""
-    g = size // STRIDE
+def make_targets(
+    boxes: Boxes, size: int, num_classes: int = len(CLASSES), stride: int = STRIDE
+) -> dict[str, np.ndarray]:
+    """CenterNet targets at ``stride`` (default 8) for a ``size`` square crop: heatmap [K,h,w],
+    size/offset [2,h,w], reg_mask [1,h,w], float32, ``h = w = size // stride``."""
+    g = size // stride
     heat = np.zeros((num_classes, g, g), np.float32)
     wh = np.zeros((2, g, g), np.float32)
     off = np.zeros((2, g, g), np.float32)
@@ -607,10 +610,10 @@ def make_targets(boxes: Boxes, size: int, num_classes: int = len(CLASSES)) -> di
     yy, xx = np.mgrid[0:g, 0:g].astype(np.float32)
     # largest first so small objects win a shared centre cell for size/offset
     for x1, y1, x2, y2, c in sorted(boxes.tolist(), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])):
-        w, h = (x2 - x1) / STRIDE, (y2 - y1) / STRIDE
+        w, h = (x2 - x1) / stride, (y2 - y1) / stride
         if w < 0.25 or h < 0.25:
             continue
-        cx, cy = (x1 + x2) / 2 / STRIDE, (y1 + y2) / 2 / STRIDE
+        cx, cy = (x1 + x2) / 2 / stride, (y1 + y2) / 2 / stride
         ix, iy = min(int(cx), g - 1), min(int(cy), g - 1)
         sigma = max((2 * max(0.0, gaussian_radius(h, w)) + 1) / 6, 0.7)
         np.maximum(
