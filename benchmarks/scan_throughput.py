@@ -5,7 +5,9 @@ tiles/s for:
 
 - ``decode + preprocess``: decoding, colour conversion and normalisation only (the floor no
   scanner beats);
-- ``model only``: the network alone on ready tensors, per backend (PyTorch eager, ONNX Runtime);
+- ``model only``: the network alone on ready tensors, per backend (PyTorch eager, ONNX Runtime;
+  ``onnx-int8``: ONNX Runtime on an int8 export calibrated on generated example tiles, see
+  ``hemoscan export --quantize int8``);
 - ``scan``: ``hemoscan scan`` end to end (decode threads, network, post-processing, writing),
   per backend, and its ratio to ``model only``;
 - ``baseline``: what a user would write themselves: torchvision's
@@ -15,6 +17,7 @@ tiles/s for:
 Usage::
 
     python benchmarks/scan_throughput.py [--model NAME_OR_FOLDER] [--tiles 48] [--sizes 512 1024]
+        [--backends torch onnx onnx-int8]
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=48)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    parser.add_argument(
+        "--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"]
+    )
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
@@ -111,11 +116,17 @@ def main() -> None:
     print(f"model {model.config.name} {model.config.version} ({model.config.architecture}); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}; {args.tiles} JPEG tiles per size")  # fmt: skip
-    print(f"{'tile':>9} {'what':<30} {'tiles/s':>8} {'ms/tile':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_folder = Path(tmp) / "onnx"
+        onnx_folders = {"onnx": Path(tmp) / "onnx", "onnx-int8": Path(tmp) / "onnx-int8"}
         if "onnx" in args.backends:
-            export_onnx(model, onnx_folder)
+            export_onnx(model, onnx_folders["onnx"])
+        if "onnx-int8" in args.backends:
+            export_onnx(model, onnx_folders["onnx-int8"], quantize="int8")
+            q = load_onnx_model(str(onnx_folders["onnx-int8"])).quantization_record or {}
+            print(f"onnx-int8: {q.get('method')}, calibrated on {q.get('images')} example tiles; "
+                  f"heatmap probability vs float32 on them: max |diff| "
+                  f"{q.get('max_abs_heatmap_prob_diff')}, mean {q.get('mean_abs_heatmap_prob_diff')}")  # fmt: skip
+        print(f"{'tile':>9} {'what':<30} {'tiles/s':>8} {'ms/tile':>8}")
         for size in args.sizes:
             tiles = write_tiles(Path(tmp) / f"tiles{size}", size, args.tiles)
             row(size, "decode + preprocess (floor)", decode_floor(model, tiles))
@@ -131,16 +142,16 @@ def main() -> None:
 
                     scan_model = model
                 else:
-                    session = onnx_session(onnx_folder / "model.onnx")
+                    session = onnx_session(onnx_folders[backend] / "model.onnx")
 
                     def forward() -> None:
                         session.run(None, {"image": x})
 
-                    scan_model = load_onnx_model(str(onnx_folder))
+                    scan_model = load_onnx_model(str(onnx_folders[backend]))
                 forward()
                 model_only = rate(lambda: [forward() for _ in range(reps)] and reps)
                 row(size, f"model only, {backend}", model_only)
-                options = ScanOptions(workers=args.workers, backend=backend)
+                options = ScanOptions(workers=args.workers, backend=backend.split("-")[0])
                 # warm-up so that one-off start-up costs are not counted
                 scan([str(tiles[0])], Path(tmp) / f"warm{size}{backend}", options, model=scan_model)
                 summary = scan(

@@ -57,3 +57,8 @@ class SlideError(ImageReadError):
 
 class PixelSizeError(HemoscanError):
     """A whole-slide image has no usable pixel size (µm per pixel) and none was given."""
+
+
+class QuantizationError(HemoscanError):
+    """A model cannot be quantized as asked: an unknown method, calibration tiles that cannot be
+    used, or a quantized graph that fails its checks."""

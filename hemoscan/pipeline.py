@@ -54,7 +54,9 @@ class ScanOptions:
 
     ``backend``: ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` must then name a
     folder holding an ONNX export, see ``hemoscan export``). Both give the same detections
-    within 1e-4, so a scan may be resumed with the other backend.
+    within 1e-4, so a scan may be resumed with the other backend; an int8 export
+    (``hemoscan export --quantize int8``) does not, so its scans record ``quantization`` in
+    their settings and provenance, and resuming across a change of it is refused.
 
     ``engine``: ``"local"`` (this process) or ``"dask"``: the tiles are shared out over the
     workers of the Dask cluster at ``scheduler`` (a local cluster of ``workers`` processes
@@ -254,7 +256,8 @@ def scan(
                                   predictor.scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
     tiling = _tiling_settings(predictor)
     settings = {"model_name": model.config.name, "model_sha256": model.sha256,
-                "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp}  # fmt: skip
+                "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp,
+                "quantization": predictor.quantization}  # fmt: skip
     started = time.perf_counter()
     with ScanStore(out, settings, retry_failed=options.retry_failed) as store:
         store.record_slides([plan.to_dict() for plan in slides])
@@ -286,7 +289,7 @@ def scan(
         model_version=model.config.version,
         model_sha256=model.sha256,
         thresholds=predictor.thresholds,
-        settings={**tiling, "backend": options.backend},
+        settings={**tiling, "backend": options.backend, "quantization": predictor.quantization},
         started_at=started_at,
         finished_at=utc_now(),
     )

@@ -53,6 +53,7 @@ from hemoscan.annotations import AnnotatedImage, DatasetSpec, read_dataset
 from hemoscan.annotations.spec import FORMATS
 from hemoscan.datamodel import NUCLEATED_CLASSES, NUCLEATED_SUBTYPES, Detection
 from hemoscan.errors import HemoscanError
+from hemoscan.models.export import OnnxModel
 from hemoscan.models.loading import CONFIG_FILE, LoadedModel, load_model, read_manifest, weights_dir
 
 from .metrics import (
@@ -95,6 +96,10 @@ DEFAULT_RULES: Mapping[str, TuningRule] = {
     "hemophagocyte": TuningRule("recall_at_fp", HEMOPHAGOCYTE_FP_TARGET)
 }
 THRESHOLDS_SIDECAR = "thresholds.json"
+#: Backends ``run`` loads a model for: a model folder (torch) or an ONNX export (onnx).
+BACKENDS = ("torch", "onnx")
+#: A model the evaluation path takes: PyTorch weights, or an ONNX export (``backend="onnx"``).
+AnyModel = LoadedModel | OnnxModel
 
 
 class EvaluationError(HemoscanError):
@@ -138,7 +143,7 @@ def _oracle_rbc(records: Sequence[AnnotatedImage]) -> list[float | None]:
     return out
 
 
-def txl_suite(model: LoadedModel, data_root: Path, part: str, limit: int | None) -> Suite:
+def txl_suite(model: AnyModel, data_root: Path, part: str, limit: int | None) -> Suite:
     """TXL-PBC ``val`` (real, reported) or ``dev`` (tuning) fields at the oracle scale."""
     from .data import CLASSES, txl_part
 
@@ -187,7 +192,7 @@ def txl_suite(model: LoadedModel, data_root: Path, part: str, limit: int | None)
     )
 
 
-def segpc_suite(model: LoadedModel, data_root: Path, limit: int | None) -> Suite:
+def segpc_suite(model: AnyModel, data_root: Path, limit: int | None) -> Suite:
     """The held-out segpc marrow fields: calls per 100 fields only (no usable truth)."""
     from .data import SEGPC_RBC_PX, marrow_part
 
@@ -284,7 +289,7 @@ def composed_suite(
 
 def annotated_suite(
     spec: DatasetSpec,
-    model: LoadedModel,
+    model: AnyModel,
     scale: float | Literal["oracle"] = 1.0,
     limit: int | None = None,
     data: Literal["real", "composed"] = "real",
@@ -349,7 +354,7 @@ def parse_class_map(text: str | None) -> dict[str, str]:
 
 def build_suites(
     data: Sequence[str],
-    model: LoadedModel,
+    model: AnyModel,
     *,
     data_root: Path = DEFAULT_DATA_ROOT,
     limit: int | None = None,
@@ -450,7 +455,7 @@ Progress = Callable[[str, int, int], None]
 
 
 def run_suite(
-    model: LoadedModel,
+    model: AnyModel,
     suite: Suite,
     *,
     device: str = "cpu",
@@ -458,8 +463,10 @@ def run_suite(
     low_pass: bool = True,
     operating_pass: bool = True,
     progress: Progress | None = None,
+    backend: str = "torch",
 ) -> list[FieldRun]:
-    """Predict every field of ``suite`` (``progress(suite, done, total)`` after each)."""
+    """Predict every field of ``suite`` (``progress(suite, done, total)`` after each) with the
+    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.export.OnnxModel`)."""
     from hemoscan.inference.predictor import Predictor
 
     cache: dict[tuple[float, float | None], Predictor] = {}
@@ -469,7 +476,7 @@ def run_suite(
         if key not in cache:
             if len(cache) > 64:
                 cache.clear()
-            cache[key] = Predictor(model, device=device, conf=conf, scale=scale)
+            cache[key] = Predictor(model, device=device, conf=conf, scale=scale, backend=backend)
         return cache[key]
 
     runs = []
@@ -562,7 +569,7 @@ def _round(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def suite_metrics(model: LoadedModel, suite: Suite, runs: Sequence[FieldRun]) -> dict[str, Any]:
+def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> dict[str, Any]:
     """The JSON section of one suite (see the module docstring and README)."""
     cfg = model.config
     classes = cfg.classes
@@ -854,14 +861,17 @@ def _batch_size(run: Path) -> int:
 
 
 def evaluate(
-    model: LoadedModel,
+    model: AnyModel,
     suites: Sequence[Suite],
     *,
     device: str = "cpu",
     eval_conf: float = EVAL_CONF,
     progress: Progress | None = None,
+    backend: str = "torch",
 ) -> dict[str, Any]:
-    """Metrics of ``model`` on ``suites`` as a JSON-ready dict (see the module docstring)."""
+    """Metrics of ``model`` on ``suites`` as a JSON-ready dict (see the module docstring);
+    ``backend="onnx"`` for an :class:`~hemoscan.models.export.OnnxModel` (settings then record
+    its ``quantization``, ``None`` for full precision, and the model its ``onnx_sha256``)."""
     sections = {}
     for suite in suites:
         runs = run_suite(
@@ -871,6 +881,7 @@ def evaluate(
             eval_conf=eval_conf,
             low_pass=suite.has_truth,
             progress=progress,
+            backend=backend,
         )
         sections[suite.name] = suite_metrics(model, suite, runs)
     return {
@@ -879,6 +890,7 @@ def evaluate(
             "version": model.config.version,
             "sha256": model.sha256,
             "folder": str(model.folder),
+            **({"onnx_sha256": model.onnx_sha256} if isinstance(model, OnnxModel) else {}),
         },
         "thresholds": {c: model.config.threshold(c) for c in model.config.classes},
         "settings": {
@@ -886,6 +898,8 @@ def evaluate(
             "iou": 0.5,
             "ap50_95_ious": "0.50:0.05:0.95",
             "device": device,
+            "backend": backend,
+            "quantization": getattr(model, "quantization", None),
         },
         "sections": sections,
         "training": training_record(model.folder),
@@ -921,11 +935,30 @@ def run(
     device: str = "cpu",
     eval_conf: float = EVAL_CONF,
     progress: Progress | None = None,
+    backend: str = "torch",
 ) -> dict[str, Any]:
-    """What ``hemoscan evaluate`` does: (tune and store thresholds,) evaluate, write JSON."""
+    """What ``hemoscan evaluate`` does: (tune and store thresholds,) evaluate, write JSON.
+
+    ``backend="onnx"``: ``model_name`` is a folder written by ``hemoscan export`` (a
+    full-precision or int8 export), run by onnxruntime on the CPU; thresholds are then not tuned
+    (tune the source model folder, then export it again).
+    """
     if not 0 < eval_conf <= 0.5:
         raise EvaluationError(f"eval_conf must be in (0, 0.5], got {eval_conf}")
-    model = load_model(model_name)
+    if backend not in BACKENDS:
+        raise EvaluationError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    model: AnyModel
+    if backend == "onnx":
+        if tune:
+            raise EvaluationError(
+                "thresholds are tuned on the source model folder (backend torch), then exported "
+                "again; evaluate the ONNX export without --tune-thresholds"
+            )
+        from hemoscan.models.export import load_onnx_model
+
+        model = load_onnx_model(model_name)
+    else:
+        model = load_model(model_name)
     common: dict[str, Any] = {
         "data_root": data_root,
         "limit": limit,
@@ -937,6 +970,7 @@ def run(
     }
     tuning = None
     if tune:
+        assert isinstance(model, LoadedModel)  # tuning needs the source folder (refused above)
         tune_suites = build_suites(tune_data, model, **common)
         tune_runs = [
             (
@@ -955,7 +989,9 @@ def run(
         tuning = tune_thresholds(model, tune_runs, eval_conf=eval_conf)
         model = write_thresholds(model, tuning)
     suites = build_suites(data, model, **common)
-    metrics = evaluate(model, suites, device=device, eval_conf=eval_conf, progress=progress)
+    metrics = evaluate(
+        model, suites, device=device, eval_conf=eval_conf, progress=progress, backend=backend
+    )
     metrics["settings"].update(data=list(data), data_root=str(data_root), limit=limit)
     if tuning is not None:
         metrics["tuning"] = tuning.to_dict()
@@ -998,6 +1034,10 @@ def print_metrics(metrics: Mapping[str, Any], console: Any = None) -> None:
     console.print(
         f"[bold]{m['name']}[/bold] {m['version']}  sha256 {m['sha256'][:12]}...  ({m['folder']})"
     )
+    settings = metrics.get("settings", {})
+    if settings.get("backend", "torch") != "torch":
+        quantization = settings.get("quantization") or "full precision"
+        console.print(f"backend {settings['backend']} ({quantization})")
     if "tuning" in metrics:
         t = Table(title="Tuned thresholds (dev data, not reported below as results)")
         for col in ("class", "threshold", "rule", "tuned on", "P", "R", "F1", "FP/tile"):

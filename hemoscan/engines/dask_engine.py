@@ -82,7 +82,8 @@ class WorkerModel:
     """What a worker needs to build the client's predictor (small: sent with each chunk).
 
     ``folder`` is the model folder as an absolute path; ``sha256`` the weights' sha256 the
-    client verified; ``thresholds`` the client's per-class thresholds, checked on the worker.
+    client verified; ``thresholds`` the client's per-class thresholds and ``quantization`` its
+    export's quantization (``None``: full precision), both checked on the worker.
     The rest are :class:`~hemoscan.inference.predictor.Predictor` settings.
     """
 
@@ -96,6 +97,7 @@ class WorkerModel:
     tile_size: int
     overlap: int
     scale: float
+    quantization: str | None = None
 
     @classmethod
     def of(
@@ -112,6 +114,7 @@ class WorkerModel:
             tile_size=predictor.tile_size,
             overlap=predictor.overlap,
             scale=predictor.scale,
+            quantization=predictor.quantization,
         )
 
 
@@ -160,6 +163,12 @@ def _build_predictor(spec: WorkerModel) -> Predictor:
         raise EngineError(
             f"worker {_worker_name()}: {spec.folder}/config.json gives other thresholds than "
             "the client's; every worker must see the same model folder"
+        )
+    if predictor.quantization != spec.quantization:
+        raise EngineError(
+            f"worker {_worker_name()}: {spec.folder} holds an export quantized as "
+            f"{predictor.quantization!r}, not {spec.quantization!r} as the client's; every worker "
+            "must see the same model folder"
         )
     return predictor
 

@@ -3,7 +3,9 @@
 A backend is called with a normalised batch ``float32 [B, 3, H, W]`` (numpy) and returns the
 CenterNet outputs ``(heatmap_logits, log_size, offset)`` as CPU float32 torch tensors.
 ``TorchBackend`` runs the PyTorch module (any device); ``OnnxBackend`` runs an ONNX export
-(:mod:`hemoscan.models.export`) in onnxruntime on the CPU. Results agree within 1e-4.
+(:mod:`hemoscan.models.export`) in onnxruntime on the CPU. Results of a full-precision export
+agree with PyTorch's within 1e-4; an int8 export (:mod:`hemoscan.models.quantize`) does not, and
+says so in its ``quantization``.
 """
 
 from __future__ import annotations
@@ -46,12 +48,17 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """An ``onnxruntime.InferenceSession`` of an export (see :func:`onnx_session`)."""
+    """An ``onnxruntime.InferenceSession`` of an export (see :func:`onnx_session`).
+
+    ``quantization``: ``None`` for a full-precision export, else the export's quantization
+    method (:attr:`~hemoscan.models.export.OnnxModel.quantization`), recorded by scans.
+    """
 
     name = "onnx"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, quantization: str | None = None) -> None:
         self.session = session
+        self.quantization = quantization
 
     def __call__(self, batch: np.ndarray) -> Outputs:
         feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
@@ -118,4 +125,4 @@ def create_backend(
                 f"(hemoscan export {model.folder} --format onnx --out {model.folder})"
             )
         model = exported
-    return OnnxBackend(model.session), int(model.stride)
+    return OnnxBackend(model.session, model.quantization), int(model.stride)

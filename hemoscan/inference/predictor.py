@@ -20,6 +20,7 @@ from hemoscan.datamodel import Detection
 from hemoscan.inference.backends import create_backend, default_batch_size, resolve_device
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
 from hemoscan.inference.tiling import Window, grid
+from hemoscan.models.config import ModelConfig
 from hemoscan.models.export import OnnxModel
 from hemoscan.models.loading import LoadedModel
 
@@ -28,6 +29,35 @@ _ALIGN = 32  # every architecture's largest stride
 
 def _round_up(n: int, multiple: int = _ALIGN) -> int:
     return -(-n // multiple) * multiple
+
+
+def normalisation(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, 1 / std)`` of ``config`` per RGB channel, in 0-255 pixel units."""
+    mean = np.asarray(config.mean, np.float32) * 255
+    inv_std = 1 / (np.asarray(config.std, np.float32) * 255)
+    return mean, inv_std
+
+
+def normalise_image(
+    image: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, scale: float = 1.0
+) -> np.ndarray:
+    """HWC uint8 RGB -> CHW float32: resized by ``scale`` (area interpolation to shrink,
+    bilinear to enlarge), then ``(pixel - mean) * inv_std`` (see :func:`normalisation`)."""
+    if scale != 1.0:
+        h, w = image.shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, size, interpolation=interp)
+    return ((image.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
+
+
+def pad_to_multiple(array: np.ndarray, multiple: int = _ALIGN) -> np.ndarray:
+    """A CHW array zero-padded at the bottom and right to multiples of ``multiple``, as
+    :meth:`Predictor.predict_batch` pads an image smaller than the window."""
+    c, h, w = array.shape
+    out = np.zeros((c, _round_up(h, multiple), _round_up(w, multiple)), array.dtype)
+    out[:, :h, :w] = array
+    return out
 
 
 @dataclass(frozen=True)
@@ -66,6 +96,9 @@ class Predictor:
         self.device = torch.device(device)
         self.backend, self.stride = create_backend(model, backend, device)
         self.module = getattr(self.backend, "module", None)
+        #: ``None`` (full precision) or the quantization method of an ONNX export, e.g.
+        #: ``"int8-static-qdq"`` (see :mod:`hemoscan.models.quantize`).
+        self.quantization: str | None = getattr(self.backend, "quantization", None)
         self.batch_size = max(1, batch_size or default_batch_size(device))
         self.tile_size = tile_size or cfg.tile_size
         self.overlap = cfg.overlap if overlap is None else overlap
@@ -83,17 +116,11 @@ class Predictor:
         self.scale = scale
         self.thresholds = {c: (cfg.threshold(c) if conf is None else conf) for c in cfg.classes}
         self._threshold_tensor = torch.tensor([self.thresholds[c] for c in cfg.classes])
-        self._mean = np.asarray(cfg.mean, np.float32) * 255
-        self._inv_std = 1 / (np.asarray(cfg.std, np.float32) * 255)
+        self._mean, self._inv_std = normalisation(cfg)
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
         """HWC uint8 RGB -> CHW float32 normalised, rescaled by ``self.scale``."""
-        if self.scale != 1.0:
-            h, w = image.shape[:2]
-            size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
-            interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
-            image = cv2.resize(image, size, interpolation=interp)
-        return ((image.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
+        return normalise_image(image, self._mean, self._inv_std, self.scale)
 
     def predict(self, image: np.ndarray) -> list[Detection]:
         return self.predict_batch([image])[0]

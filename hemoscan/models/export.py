@@ -12,6 +12,11 @@ The ONNX graph follows the output contract of :mod:`hemoscan.models.centernet`: 
 ``log_size`` and ``offset``. Loading checks the onnx file's sha256 against the sidecar before
 onnxruntime sees it, as :func:`~hemoscan.models.loading.load_model` checks safetensors weights.
 
+An INT8 export (``quantize="int8"``, see :mod:`hemoscan.models.quantize`) holds the quantized
+graph as ``model.onnx`` (the full-precision one is not kept) and adds a ``"quantization"`` record
+to the sidecar; :attr:`OnnxModel.quantization` is then its method (``"int8-static-qdq"``), and
+``None`` for a full-precision export.
+
 ``onnx`` and ``onnxruntime`` are optional (``pip install 'hemoscan[onnx]'``) and imported only
 when exporting or loading.
 """
@@ -24,11 +29,17 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hemoscan.errors import HemoscanError, ModelConfigError, WeightsIntegrityError
+from hemoscan.errors import (
+    HemoscanError,
+    ModelConfigError,
+    QuantizationError,
+    WeightsIntegrityError,
+)
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.loading import (
     CONFIG_FILE,
@@ -55,6 +66,9 @@ class OnnxModel:
     ``sha256`` is the sha256 of the source weights (``model.safetensors``): the model's identity,
     as recorded in scan provenance whichever backend runs it. ``onnx_sha256`` is the verified
     sha256 of the onnx file itself. ``session`` is an ``onnxruntime.InferenceSession``.
+    ``quantization``: ``None`` for a full-precision export, else the quantization method
+    (``"int8-static-qdq"``); ``quantization_record`` is then the sidecar's whole record
+    (calibration, measured differences to float32, see :mod:`hemoscan.models.quantize`).
     """
 
     config: ModelConfig
@@ -64,6 +78,8 @@ class OnnxModel:
     stride: int
     opset: int
     folder: Path
+    quantization: str | None = None
+    quantization_record: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def _missing(package: str) -> HemoscanError:
@@ -72,7 +88,15 @@ def _missing(package: str) -> HemoscanError:
     )
 
 
-def export_onnx(model: LoadedModel, path: Path, opset: int = 17, check: bool = True) -> Path:
+def export_onnx(
+    model: LoadedModel,
+    path: Path,
+    opset: int = 17,
+    check: bool = True,
+    quantize: str | None = None,
+    calibration: Sequence[str] | None = None,
+    calibration_images: int | None = None,
+) -> Path:
     """Export ``model`` into the ONNX model folder ``path`` (created) and return ``path``.
 
     Writes ``model.onnx`` (dynamic batch, height and width), ``config.json`` (a copy of the
@@ -80,7 +104,24 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 17, check: bool = T
     interrupted export leaves no loadable folder. ``path`` may be the source model folder itself
     (it then serves both backends). With ``check``, the export is loaded back and its outputs on a
     random batch of another shape than the traced one must match PyTorch's within ``EXPORT_ATOL``.
+
+    ``quantize="int8"``: then quantize the (checked) export statically, calibrated on the image
+    tiles ``calibration`` (files, folders, globs, lists) or, without them, on generated example
+    tiles; at most ``calibration_images`` images (default
+    :data:`~hemoscan.models.quantize.CALIBRATION_IMAGES`). The sidecar is absent while the graph
+    is quantized, so a failed or interrupted quantization leaves no loadable folder. See
+    :mod:`hemoscan.models.quantize`.
     """
+    if quantize is None and (calibration or calibration_images is not None):
+        raise QuantizationError("calibration tiles are only used with quantize='int8'")
+    calibration_batch = None
+    if quantize is not None:  # prepared first: bad calibration sources fail before any writing
+        from hemoscan.models import quantize as q
+
+        q.method_of(quantize)
+        calibration_batch = q.calibration_batch(
+            model.config, calibration, calibration_images or q.CALIBRATION_IMAGES
+        )
     import torch
 
     try:
@@ -151,6 +192,11 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 17, check: bool = T
     (folder / ONNX_SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
     if check:
         _check_export(module, folder)
+    if calibration_batch is not None:
+        from hemoscan.models.quantize import quantize_export
+
+        quantize_export(folder, calibration_batch, quantize or "int8")
+        load_onnx_model(str(folder), threads=1)  # the folder as scans will load it
     return folder
 
 
@@ -197,6 +243,17 @@ def _read_sidecar(folder: Path, name_or_path: str) -> dict[str, Any]:
                 raise ValueError(f"{key} is not a sha256")
         sidecar["stride"] = int(sidecar["stride"])
         sidecar["opset"] = int(sidecar["opset"])
+        quantization = sidecar.get("quantization")
+        if quantization is not None:
+            from hemoscan.models.quantize import METHODS
+
+            if not isinstance(quantization, dict):
+                raise ValueError("quantization is not a record")
+            if quantization.get("method") not in METHODS.values():
+                raise ValueError(
+                    f"quantization method {quantization.get('method')!r} is not one this "
+                    f"hemoscan runs ({', '.join(METHODS.values())})"
+                )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ModelConfigError(f"{path}: invalid ONNX sidecar: {e!r}") from None
     return sidecar
@@ -248,6 +305,7 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
             f"{onnx_path}: inputs {inputs} / outputs {outputs} do not follow the hemoscan contract "
             f"([{INPUT_NAME!r}] / {list(OUTPUT_NAMES)})"
         )
+    record = sidecar.get("quantization")
     return OnnxModel(
         config=config,
         session=session,
@@ -256,4 +314,6 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
         stride=sidecar["stride"],
         opset=sidecar["opset"],
         folder=folder,
+        quantization=record["method"] if record else None,
+        quantization_record=record,
     )

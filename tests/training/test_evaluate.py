@@ -195,3 +195,31 @@ def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning
     classes = ("rbc", "hemophagocyte", "engulfed_rbc")
     arrays = detections_to_arrays(kept, _class_index(classes))
     assert sorted(arrays.labels.tolist()) == [0, 1, 2]  # one free rbc, one host, one engulfed rbc
+
+
+def test_cli_evaluate_an_int8_onnx_export(tiny_model, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from hemoscan.models.export import export_onnx
+
+    coco = write_disc_coco(tmp_path / "set")
+    folder = export_onnx(tiny_model, tmp_path / "int8", quantize="int8",
+                         calibration=[str(tmp_path / "set" / "images")])  # fmt: skip
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", "--model", str(folder), "--backend", "onnx", "--data", f"coco:{coco}",
+            "--classes", "wbc=nucleated"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "backend onnx (int8-static-qdq)" in result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["settings"]["backend"] == "onnx"
+    assert metrics["settings"]["quantization"] == "int8-static-qdq"
+    assert metrics["model"]["sha256"] == tiny_model.sha256
+    assert len(metrics["model"]["onnx_sha256"]) == 64
+    det = metrics["sections"][str(coco)]["detection"]["nucleated"]
+    assert det["recall"] == pytest.approx(1.0) and det["precision"] == pytest.approx(1.0)
+    result = CliRunner().invoke(app, [*args, "--tune-thresholds"])
+    assert result.exit_code == 2 and "without --tune-thresholds" in result.output
+    plain = ["evaluate", "--model", str(tiny_model.folder)]
+    result = CliRunner().invoke(app, [*plain, "--data", f"coco:{coco}", "--classes",
+                                      "wbc=nucleated", "--backend", "onnx"])  # fmt: skip
+    assert result.exit_code == 2 and "hemoscan export" in result.output  # not an ONNX folder
