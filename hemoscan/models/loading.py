@@ -21,7 +21,7 @@ from hemoscan.errors import UnknownModelError, WeightsIntegrityError
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.registry import create_model
 
-DEFAULT_MODEL = "hemoscan-lite0-v1"
+DEFAULT_MODEL = "hemoscan-lite0-v2"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 

@@ -159,7 +159,7 @@ def test_tuning_writes_thresholds_into_a_copy_of_the_model(
     assert json.loads((folder / THRESHOLDS_SIDECAR).read_text())["thresholds"] == tuning.thresholds
     # the shipped model is refused, reporting suites may not be tuned on
     with pytest.raises(EvaluationError, match="shipped model"):
-        write_thresholds(load_model("hemoscan-lite0-v1"), tuning)
+        write_thresholds(load_model("hemoscan-lite0-v2"), tuning)
     with pytest.raises(EvaluationError, match="reporting data"):
         tune_thresholds(model, [(type(suite)(**{**suite.__dict__, "name": "txl-val"}), runs)])
 

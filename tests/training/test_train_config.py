@@ -97,7 +97,7 @@ def test_the_finetune_example_reads_once_its_dataset_exists(tmp_path: Path) -> N
     cfg = load_config(CONFIGS / "finetune-annotated.yaml",
                       ["data.train[0].format=yolo", f"data.train[0].root={root}", "data.train[0].split=train",
                        "data.train[0].class_map={'0': nucleated, '1': rbc}"], out=tmp_path / "r")  # fmt: skip
-    assert cfg.data.source == "annotated" and cfg.model.weights == "hemoscan-lite0-v1"
+    assert cfg.data.source == "annotated" and cfg.model.weights == "hemoscan-lite0-v2"
     assert cfg.data.train[0]["root"] == str(root) and cfg.data.train[0]["class_map"] == {
         "0": "nucleated",
         "1": "rbc",
