@@ -65,7 +65,8 @@ class ScanStore:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._check_run(run_settings)
-        self.finished: dict[TileKey, TileResult] = {}
+        # finished tile -> whether it is ok; only that, so memory stays small per tile
+        self.finished: dict[TileKey, bool] = {}
         self._compact(retry_failed)
         self._det_file = open(self.dir / DETECTIONS, "a", encoding="utf-8")
         self._tiles_file = open(self.dir / TILES, "a", encoding="utf-8", newline="")
@@ -109,7 +110,7 @@ class ScanStore:
                 continue
             key = (row["sample"], row["tile"])
             if key not in self.finished:
-                self.finished[key] = _row_to_result(row)
+                self.finished[key] = row["status"] == "ok"
                 kept_rows.append(row)
         out = io.StringIO()
         writer = csv.writer(out)
@@ -132,8 +133,7 @@ class ScanStore:
                     d = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                result = self.finished.get((d.get("sample"), d.get("tile")))
-                if result is not None and result.ok:
+                if self.finished.get((d.get("sample"), d.get("tile"))):
                     dst.write(line)
 
     def record_slides(self, slides: list[dict[str, Any]]) -> None:
@@ -165,7 +165,7 @@ class ScanStore:
         )  # fmt: skip
         self._tiles_file.flush()
         os.fsync(self._tiles_file.fileno())
-        self.finished[(result.sample, result.tile)] = result
+        self.finished[(result.sample, result.tile)] = result.ok
 
     def close(self) -> None:
         self._det_file.close()
