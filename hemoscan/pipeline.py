@@ -296,13 +296,12 @@ def scan(
     findings = write_summary(out, provenance)
     if options.exports:
         export(out, options.exports)
-    all_tiles = read_tiles(out)
     return ScanSummary(
         out_dir=out,
         tiles_total=len(tiles),
         tiles_scanned_now=len(todo),
         tiles_skipped=len(tiles) - len(todo),
-        tiles_failed=sum(1 for t in all_tiles if not t.ok),
+        tiles_failed=sum(f.tiles_failed for f in findings),
         seconds=seconds,
         samples=findings,
         regions_background=sum(plan.regions_background for plan in slides),

@@ -72,16 +72,16 @@ def _shifted(det: Detection, dx: float, dy: float) -> Detection:
 
 def _slide_crop(slide_path: str, det: Detection, base_dirs: list[Path]) -> np.ndarray | None:
     """The crop of a detection in level-0 slide pixels, read from the slide around it only."""
-    from hemoscan.io.slides import Slide
+    from hemoscan.io.slides import open_cached
 
     for path in _find(slide_path, base_dirs):
         try:
-            with Slide(path) as slide:
-                width, height = slide.size
-                mx, my = (det.x2 - det.x1) * 0.3 + 2, (det.y2 - det.y1) * 0.3 + 2
-                x0, y0 = max(0, math.floor(det.x1 - mx)), max(0, math.floor(det.y1 - my))
-                x1, y1 = min(width, math.ceil(det.x2 + mx)), min(height, math.ceil(det.y2 + my))
-                window = slide.read_region(x0, y0, x1 - x0, y1 - y0)
+            slide = open_cached(str(path))
+            width, height = slide.size
+            mx, my = (det.x2 - det.x1) * 0.3 + 2, (det.y2 - det.y1) * 0.3 + 2
+            x0, y0 = max(0, math.floor(det.x1 - mx)), max(0, math.floor(det.y1 - my))
+            x1, y1 = min(width, math.ceil(det.x2 + mx)), min(height, math.ceil(det.y2 + my))
+            window = slide.read_region(x0, y0, x1 - x0, y1 - y0)
         except (HemoscanError, ValueError):
             continue
         return render_crop(window, _shifted(det, x0, y0))
