@@ -25,9 +25,30 @@ src, out, model, backend = sys.argv[1:5]
 t0 = time.perf_counter()
 s = scan([src], out, ScanOptions(model=model, backend=backend, workers=2))
 print(json.dumps({"tiles": s.tiles_scanned_now, "failed": s.tiles_failed,
-                  "seconds": time.perf_counter() - t0,
+                  "background": s.regions_background, "seconds": time.perf_counter() - t0,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+def model_for_backend(model: str, backend: str, tmp: Path) -> str:
+    """``model`` itself, or for ``onnx`` a fresh export of it under ``tmp``."""
+    if backend != "onnx":
+        return model
+    from hemoscan.models.export import export_onnx
+    from hemoscan.models.loading import load_model
+
+    return str(export_onnx(load_model(model), tmp / "onnx"))
+
+
+def scan_in_fresh_process(source: Path, out: Path, model: str, backend: str) -> dict:
+    """Scan ``source`` into ``out`` in a new Python process; its counts, time and peak RSS."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(source), str(out), model, backend],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode:
+        sys.exit(f"scan of {source} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -45,26 +66,14 @@ def main() -> None:
     print(f"model {args.model}, backend {args.backend}, {args.size}x{args.size} JPEG tiles")
     print(f"{'tiles':>7} {'seconds':>8} {'tiles/s':>8} {'peak RSS MiB':>13}")
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if args.backend == "onnx":
-            from hemoscan.models.export import export_onnx
-            from hemoscan.models.loading import load_model
-
-            model = str(export_onnx(load_model(args.model), Path(tmp) / "onnx"))
+        model = model_for_backend(args.model, args.backend, Path(tmp))
         pool = write_tiles(Path(tmp) / "pool", args.size, args.pool)
         for count in args.counts:
             folder = Path(tmp) / f"tiles{count}"
             folder.mkdir()
             for i in range(count):
                 (folder / f"tile_{i:05d}.jpg").hardlink_to(pool[i % len(pool)])
-            out = Path(tmp) / f"out{count}"
-            done = subprocess.run(
-                [sys.executable, "-c", CHILD, str(folder), str(out), model, args.backend],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            if done.returncode:
-                sys.exit(f"scan of {count} tiles failed:\n{done.stderr}")
-            r = json.loads(done.stdout.strip().splitlines()[-1])
+            r = scan_in_fresh_process(folder, Path(tmp) / f"out{count}", model, args.backend)
             print(f"{r['tiles']:>7} {r['seconds']:8.1f} {r['tiles'] / r['seconds']:8.1f} "
                   f"{r['peak_rss_mib']:13.0f}")  # fmt: skip
 

@@ -12,8 +12,6 @@ with procedurally generated smear tiles (red cells, white cells, macrophages). T
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,18 +23,6 @@ import tifffile
 
 from hemoscan.examples import render_example_tile
 from hemoscan.models.loading import DEFAULT_MODEL
-
-CHILD = """
-import json, resource, sys, time
-from hemoscan.pipeline import ScanOptions, scan
-slide, out, model, backend = sys.argv[1:5]
-t0 = time.perf_counter()
-s = scan([slide], out, ScanOptions(model=model, backend=backend, workers=2))
-print(json.dumps({"regions": s.tiles_scanned_now, "background": s.regions_background,
-                  "failed": s.tiles_failed, "seconds": time.perf_counter() - t0,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
 
 def synthetic_slide(path: Path, side: int, tissue: float, mpp: float, seed: int = 0) -> float:
     """Write the slide; return the fraction of its area that is smear."""
@@ -68,6 +54,9 @@ def synthetic_slide(path: Path, side: int, tissue: float, mpp: float, seed: int 
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scan_memory import model_for_backend, scan_in_fresh_process
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
@@ -84,22 +73,11 @@ def main() -> None:
               f"{fraction:.0%} smear, {slide.stat().st_size / 2**20:.0f} MiB on disk "
               f"(written in {time.perf_counter() - t0:.0f} s); model {args.model}, "
               f"backend {args.backend}")  # fmt: skip
-        model = args.model
-        if args.backend == "onnx":
-            from hemoscan.models.export import export_onnx
-            from hemoscan.models.loading import load_model
-
-            model = str(export_onnx(load_model(args.model), Path(tmp) / "onnx"))
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(slide), str(Path(tmp) / "out"), model, args.backend],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if done.returncode:
-            sys.exit(f"slide scan failed:\n{done.stderr}")
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"regions scanned {r['regions']}, skipped as glass {r['background']}, "
+        model = model_for_backend(args.model, args.backend, Path(tmp))
+        r = scan_in_fresh_process(slide, Path(tmp) / "out", model, args.backend)
+        print(f"regions scanned {r['tiles']}, skipped as glass {r['background']}, "
               f"failed {r['failed']}; {r['seconds']:.1f} s per slide "
-              f"({r['regions'] / r['seconds']:.2f} regions/s); peak RSS {r['peak_rss_mib']:.0f} MiB")  # fmt: skip
+              f"({r['tiles'] / r['seconds']:.2f} regions/s); peak RSS {r['peak_rss_mib']:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":
