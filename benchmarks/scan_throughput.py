@@ -7,7 +7,9 @@ tiles/s for:
   scanner beats);
 - ``model only``: the network alone on ready tensors, per backend (PyTorch eager, ONNX Runtime;
   ``onnx-int8``: ONNX Runtime on an int8 export calibrated on generated example tiles, see
-  ``hemoscan export --quantize int8``);
+  ``hemoscan export --quantize int8``); for ONNX both one stream using every core and one
+  single-threaded stream per core (the scan's default), the latter being the figure the scan
+  is compared with;
 - ``scan``: ``hemoscan scan`` end to end (decode threads, network, post-processing, writing),
   per backend, and its ratio to ``model only``;
 - ``baseline``: what a user would write themselves: torchvision's
@@ -27,6 +29,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 
 from hemoscan.examples import render_example_tile
-from hemoscan.inference.backends import onnx_session
+from hemoscan.inference.backends import cpu_cores, onnx_session
 from hemoscan.io.images import read_tile
 from hemoscan.models.export import export_onnx, load_onnx_model
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
@@ -79,6 +82,16 @@ def decode_floor(model: LoadedModel, tiles: list[Path]) -> float:
     return rate(run)
 
 
+def streams_rate(onnx_file: Path, x: np.ndarray, reps: int, streams: int) -> float:
+    """Network passes per second of ``streams`` threads sharing one single-threaded session,
+    each running its own tiles (as ``hemoscan scan --backend onnx`` does by default)."""
+    session = onnx_session(onnx_file, threads=1)
+    session.run(None, {"image": x})
+    with ThreadPoolExecutor(streams) as pool:
+        return rate(lambda: len(list(pool.map(lambda _: session.run(None, {"image": x}),
+                                              range(reps)))))  # fmt: skip
+
+
 def baseline(tiles: list[Path]) -> float:
     from PIL import Image
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
@@ -109,6 +122,8 @@ def main() -> None:
     parser.add_argument(
         "--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"]
     )
+    parser.add_argument("--streams", type=int, default=None,
+                        help="scan streams (default: hemoscan's, one per core with onnx)")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
@@ -140,18 +155,23 @@ def main() -> None:
                         with torch.inference_mode():
                             model.module(xt)
 
+                    forward()
+                    model_only = rate(lambda: [forward() for _ in range(reps)] and reps)
+                    row(size, f"model only, {backend}", model_only)
                     scan_model = model
                 else:
-                    session = onnx_session(onnx_folders[backend] / "model.onnx")
-
-                    def forward() -> None:
-                        session.run(None, {"image": x})
-
-                    scan_model = load_onnx_model(str(onnx_folders[backend]))
-                forward()
-                model_only = rate(lambda: [forward() for _ in range(reps)] and reps)
-                row(size, f"model only, {backend}", model_only)
-                options = ScanOptions(workers=args.workers, backend=backend.split("-")[0])
+                    folder = onnx_folders[backend]
+                    one = onnx_session(folder / "model.onnx")  # every core on one tile
+                    one.run(None, {"image": x})
+                    serial = rate(lambda: [one.run(None, {"image": x}) for _ in range(reps)] and reps)
+                    row(size, f"model only, {backend}, 1 stream", serial)
+                    model_only = streams_rate(folder / "model.onnx", x, reps, cpu_cores())
+                    row(size, f"model only, {backend}, {cpu_cores()} streams", model_only)
+                    # loaded by the scan itself, with the threads its streams get
+                    scan_model = None
+                options = ScanOptions(model=str(onnx_folders.get(backend, args.model)),
+                                      workers=args.workers, backend=backend.split("-")[0],
+                                      streams=args.streams)  # fmt: skip
                 # warm-up so that one-off start-up costs are not counted
                 scan([str(tiles[0])], Path(tmp) / f"warm{size}{backend}", options, model=scan_model)
                 summary = scan(

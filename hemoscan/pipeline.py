@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -31,10 +31,10 @@ from hemoscan.io.scan_store import (
     iter_detections,
     read_results,
     read_run,
-    read_tiles,
+    iter_tiles,
     utc_now,
 )
-from hemoscan.io.sources import TileSource, expand_sources
+from hemoscan.io.sources import TileSource, TileSources
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 
 if TYPE_CHECKING:
@@ -65,6 +65,10 @@ class ScanOptions:
 
     ``mpp``: µm per pixel of whole-slide images whose metadata gives none (see
     :mod:`hemoscan.inference.slide_plan`); slides with their own pixel size ignore it.
+
+    ``streams``: batches predicted at once, each in its own thread (with the onnx backend,
+    the cores are shared out among them: ``cores // streams`` onnxruntime threads each);
+    ``None``: :func:`~hemoscan.inference.backends.default_streams`. Outputs do not depend on it.
     """
 
     model: str = DEFAULT_MODEL
@@ -84,6 +88,7 @@ class ScanOptions:
     engine: str = "local"
     scheduler: str | None = None
     mpp: float | None = None
+    streams: int | None = None
 
 
 @dataclass
@@ -104,7 +109,11 @@ class ScanSummary:
         return self.tiles_scanned_now / self.seconds if self.seconds else 0.0
 
 
-def _decode(source: TileSource) -> tuple[TileSource, np.ndarray | None, str, float]:
+#: A source after reading: ``(source, HWC uint8 RGB image or None, error, milliseconds)``.
+Decoded = tuple[TileSource, "np.ndarray | None", str, float]
+
+
+def _decode(source: TileSource) -> Decoded:
     start = time.perf_counter()
     try:
         image, error = read_source(source), ""
@@ -115,7 +124,7 @@ def _decode(source: TileSource) -> tuple[TileSource, np.ndarray | None, str, flo
     return source, image, error, (time.perf_counter() - start) * 1000
 
 
-def _decoded(sources: list[TileSource], workers: int, lookahead: int) -> Iterator[tuple]:
+def _decoded(sources: Iterable[TileSource], workers: int, lookahead: int) -> Iterator[Decoded]:
     """Decode ``sources`` in order with ``workers`` threads, at most ``lookahead`` ahead."""
     if workers <= 0:
         yield from map(_decode, sources)
@@ -144,29 +153,51 @@ class ScannedTile(NamedTuple):
 
 
 def scan_items(
-    predictor: Predictor, items: Sequence[TileSource], workers: int = 0, lookahead: int = 2
+    predictor: Predictor,
+    items: Iterable[TileSource],
+    workers: int = 0,
+    lookahead: int = 2,
+    streams: int = 1,
 ) -> Iterator[ScannedTile]:
     """The per-tile work of every engine: decode, batch and predict ``items``, in order.
 
     Tiles are decoded by ``workers`` threads (0: inline), at most ``lookahead`` ahead, and
-    predicted ``predictor.batch_size`` images at a time. Yields one :class:`ScannedTile` per
-    item, in input order (a failed tile waits for the batch before it). A tile that cannot be
-    read, or whose batch fails in inference, is an ``error`` result, never an exception.
+    predicted ``predictor.batch_size`` images at a time, ``streams`` batches at once in their
+    own threads. Yields one :class:`ScannedTile` per item, in input order (a failed tile waits
+    for the batch before it). A tile that cannot be read, or whose batch fails in inference, is
+    an ``error`` result, never an exception.
     """
-    group: list[tuple[TileSource, np.ndarray | None, str, float]] = []
-    images = 0
-    for decoded in _decoded(items, workers, lookahead):
-        group.append(decoded)
-        images += decoded[1] is not None
-        if images >= predictor.batch_size:
+    batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
+    if streams <= 1:
+        for group in batches:
             yield from _predict_group(predictor, group)
+        return
+    with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="hemoscan-stream") as pool:
+        pending: deque[Future[list[ScannedTile]]] = deque()
+        for group in batches:
+            pending.append(pool.submit(lambda g: list(_predict_group(predictor, g)), group))
+            if len(pending) > streams:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _batches(decoded: Iterable[Decoded], batch_size: int) -> Iterator[list[Decoded]]:
+    """Consecutive decoded items, cut after every ``batch_size`` images (failed reads ride
+    along with the batch they fall in)."""
+    group: list[Decoded] = []
+    images = 0
+    for item in decoded:
+        group.append(item)
+        images += item[1] is not None
+        if images >= batch_size:
+            yield group
             group, images = [], 0
-    yield from _predict_group(predictor, group)
+    if group:
+        yield group
 
 
-def _predict_group(
-    predictor: Predictor, group: list[tuple[TileSource, np.ndarray | None, str, float]]
-) -> Iterator[ScannedTile]:
+def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[ScannedTile]:
     """Results of decoded items holding at most one batch of images, in their order."""
     images = [image for _, image, _, _ in group if image is not None]
     found: Iterator[list] = iter(())
@@ -215,14 +246,14 @@ def scan(
 
     ``sources`` are files, folders, globs or ``.txt`` lists (see
     :func:`hemoscan.io.sources.expand_sources`); whole-slide images among them are scanned
-    region by region (:func:`hemoscan.inference.slide_plan.expand_slides`), each region like a
+    region by region (:class:`hemoscan.inference.slide_plan.ScanUnits`), each region like a
     tile. Tiles already finished in ``out_dir`` are skipped. ``progress`` is called after each tile; ``on_start(total, to_scan)`` once.
     Raises :class:`~hemoscan.errors.HemoscanError` for unusable sources, models or folders;
     a bad tile never raises: it is recorded in ``tiles.csv`` with its reason.
     """
-    from hemoscan.inference.backends import BACKENDS
+    from hemoscan.inference.backends import BACKENDS, cpu_cores, default_streams, resolve_device
     from hemoscan.inference.predictor import Predictor
-    from hemoscan.inference.slide_plan import expand_slides
+    from hemoscan.inference.slide_plan import ScanUnits
 
     if options.backend not in BACKENDS:
         raise HemoscanError(f"unknown backend {options.backend!r}; choose from {BACKENDS}")
@@ -235,16 +266,20 @@ def scan(
         raise HemoscanError(
             f"unknown export format(s) {sorted(unknown)}; choose from {EXPORT_FORMATS}"
         )
+    if options.streams is not None and options.streams < 1:
+        raise HemoscanError(f"streams must be at least 1 (got {options.streams})")
     out = Path(out_dir)
-    tiles = expand_sources(sources, options.sample_id)
+    tiles = TileSources(sources, options.sample_id)
+    device = resolve_device(options.device, options.backend)
+    streams = options.streams or default_streams(options.backend, device)
     if model is None and options.backend == "onnx":
         from hemoscan.models.export import load_onnx_model
 
-        model = load_onnx_model(options.model)
+        model = load_onnx_model(options.model, threads=max(1, cpu_cores() // streams))
     model = model or load_model(options.model)
     predictor = Predictor(
         model,
-        device=options.device,
+        device=device,
         batch_size=options.batch_size,
         conf=options.conf,
         tile_size=options.tile_size,
@@ -252,8 +287,9 @@ def scan(
         scale=options.scale,
         backend=options.backend,
     )
-    tiles, slides = expand_slides(tiles, model.config, predictor.tile_size, predictor.overlap,
-                                  predictor.scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
+    units = ScanUnits(tiles, model.config, predictor.tile_size, predictor.overlap,
+                      predictor.scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
+    slides = units.plans
     tiling = _tiling_settings(predictor)
     settings = {"model_name": model.config.name, "model_sha256": model.sha256,
                 "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp,
@@ -261,16 +297,20 @@ def scan(
     started = time.perf_counter()
     with ScanStore(out, settings, retry_failed=options.retry_failed) as store:
         store.record_slides([plan.to_dict() for plan in slides])
-        todo = [t for t in tiles if not store.is_finished(t.sample, t.name)]
+        total = to_scan = 0
+        for unit in units:  # a counting pass: sources are streamed, never held in a list
+            total += 1
+            to_scan += not store.is_finished(unit.sample, unit.name)
         if on_start:
-            on_start(len(tiles), len(todo))
+            on_start(total, to_scan)
+        todo = (t for t in units if not store.is_finished(t.sample, t.name))
         if options.engine == "dask":
             from hemoscan.engines.dask_engine import scan_on_dask
 
             results = scan_on_dask(todo, predictor, model, options)
         else:
-            lookahead = max(2 * predictor.batch_size, 2 * max(options.workers, 1))
-            results = scan_items(predictor, todo, options.workers, lookahead)
+            lookahead = max(2 * streams * predictor.batch_size, 2 * max(options.workers, 1))
+            results = scan_items(predictor, todo, options.workers, lookahead, streams)
         with closing(results):
             for source, result, image in results:
                 if result.ok and _wants_evidence(options, result):
@@ -298,9 +338,9 @@ def scan(
         export(out, options.exports)
     return ScanSummary(
         out_dir=out,
-        tiles_total=len(tiles),
-        tiles_scanned_now=len(todo),
-        tiles_skipped=len(tiles) - len(todo),
+        tiles_total=total,
+        tiles_scanned_now=to_scan,
+        tiles_skipped=total - to_scan,
         tiles_failed=sum(f.tiles_failed for f in findings),
         seconds=seconds,
         samples=findings,
@@ -334,7 +374,7 @@ def _save_evidence(
 def write_summary(out: Path, provenance: Provenance) -> list[SampleFindings]:
     """Aggregate the whole folder (streaming) and write ``summary.json`` atomically."""
     findings = aggregate(
-        ((t.sample, t.ok) for t in read_tiles(out)),
+        ((t.sample, t.ok) for t in iter_tiles(out)),
         ((sample, det) for sample, _, det in iter_detections(out)),
         provenance,
     )

@@ -99,6 +99,36 @@ def test_bad_tiles_are_recorded_and_the_run_goes_on(
     assert len(_detections(out)) == 24
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_concurrent_streams_change_nothing_but_timing(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path, backend: str
+) -> None:
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+        from hemoscan.models.export import export_onnx
+        from hemoscan.models.loading import load_model
+
+        model_dir = export_onnx(load_model(str(tiny_model_dir)), tmp_path / "onnx")
+    else:
+        model_dir = tiny_model_dir
+    for i in range(6):  # more tiles than streams x batch, and a bad one among them
+        image, _ = disc_image(200, 160, 3, seed=100 + i)
+        write_image(tile_folder / "patient_C" / f"tile_{i}.png", image)
+    (tile_folder / "patient_C" / "tile_2.png").write_bytes(b"not a png")
+    outputs = []
+    for streams, batch_size in ((1, 1), (3, 1), (2, 2)):
+        out = tmp_path / f"out-{streams}-{batch_size}"
+        scan([str(tile_folder)], out,
+             _options(model_dir, backend=backend, streams=streams, batch_size=batch_size))  # fmt: skip
+        rows = [{k: v for k, v in r.items() if k != "ms"} for r in _rows(out)]
+        summary = json.loads((out / "summary.json").read_text())
+        for s in summary["samples"]:
+            del s["provenance"]
+        outputs.append(((out / "detections.jsonl").read_bytes(), rows, summary))
+    assert outputs[0][1][6 + 2]["status"] == "error" and len(outputs[0][1]) == 12
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
 def test_rerun_skips_finished_tiles_and_never_duplicates(
     tiny_model_dir: Path, tile_folder: Path, tmp_path: Path
 ) -> None:

@@ -115,12 +115,42 @@ class AugmentSection:
 
 
 @dataclass(frozen=True)
+class ComposerSection:
+    """How the ``composed`` recipe draws hosts (macrophages and hemophagocytes) on a crop.
+
+    The defaults are hemoscan-lite0-v2's recipe, which the fixed composed validation and dev
+    sets keep, so their figures stay comparable across models. Each ``p_*`` is a probability.
+
+    ``p_real_host``: a host is one of the real Giemsa macrophages, else synthetic.
+    ``p_texture_host``: a synthetic host is built from real-host cytoplasm texture (quilted
+    patches) on a random silhouette, else drawn procedurally.
+    ``p_lobed``: a synthetic silhouette is 2-3 overlapping lobes (ragged, ruptured hosts).
+    ``host_hue``: extra stain jitter of real and texture hosts: hue shifts of ``-host_hue / 3``
+    to ``host_hue`` OpenCV units (0: only the light jitter every real host gets); saturation
+    and value move with it.
+    ``p_engulf``: a host holds 1-4 engulfed cells (a hemophagocyte), else it is a macrophage.
+    ``p_hard_negative``: a macrophage gets a hard negative (a cell on its edge, dots, vacuoles).
+    ``p_inclusions``: any host gets non-blood inclusions (parasite-like bodies or empty
+    vacuoles), so inclusions alone never mean engulfment.
+    """
+
+    p_real_host: float = 0.3
+    p_texture_host: float = 0.0
+    p_lobed: float = 0.0
+    host_hue: float = 0.0
+    p_engulf: float = 0.6
+    p_hard_negative: float = 0.5
+    p_inclusions: float = 0.0
+
+
+@dataclass(frozen=True)
 class DataSection:
     """Where training crops come from.
 
-    ``source: composed``: the default model's recipe (``hemoscan_training.data``) on the
-    public sets in ``data_root`` (``txl-pbc``, ``segpc-marrow``, ``giemsa-macrophages``),
-    validated on ``val_images`` TXL-PBC dev fields.
+    ``source: composed``: the default model's recipe (``hemoscan_training.data``, drawn as
+    ``composer`` says) on the public sets in ``data_root`` (``txl-pbc``, ``segpc-marrow``,
+    ``giemsa-macrophages``), validated on ``val_images`` TXL-PBC dev fields and
+    ``val_composed`` COMPOSED dev fields (hemophagocytes and macrophages).
     ``source: annotated``: the datasets listed in ``train`` (each a
     :class:`hemoscan.annotations.DatasetSpec` entry plus optional ``rbc_diameter_px`` (the
     red-cell diameter in that set's pixels; measured from its rbc boxes when left out),
@@ -132,6 +162,7 @@ class DataSection:
     source: Literal["composed", "annotated"] = "composed"
     data_root: Path | None = None
     val_images: int = 60
+    val_composed: int = 0
     train: tuple[dict[str, Any], ...] = ()
     val: tuple[dict[str, Any], ...] = ()
     val_fraction: float = 0.0
@@ -139,6 +170,7 @@ class DataSection:
     crop: int = 384
     batch_size: int = 8
     augment: AugmentSection = field(default_factory=AugmentSection)
+    composer: ComposerSection = field(default_factory=ComposerSection)
 
 
 @dataclass(frozen=True)
@@ -499,7 +531,13 @@ def validate(config: TrainConfig) -> TrainConfig:
     need(d.crop >= 32 and d.crop % 32 == 0, "data.crop", f"must be a multiple of 32, got {d.crop}")
     need(d.batch_size >= 1, "data.batch_size", "must be >= 1")
     need(d.val_images >= 0, "data.val_images", "must be >= 0")
+    need(d.val_composed >= 0, "data.val_composed", "must be >= 0")
     need(0 <= d.val_fraction < 1, "data.val_fraction", "must be in [0, 1)")
+    for name in ("p_real_host", "p_texture_host", "p_lobed", "p_engulf", "p_hard_negative",
+                 "p_inclusions"):  # fmt: skip
+        need(0 <= getattr(d.composer, name) <= 1, f"data.composer.{name}",
+             "must be a probability in [0, 1]")  # fmt: skip
+    need(0 <= d.composer.host_hue <= 90, "data.composer.host_hue", "must be in [0, 90]")
     a = d.augment
     for name in ("p_hed", "p_hsv", "p_brightness", "p_blur", "p_jpeg", "p_noise"):
         need(0 <= getattr(a, name) <= 1, f"data.augment.{name}", "must be a probability in [0, 1]")

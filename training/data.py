@@ -7,9 +7,12 @@ reproducible and resumable from the sample index alone. A crop is a rescaled TXL
 1-2 pasted hosts (procedural or one of the 3 real Giemsa macrophages). 60% of hosts hold
 1-4 real cell crops inside a thin clear halo (hemophagocytes); the rest are macrophages,
 half of them with a hard negative (a cell on top without a halo, dark dots, empty vacuoles).
+That is v2's recipe; :class:`~hemoscan_training.config.ComposerSection` changes its shares and
+adds hosts quilted from real-host texture, lobed hosts, stain jitter of hosts and non-blood
+inclusions (parasite-like bodies) in any host.
 
 Everything composed here is synthetic: figures measured on it must say so.
-Run ``python training/data.py --dump 4`` to write example crops with boxes to /tmp.
+Run ``python -m hemoscan_training.data --dump 4`` to write example crops with boxes to /tmp.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
+
+from .config import ComposerSection
 
 CLASSES: tuple[str, ...] = (
     "rbc", "platelet", "nucleated", "macrophage", "hemophagocyte",
@@ -192,26 +197,70 @@ def field_colours(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bg, dark
 
 
-def procedural_host(
-    rng: np.random.Generator, diameter: float, bg: np.ndarray, dark: np.ndarray
-) -> Host:
-    """Irregular oval, pale foamy cytoplasm with vacuoles, large eccentric oval nucleus."""
-    S = int(diameter * 1.25) + 12
-    c = S / 2
-    rx, ry = diameter / 2, diameter / 2 * rng.uniform(0.65, 1.0)
+def _outline(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+    """An irregular oval polygon around (cx, cy) with semi-axes about (rx, ry), int32 [N, 2]."""
     n = int(rng.integers(10, 20))
     ang = np.sort(rng.uniform(0, 2 * np.pi, n))
     jitter = np.convolve(np.tile(rng.normal(0, 0.09, n), 3), np.ones(3) / 3, "same")[n : 2 * n]
     rot = rng.uniform(0, np.pi)
     px, py = rx * np.cos(ang) * (1 + jitter), ry * np.sin(ang) * (1 + jitter)
     pts = np.stack(
-        [c + px * np.cos(rot) - py * np.sin(rot), c + px * np.sin(rot) + py * np.cos(rot)], 1
+        [cx + px * np.cos(rot) - py * np.sin(rot), cy + px * np.sin(rot) + py * np.cos(rot)], 1
     )
+    return np.round(pts).astype(np.int32)
+
+
+def silhouette(
+    rng: np.random.Generator, diameter: float, S: int, lobes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """A host outline in an ``S`` square: (bool mask, float32 soft alpha). One irregular oval
+    of ``diameter``, or ``lobes`` overlapping smaller ovals along an axis (a ragged host)."""
+    c = S / 2
+    if lobes == 1:
+        rx, ry = diameter / 2, diameter / 2 * rng.uniform(0.65, 1.0)
+        polys = [_outline(rng, c, c, rx, ry)]
+    else:
+        axis = rng.uniform(0, np.pi)
+        polys = []
+        for t in np.linspace(-1, 1, lobes) * diameter * rng.uniform(0.15, 0.25):
+            r = diameter * rng.uniform(0.25, 0.33)
+            polys.append(
+                _outline(rng, c + t * np.cos(axis), c + t * np.sin(axis), r, r * rng.uniform(0.65, 1.0))
+            )
     m = np.zeros((S, S), np.float32)
-    cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1.0, cv2.LINE_AA)
+    for pts in polys:
+        cv2.fillPoly(m, [pts], 1.0, cv2.LINE_AA)
     mask = cv2.GaussianBlur(m, (0, 0), diameter * 0.06) > 0.5
     alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), rng.uniform(1.0, 2.5))
+    return mask, alpha
 
+
+def _paint_nucleus(
+    rng: np.random.Generator, rgb: np.ndarray, mask: np.ndarray, diameter: float, dark: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A large eccentric oval nucleus kept inside ``mask``: (float rgb, bool nucleus)."""
+    S = mask.shape[0]
+    c = S / 2
+    a_ax, b_ax = diameter * rng.uniform(0.17, 0.27), diameter * rng.uniform(0.12, 0.2)
+    d_ang, ecc = rng.uniform(0, 2 * np.pi), rng.uniform(0.12, 0.28) * diameter
+    ncx, ncy = c + ecc * np.cos(d_ang), c + ecc * np.sin(d_ang)
+    nm = np.zeros((S, S), np.float32)
+    cv2.ellipse(nm, (int(ncx), int(ncy)), (int(a_ax), int(b_ax)), float(rng.uniform(0, 180)),
+                0, 360, 1.0, -1, cv2.LINE_AA)  # fmt: skip
+    nm *= cv2.erode(mask.astype(np.float32), np.ones((7, 7), np.uint8))
+    n_col = dark * 0.5 + np.array([115, 65, 150], np.float32) * 0.5
+    n_rgb = n_col + smooth_noise(rng, S, S, 3)[..., None] * rng.uniform(8, 18)
+    na = cv2.GaussianBlur(nm, (0, 0), 1.2) * rng.uniform(0.85, 1.0)
+    return rgb * (1 - na[..., None]) + n_rgb * na[..., None], nm > 0.5
+
+
+def procedural_host(
+    rng: np.random.Generator, diameter: float, bg: np.ndarray, dark: np.ndarray, lobes: int = 1
+) -> Host:
+    """Irregular oval (or ``lobes`` lobes), pale foamy cytoplasm with vacuoles, large eccentric
+    oval nucleus."""
+    S = int(diameter * 1.25) + 12
+    mask, alpha = silhouette(rng, diameter, S, lobes)
     base = np.array(
         [(170, 180, 210), (195, 175, 212), (185, 185, 200)][rng.integers(3)], np.float32
     )
@@ -233,30 +282,68 @@ def procedural_host(
             -1,
             cv2.LINE_AA,
         )
-
-    # nucleus: eccentric, kept inside the cytoplasm
-    a_ax, b_ax = diameter * rng.uniform(0.17, 0.27), diameter * rng.uniform(0.12, 0.2)
-    d_ang, ecc = rng.uniform(0, 2 * np.pi), rng.uniform(0.12, 0.28) * diameter
-    ncx, ncy = c + ecc * np.cos(d_ang), c + ecc * np.sin(d_ang)
-    nm = np.zeros((S, S), np.float32)
-    cv2.ellipse(
-        nm,
-        (int(ncx), int(ncy)),
-        (int(a_ax), int(b_ax)),
-        float(rng.uniform(0, 180)),
-        0,
-        360,
-        1.0,
-        -1,
-        cv2.LINE_AA,
-    )
-    nm *= cv2.erode(mask.astype(np.float32), np.ones((7, 7), np.uint8))
-    nucleus = nm > 0.5
-    n_col = dark * 0.5 + np.array([115, 65, 150], np.float32) * 0.5
-    n_rgb = n_col + smooth_noise(rng, S, S, 3)[..., None] * rng.uniform(8, 18)
-    na = cv2.GaussianBlur(nm, (0, 0), 1.2) * rng.uniform(0.85, 1.0)
-    rgb = rgb * (1 - na[..., None]) + n_rgb * na[..., None]
+    rgb, nucleus = _paint_nucleus(rng, rgb, mask, diameter, dark)
     return Host(np.clip(rgb, 0, 255), alpha, mask, nucleus)
+
+
+def stain_jitter(rng: np.random.Generator, rgb: np.ndarray, hue: float) -> np.ndarray:
+    """``rgb`` (float, 0-255) with its hue shifted by ``-hue / 3 .. hue`` (OpenCV units: +20
+    turns Giemsa blue-violet to magenta, the way Romanowsky stains vary, while a large negative
+    shift would turn it an unreal cyan), saturation x0.75-1.3 and value x0.85-1.1."""
+    hsv = cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue / 3, hue)) % 180
+    hsv[..., 1] *= rng.uniform(0.75, 1.3)
+    hsv[..., 2] *= rng.uniform(0.85, 1.1)
+    hsv = np.clip(hsv, 0, [179, 255, 255]).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
+
+
+def texture_host(
+    rng: np.random.Generator,
+    diameter: float,
+    source: tuple[np.ndarray, np.ndarray],
+    dark: np.ndarray,
+    lobes: int = 1,
+    hue: float = 0.0,
+) -> Host | None:
+    """A synthetic host whose cytoplasm is quilted from a real host's (``source``: rgb, mask),
+    inclusions and all, on a new silhouette, with a painted nucleus; ``None`` when the source
+    has no patch of clear cytoplasm at this scale."""
+    S = int(diameter * 1.25) + 12
+    mask, alpha = silhouette(rng, diameter, S, lobes)
+    img, m = source
+    ys, xs = np.nonzero(m)
+    s = diameter * rng.uniform(0.8, 1.3) / (max(np.ptp(ys), np.ptp(xs)) + 1)
+    size = (max(2, round(img.shape[1] * s)), max(2, round(img.shape[0] * s)))
+    img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    m = cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) > 0
+    gray = img.mean(2)
+    dark_core = (m & (gray < np.percentile(gray[m], 30))).astype(np.uint8)
+    nucleus = cv2.dilate(dark_core, np.ones((5, 5), np.uint8))
+    patch = max(8, int(diameter * rng.uniform(0.2, 0.35)))
+    valid = cv2.erode((m & (nucleus == 0)).astype(np.uint8), np.ones((patch, patch), np.uint8),
+                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    cy, cx = np.nonzero(valid)
+    if not len(cx):
+        return None
+    acc = np.zeros((S + patch, S + patch, 3), np.float32)
+    weight = np.full((S + patch, S + patch, 1), 1e-6, np.float32)
+    window = np.outer(np.hanning(patch + 2)[1:-1], np.hanning(patch + 2)[1:-1])[..., None]
+    half = patch // 2
+    for y in range(0, S, max(1, patch * 2 // 3)):
+        for x in range(0, S, max(1, patch * 2 // 3)):
+            k = rng.integers(len(cx))
+            p = img[cy[k] - half : cy[k] - half + patch, cx[k] - half : cx[k] - half + patch]
+            p = np.rot90(p, int(rng.integers(4)))
+            if rng.random() < 0.5:
+                p = p[:, ::-1]
+            acc[y : y + patch, x : x + patch] += p * window
+            weight[y : y + patch, x : x + patch] += window
+    rgb = (acc / weight)[half : half + S, half : half + S]
+    if hue:
+        rgb = stain_jitter(rng, rgb, hue)
+    rgb, nuc = _paint_nucleus(rng, rgb, mask, diameter, dark)
+    return Host(np.clip(rgb, 0, 255), alpha, mask, nuc)
 
 
 def _real_host_aug() -> A.Compose:
@@ -370,12 +457,17 @@ def sized_cell(
 
 
 class Composer:
-    """Pastes hosts (macrophages / hemophagocytes) and their contents onto a crop."""
+    """Pastes hosts (macrophages / hemophagocytes) and their contents onto a crop, as
+    ``recipe`` says (default: v2's recipe)."""
 
     def __init__(
-        self, real_hosts: list[tuple[np.ndarray, np.ndarray]], bank: list[CellCrop]
+        self,
+        real_hosts: list[tuple[np.ndarray, np.ndarray]],
+        bank: list[CellCrop],
+        recipe: ComposerSection = ComposerSection(),
     ) -> None:
         self.real_hosts = real_hosts
+        self.recipe = recipe
         self.bank = {
             c: [b for b in bank if b.cls == c] for c in (C["rbc"], C["nucleated"], C["platelet"])
         }
@@ -389,14 +481,7 @@ class Composer:
         occupied = np.zeros(img.shape[:2], bool)
         new: list[list[float]] = []
         for _ in range(int(rng.integers(1, 3))):
-            d = rbc_d * rng.uniform(3, 6)
-            host = (
-                procedural_host(rng, d, bg, dark)
-                if rng.random() < 0.7 or not self.real_hosts
-                else real_host(
-                    rng, d, self.real_hosts[rng.integers(len(self.real_hosts))], self.aug
-                )
-            )
+            host = self._host(rng, rbc_d * rng.uniform(3, 6), bg, dark)
             placed = self._place(rng, host, occupied)
             if placed is None:
                 continue
@@ -412,12 +497,15 @@ class Composer:
             ys, xs = np.nonzero(host.mask)
             hbox = [x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1]
             label = C["macrophage"]
-            if rng.random() < 0.6:
+            r = self.recipe
+            if r.p_inclusions and rng.random() < r.p_inclusions:
+                self._inclusions(rng, canvas, host, x0, y0, rbc_d, bg, dark)
+            if rng.random() < r.p_engulf:
                 inside = self._engulf(rng, canvas, host, x0, y0, rbc_d, bg)
                 if inside:
                     label = C["hemophagocyte"]
                     new.extend(inside)
-            elif rng.random() < 0.5:
+            elif rng.random() < r.p_hard_negative:
                 new.extend(self._hard_negative(rng, canvas, host, x0, y0, rbc_d, bg, dark))
             new.append([*hbox, label])
         if rng.random() < 0.3:
@@ -427,6 +515,22 @@ class Composer:
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         return np.clip(canvas, 0, 255).astype(np.uint8), boxes
+
+    def _host(self, rng: np.random.Generator, d: float, bg: np.ndarray, dark: np.ndarray) -> Host:
+        """A host of diameter ``d``: real, quilted from real texture, or procedural."""
+        r = self.recipe
+        if rng.random() < 1 - r.p_real_host or not self.real_hosts:
+            lobes = int(rng.integers(2, 4)) if r.p_lobed and rng.random() < r.p_lobed else 1
+            if r.p_texture_host and self.real_hosts and rng.random() < r.p_texture_host:
+                source = self.real_hosts[rng.integers(len(self.real_hosts))]
+                host = texture_host(rng, d, source, dark, lobes, r.host_hue)
+                if host is not None:
+                    return host
+            return procedural_host(rng, d, bg, dark, lobes)
+        host = real_host(rng, d, self.real_hosts[rng.integers(len(self.real_hosts))], self.aug)
+        if r.host_hue:
+            host.rgb = stain_jitter(rng, host.rgb, r.host_hue)
+        return host
 
     @staticmethod
     def _place(
@@ -541,40 +645,87 @@ class Composer:
             bx, by = int(x0 + ex - w // 2), int(y0 + ey - h // 2)
             paste(canvas, rgb, np.minimum(alpha * 1.05, 1.0), bx, by)
             return [[bx, by, bx + w, by + h, cls]]
-        ys, xs = np.nonzero(
-            cv2.erode(host.mask.astype(np.uint8), np.ones((9, 9), np.uint8)) & ~host.nucleus
-        )
+        ys, xs = _cytoplasm_points(host)
         if not len(xs):
             return []
-        if kind < 0.75:  # parasite-like dark dots, clustered
-            col = tuple(float(v) for v in dark * 0.6 + np.array([90, 40, 120]) * 0.4)
-            k = rng.integers(len(xs))
-            for _ in range(int(rng.integers(6, 30))):
-                px = int(x0 + xs[k] + rng.normal(0, rbc_d * 0.6))
-                py = int(y0 + ys[k] + rng.normal(0, rbc_d * 0.6))
-                cv2.circle(
-                    canvas,
-                    (px, py),
-                    max(1, int(round(rng.uniform(1.0, 2.2) * rbc_d / 40))),
-                    col,
-                    -1,
-                    cv2.LINE_AA,
-                )
-        else:  # empty clear vacuoles
-            col = tuple(
-                float(v) for v in np.clip(bg * 0.3 + np.array([250, 238, 242]) * 0.7, 0, 255)
-            )
-            for _ in range(int(rng.integers(2, 6))):
-                k = rng.integers(len(xs))
-                cv2.circle(
-                    canvas,
-                    (int(x0 + xs[k]), int(y0 + ys[k])),
-                    max(2, int(rbc_d * rng.uniform(0.1, 0.25))),
-                    col,
-                    -1,
-                    cv2.LINE_AA,
-                )
+        if kind < 0.75:
+            _dots(rng, canvas, xs + x0, ys + y0, rbc_d, dark)
+        else:
+            _vacuoles(rng, canvas, xs + x0, ys + y0, rbc_d, bg)
         return []
+
+    @staticmethod
+    def _inclusions(
+        rng: np.random.Generator,
+        canvas: np.ndarray,
+        host: Host,
+        x0: int,
+        y0: int,
+        rbc_d: float,
+        bg: np.ndarray,
+        dark: np.ndarray,
+    ) -> None:
+        """Non-blood inclusions in the cytoplasm, unlabelled: parasite-like bodies (amastigote
+        sized, platelet-like, without a halo), dark dots or empty vacuoles."""
+        ys, xs = _cytoplasm_points(host)
+        if not len(xs):
+            return
+        kind = rng.random()
+        if kind < 0.5:
+            _parasites(rng, canvas, xs + x0, ys + y0, rbc_d, dark)
+        elif kind < 0.75:
+            _dots(rng, canvas, xs + x0, ys + y0, rbc_d, dark)
+        else:
+            _vacuoles(rng, canvas, xs + x0, ys + y0, rbc_d, bg)
+
+
+def _cytoplasm_points(host: Host) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of the host's cytoplasm away from its edge and nucleus, host pixels."""
+    inner = cv2.erode(host.mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    return np.nonzero(inner & ~host.nucleus)
+
+
+def _dots(rng: np.random.Generator, canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+          rbc_d: float, dark: np.ndarray) -> None:  # fmt: skip
+    """6-29 small dark dots clustered around one of the points (xs, ys)."""
+    col = tuple(float(v) for v in dark * 0.6 + np.array([90, 40, 120]) * 0.4)
+    k = rng.integers(len(xs))
+    for _ in range(int(rng.integers(6, 30))):
+        px = int(xs[k] + rng.normal(0, rbc_d * 0.6))
+        py = int(ys[k] + rng.normal(0, rbc_d * 0.6))
+        radius = max(1, int(round(rng.uniform(1.0, 2.2) * rbc_d / 40)))
+        cv2.circle(canvas, (px, py), radius, col, -1, cv2.LINE_AA)
+
+
+def _vacuoles(rng: np.random.Generator, canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+              rbc_d: float, bg: np.ndarray) -> None:  # fmt: skip
+    """2-5 empty clear vacuoles centred on points (xs, ys)."""
+    col = tuple(float(v) for v in np.clip(bg * 0.3 + np.array([250, 238, 242]) * 0.7, 0, 255))
+    for _ in range(int(rng.integers(2, 6))):
+        k = rng.integers(len(xs))
+        radius = max(2, int(rbc_d * rng.uniform(0.1, 0.25)))
+        cv2.circle(canvas, (int(xs[k]), int(ys[k])), radius, col, -1, cv2.LINE_AA)
+
+
+def _parasites(rng: np.random.Generator, canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+               rbc_d: float, dark: np.ndarray) -> None:  # fmt: skip
+    """3-20 oval bodies the size of amastigotes (2-4 µm, a fifth to a third of a red cell),
+    pale violet with a dark nucleus, clustered around one of the points (xs, ys)."""
+    body = dark * 0.3 + np.array([165, 120, 200], np.float32) * 0.7
+    core = dark * 0.7 + np.array([90, 30, 110], np.float32) * 0.3
+    k = rng.integers(len(xs))
+    spread = rbc_d * rng.uniform(0.4, 1.0)
+    for _ in range(int(rng.integers(3, 21))):
+        px, py = xs[k] + rng.normal(0, spread), ys[k] + rng.normal(0, spread)
+        a = rbc_d * rng.uniform(0.1, 0.17)
+        b = a * rng.uniform(0.55, 0.9)
+        angle = float(rng.uniform(0, 180))
+        jitter = rng.normal(0, 8, 3)
+        cv2.ellipse(canvas, (int(px), int(py)), (max(1, int(a)), max(1, int(b))), angle, 0, 360,
+                    tuple(float(v) for v in np.clip(body + jitter, 0, 255)), -1, cv2.LINE_AA)  # fmt: skip
+        nx, ny = px + rng.normal(0, a * 0.25), py + rng.normal(0, a * 0.25)
+        cv2.circle(canvas, (int(nx), int(ny)), max(1, int(a * 0.4)),
+                   tuple(float(v) for v in core), -1, cv2.LINE_AA)  # fmt: skip
 
 
 def _blit(dst: np.ndarray, src: np.ndarray, x0: int, y0: int) -> None:
@@ -651,14 +802,16 @@ class ComposedCrops(Dataset):
         p_marrow: float = 0.5,
         p_hosts: float = 0.6,
         part: str = "train",
+        recipe: ComposerSection = ComposerSection(),
     ) -> None:
         """``part="train"`` composes from the training parts only; ``part="val"`` only from
         parts training never sees: TXL-PBC val fields and cells, held-out segpc fields and
-        the held-out Giemsa host (procedural hosts are drawn from other random streams)."""
+        the held-out Giemsa host (procedural hosts are drawn from other random streams).
+        ``recipe`` says how hosts are drawn (see :class:`ComposerSection`)."""
         if part not in ("train", "val"):
             raise ValueError(f"part must be 'train' or 'val', not {part!r}")
         self.root, self.crop, self.seed, self.part = Path(data_root), crop, seed, part
-        self.p_marrow, self.p_hosts = p_marrow, p_hosts
+        self.p_marrow, self.p_hosts, self.recipe = p_marrow, p_hosts, recipe
         self.txl = txl_part(self.root / "txl-pbc", part)
         self.marrow = marrow_part(self.root / "segpc-marrow", "train" if part == "train" else "heldout")
         self._composer: Composer | None = None
@@ -675,6 +828,7 @@ class ComposedCrops(Dataset):
             self._composer = Composer(
                 load_real_hosts(self.root / "giemsa-macrophages", hosts),
                 build_cell_bank(self.txl, rng),
+                self.recipe,
             )
         return self._composer
 
@@ -778,8 +932,14 @@ if __name__ == "__main__":
     p.add_argument("--dump", type=int, default=4)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("/tmp"))
+    p.add_argument("--config", type=Path, help="a training config: use its data.composer recipe")
     a = p.parse_args()
-    ds = ComposedCrops(a.data_root)
+    recipe = ComposerSection()
+    if a.config:
+        from .config import load_config
+
+        recipe = load_config(a.config, out=a.out).data.composer
+    ds = ComposedCrops(a.data_root, recipe=recipe)
     _ = ds.composer
     t0 = time.perf_counter()
     for i in range(a.start, a.start + a.dump):

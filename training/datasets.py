@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from .config import DATASET_EXTRA_KEYS, AugmentSection, ConfigError, TrainConfig
 from .data import border_colour, load_rgb, make_targets
-from .validation import ValImage, composed_val_set, to_val_image
+from .validation import ValImage, composed_dev_images, composed_val_set, to_val_image
 
 #: A box shorter than this fraction of its length inside the crop becomes an ignore region.
 MIN_VISIBLE = 0.4
@@ -367,9 +367,12 @@ def build_data(cfg: TrainConfig, stride: int) -> TrainData:
                 f"model.architecture: the composed recipe needs stride 8, not {stride}"
             )
         assert d.data_root is not None
-        ds = ComposedCrops(d.data_root, crop=d.crop, seed=cfg.run.seed)
+        ds = ComposedCrops(d.data_root, crop=d.crop, seed=cfg.run.seed, recipe=d.composer)
         val = composed_val_set(d.data_root, n_val, cfg.model.rbc_diameter_px)
-        summary = f"composed crops: {len(ds.txl)} TXL + {len(ds.marrow)} marrow fields; {len(val)} val fields"
+        n_composed = max(1, round(d.val_composed * frac)) if d.val_composed else 0
+        val += composed_dev_images(d.data_root, n_composed)
+        summary = (f"composed crops: {len(ds.txl)} TXL + {len(ds.marrow)} marrow fields; "
+                   f"{len(val) - n_composed} TXL dev + {n_composed} composed dev val fields")  # fmt: skip
         return TrainData(ds, val, summary)
 
     classes, rbc = cfg.model.classes, cfg.model.rbc_diameter_px

@@ -76,6 +76,26 @@ def composed_val_set(
     return out
 
 
+def composed_dev_images(data_root: Path, n: int) -> list[ValImage]:
+    """``n`` fixed COMPOSED dev fields (:data:`~hemoscan_training.composed.DEV_SEED`: training
+    parts in arrangements training never draws, v2's host recipe), so hemophagocytes and
+    macrophages can take part in model selection. Marrow-background fields do not supervise
+    rbc, platelet or nucleated."""
+    from .composed import DEV_SEED, ComposedSet
+    from .data import CLASSES, MARROW_UNSUPERVISED, MEAN, STD
+
+    fields = ComposedSet(Path(data_root), "train", DEV_SEED, n)
+    out = []
+    for i in range(n):
+        f = fields.field(i)
+        labels = np.array([CLASSES.index(label) for label in f.record.labels], np.int64)
+        marrow = f.background == "segpc-marrow"
+        unsupervised = frozenset(MARROW_UNSUPERVISED) if marrow else frozenset()
+        out.append(to_val_image(f.image, f.record.boxes, labels, MEAN, STD,
+                                unsupervised=unsupervised))  # fmt: skip
+    return out
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module, val: Sequence[ValImage], classes: tuple[str, ...], device: str = "cpu"

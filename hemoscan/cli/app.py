@@ -113,6 +113,14 @@ def scan(
             help="torch, or onnx: onnxruntime on the CPU (--model must be a folder made by `hemoscan export`)."
         ),
     ] = Backend.torch,
+    streams: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="Batches predicted at once, each in its own thread; results do not change.",
+            show_default="one per CPU core with --backend onnx, else 1",
+        ),
+    ] = None,
     sample_id: Annotated[
         Optional[str],
         typer.Option(help="Sample name for every tile.", show_default="one sample per folder"),
@@ -206,6 +214,7 @@ def scan(
         engine=engine.value,
         scheduler=scheduler,
         mpp=mpp,
+        streams=streams,
     )
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), _TilesPerSecond(), TimeElapsedColumn(),

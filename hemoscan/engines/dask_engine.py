@@ -41,12 +41,13 @@ workers before the scan starts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -277,7 +278,7 @@ def check_workers(client: Client, paths: Sequence[str]) -> None:
 
 
 def scan_on_dask(
-    items: Sequence[TileSource],
+    items: Iterable[TileSource],
     predictor: Predictor,
     model: LoadedModel | OnnxModel,
     options: ScanOptions,
@@ -285,14 +286,17 @@ def scan_on_dask(
     """Scan ``items`` on the cluster of ``options.scheduler`` (or a local one of
     ``options.workers`` processes); yield one ``ScannedTile`` per item, in input order.
 
-    ``predictor`` and ``model`` are the client's: they define what the workers load. The
-    tiles' images stay on the workers (``ScannedTile.image`` is ``None``). No cluster is
-    started or contacted when there is nothing to scan.
+    ``items`` are streamed: only the chunks in flight are held. ``predictor`` and ``model``
+    are the client's: they define what the workers load. The tiles' images stay on the
+    workers (``ScannedTile.image`` is ``None``). No cluster is started or contacted when there
+    is nothing to scan.
     """
     from hemoscan.models.loading import CONFIG_FILE
     from hemoscan.pipeline import ScannedTile
 
-    if not items:
+    items = iter(items)
+    first = next(items, None)
+    if first is None:
         return
     if not (model.folder / CONFIG_FILE).is_file():
         raise EngineError(
@@ -301,10 +305,11 @@ def scan_on_dask(
         )
     spec = WorkerModel.of(model, predictor, options)
     size = CHUNK_BATCHES * predictor.batch_size
-    chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    rest = itertools.chain([first], items)
+    chunks = iter(lambda: list(itertools.islice(rest, size)), [])
     with dask_client(options.scheduler, n_workers=options.workers) as client:
-        check_workers(client, [items[0].path, spec.folder])
-        for chunk, results in zip(chunks, _results_in_order(client, spec, chunks)):
+        check_workers(client, [first.path, spec.folder])
+        for chunk, results in _results_in_order(client, spec, chunks):
             for item, result in zip(chunk, results, strict=True):
                 yield ScannedTile(item, result, None)
 
@@ -315,34 +320,42 @@ def _window(client: Client) -> int:
 
 
 def _results_in_order(
-    client: Client, spec: WorkerModel, chunks: Sequence[list[TileSource]]
-) -> Iterator[list[TileResult]]:
-    """Each chunk's results, in chunk order, with a bounded number of chunks in flight."""
+    client: Client, spec: WorkerModel, chunks: Iterator[list[TileSource]]
+) -> Iterator[tuple[list[TileSource], list[TileResult]]]:
+    """Each chunk with its results, in chunk order, with a bounded number of chunks in flight
+    (``chunks`` is consumed only as far as the window needs)."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
     run = uuid.uuid4().hex[:8]
     finished = as_completed(loop=client.loop)
     index_of: dict[str, int] = {}
+    in_flight: dict[int, list[TileSource]] = {}
     ready: dict[int, list[TileResult]] = {}  # the reorder buffer
     submitted = written = 0
+    exhausted = False
     try:
-        while written < len(chunks):
+        while True:
             window = _window(client)
-            while submitted < len(chunks) and submitted < written + window:
-                future = client.submit(
-                    scan_chunk, spec, chunks[submitted], key=f"hemoscan-{run}-{submitted}"
-                )
+            while not exhausted and submitted < written + window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                future = client.submit(scan_chunk, spec, chunk, key=f"hemoscan-{run}-{submitted}")
                 index_of[future.key] = submitted
+                in_flight[submitted] = chunk
                 finished.add(future)
                 submitted += 1
+            if written == submitted:
+                return
             future = next(finished)
             index = index_of.pop(future.key)
             try:
                 ready[index] = future.result()
             except KilledWorker as e:
                 raise EngineError(
-                    f"Dask workers died running tiles {chunks[index][0].path} ...: {e}. Tiles "
+                    f"Dask workers died running tiles {in_flight[index][0].path} ...: {e}. Tiles "
                     "written so far are kept: re-run the same command to resume"
                 ) from None
             except CancelledError as e:
@@ -352,7 +365,7 @@ def _results_in_order(
                 ) from None
             future.release()
             while written in ready:
-                yield ready.pop(written)
+                yield in_flight.pop(written), ready.pop(written)
                 written += 1
     finally:
         finished.clear()

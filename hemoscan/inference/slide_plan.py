@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,17 +186,12 @@ def slide_sample(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0] or path
 
 
-def expand_slides(
-    tiles: Sequence[TileSource],
-    config: ModelConfig,
-    tile_size: int,
-    overlap: int,
-    scale: float = 1.0,
-    mpp: float | None = None,
-    sample_id: str | None = None,
-) -> tuple[list[TileSource], list[SlidePlan]]:
-    """``tiles`` with each whole-slide image among them replaced by its regions to scan (see
-    :func:`plan_slide`), in order; other tiles are kept as they are. Also returns the plans.
+class ScanUnits:
+    """What a scan works through: ``tiles`` (re-iterable, e.g.
+    :class:`~hemoscan.io.sources.TileSources`) with each whole-slide image among them replaced
+    by its regions to scan (see :func:`plan_slide`), in order; other tiles are kept as they
+    are. Built with one pass over ``tiles`` that plans every slide (``plans``); each iteration
+    then streams the units again, holding no list of them.
 
     A slide is its own sample, named after its file (:func:`slide_sample`), unless
     ``sample_id`` is given. ``mpp`` is the pixel size of slides whose metadata has none. A
@@ -206,33 +201,67 @@ def expand_slides(
     Raises:
         PixelSizeError: a slide has no pixel size and ``mpp`` is ``None`` (the message names it).
     """
-    failed: dict[int, str] = {}
-    slide_indices: list[int] = []
-    for i, tile in enumerate(tiles):
-        if tile.region is None and not tile.error and is_slide(tile.path):
+
+    def __init__(
+        self,
+        tiles: Iterable[TileSource],
+        config: ModelConfig,
+        tile_size: int,
+        overlap: int,
+        scale: float = 1.0,
+        mpp: float | None = None,
+        sample_id: str | None = None,
+    ) -> None:
+        self.tiles = tiles
+        slides: dict[int, TileSource] = {}  # by position in ``tiles``
+        failed: dict[int, str] = {}
+        for i, tile in enumerate(tiles):
+            if tile.region is None and not tile.error and is_slide(tile.path):
+                slides[i] = tile
+                try:
+                    with Slide(tile.path, mpp=mpp) as slide:
+                        if slide.mpp is None:
+                            raise PixelSizeError(_no_mpp_message(tile.path))
+                except SlideError as e:
+                    failed[i] = str(e)
+        #: Each slide's plan, or a failed source for a slide that cannot be opened.
+        self.by_position: dict[int, SlidePlan | TileSource] = {}
+        for i, tile in slides.items():
+            sample = sample_id or slide_sample(tile.path)
             try:
+                if i in failed:
+                    raise SlideError(failed[i])
                 with Slide(tile.path, mpp=mpp) as slide:
-                    if slide.mpp is None:
-                        raise PixelSizeError(_no_mpp_message(tile.path))
+                    plan = plan_slide(slide, sample, config, tile_size, overlap, scale)
             except SlideError as e:
-                failed[i] = str(e)
-            slide_indices.append(i)
-    units: list[TileSource] = []
-    plans: list[SlidePlan] = []
-    is_slide_index = set(slide_indices)
-    for i, tile in enumerate(tiles):
-        if i not in is_slide_index:
-            units.append(tile)
-            continue
-        sample = sample_id or slide_sample(tile.path)
-        try:
-            if i in failed:
-                raise SlideError(failed[i])
-            with Slide(tile.path, mpp=mpp) as slide:
-                plan = plan_slide(slide, sample, config, tile_size, overlap, scale)
-        except SlideError as e:
-            units.append(TileSource(tile.path, sample, error=str(e)))
-            continue
-        plans.append(plan)
-        units.extend(TileSource(tile.path, sample, region=r) for r in plan.regions)
-    return units, plans
+                self.by_position[i] = TileSource(tile.path, sample, error=str(e))
+                continue
+            self.by_position[i] = plan
+
+    @property
+    def plans(self) -> list[SlidePlan]:
+        return [p for p in self.by_position.values() if isinstance(p, SlidePlan)]
+
+    def __iter__(self) -> Iterator[TileSource]:
+        for i, tile in enumerate(self.tiles):
+            unit = self.by_position.get(i)
+            if unit is None:
+                yield tile
+            elif isinstance(unit, TileSource):
+                yield unit
+            else:
+                yield from (TileSource(tile.path, unit.sample, region=r) for r in unit.regions)
+
+
+def expand_slides(
+    tiles: Sequence[TileSource],
+    config: ModelConfig,
+    tile_size: int,
+    overlap: int,
+    scale: float = 1.0,
+    mpp: float | None = None,
+    sample_id: str | None = None,
+) -> tuple[list[TileSource], list[SlidePlan]]:
+    """:class:`ScanUnits` of ``tiles`` as a list, and the slides' plans."""
+    units = ScanUnits(tiles, config, tile_size, overlap, scale, mpp, sample_id)
+    return list(units), units.plans

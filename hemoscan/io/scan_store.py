@@ -1,10 +1,14 @@
 """The files of a scan's output folder, written so that a killed run loses nothing finished.
 
-``detections.jsonl`` and ``tiles.csv`` are appended and flushed as each tile finishes (its
-detections first, then its ``tiles.csv`` row, which marks it done). Opening an existing
-folder compacts both: a torn last line is dropped, and detections of tiles without a
-``tiles.csv`` row (in flight when a run was killed) are removed, so re-running the tile
-never duplicates a row. ``run.json`` records the settings that change counts (resuming with
+Each finished tile's detections are appended to ``detections.jsonl`` at once; its
+``tiles.csv`` row, which marks it done, follows once those detections are on disk: rows are
+committed in groups, at most ``sync_seconds`` apart (a flush and an fsync of each file per
+group, not per tile, which would cost more than the network on a fast scan). A killed run or
+a power cut therefore loses at most the last group's rows, and those tiles are scanned again.
+Opening an existing folder compacts both files, streaming: a torn last line is dropped, and
+detections of tiles without a ``tiles.csv`` row are removed, so re-running a tile never
+duplicates a row. Memory does not grow with the number of rows: finished tiles are indexed by
+a 16-byte digest of ``(sample, tile)`` in a sorted array. ``run.json`` records the settings that change counts (resuming with
 different ones is refused), the start time, the working folder that relative tile paths
 are relative to, and how each whole-slide image was scanned (``slides``).
 """
@@ -12,17 +16,20 @@ are relative to, and how each whole-slide image was scanned (``slides``).
 from __future__ import annotations
 
 import csv
-import io
+import hashlib
 import json
 import os
+import time
 from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import numpy as np
 
 from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult
 from hemoscan.errors import OutputDirError
-from hemoscan.io.files import atomic_write_json, atomic_write_text, atomic_writer
+from hemoscan.io.files import atomic_write_json, atomic_writer
 
 DETECTIONS = "detections.jsonl"
 TILES = "tiles.csv"
@@ -37,13 +44,45 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _complete_lines(path: Path) -> list[str]:
-    """Lines of ``path`` that end in a newline (a torn last line is dropped)."""
+def _complete_lines(f: IO[str]) -> Iterator[str]:
+    """Lines of the text file ``f`` that end in a newline (a torn last line is dropped)."""
+    for line in f:
+        if line.endswith("\n"):
+            yield line
+
+
+def _tile_rows(path: Path) -> Iterator[dict[str, str]]:
+    """Complete ``tiles.csv`` rows of ``path`` (none if it does not exist), streamed."""
     if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    return lines[:-1]  # the part after the last newline is empty or torn
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        yield from csv.DictReader(_complete_lines(f))
+
+
+def _digest(sample: str, tile: str) -> bytes:
+    return hashlib.blake2b(f"{sample}\0{tile}".encode(), digest_size=16).digest()
+
+
+class FinishedIndex:
+    """Which ``(sample, tile)`` keys a folder holds, and whether each is ok: sorted 16-byte
+    blake2b digests (``S16`` numpy array) and flags, 17 bytes per tile."""
+
+    def __init__(self, keys: dict[bytes, bool]) -> None:
+        digests = np.array(list(keys), dtype="S16")
+        order = np.argsort(digests, kind="stable")
+        self._digests = digests[order]
+        self._ok = np.fromiter(keys.values(), bool, len(keys))[order]
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def get(self, sample: str, tile: str) -> bool | None:
+        """``True`` / ``False`` (finished ok / failed), or ``None`` when not finished."""
+        key = np.array(_digest(sample, tile), dtype="S16")
+        i = int(np.searchsorted(self._digests, key))
+        if i < len(self._digests) and self._digests[i] == key:
+            return bool(self._ok[i])
+        return None
 
 
 def _row_to_result(row: dict[str, str]) -> TileResult:
@@ -59,15 +98,27 @@ def _row_to_result(row: dict[str, str]) -> TileResult:
 
 
 class ScanStore:
-    """Reader and appender of one output folder."""
+    """Reader and appender of one output folder.
 
-    def __init__(self, out_dir: Path, run_settings: dict[str, Any], retry_failed: bool = False):
+    ``finished`` indexes the tiles the folder held when opened (tiles appended since are not
+    added: a scan never meets the same tile twice). ``sync_seconds``: the longest time between
+    two commits of ``tiles.csv`` rows (0: after every tile).
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        run_settings: dict[str, Any],
+        retry_failed: bool = False,
+        sync_seconds: float = 1.0,
+    ):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._check_run(run_settings)
-        # finished tile -> whether it is ok; only that, so memory stays small per tile
-        self.finished: dict[TileKey, bool] = {}
-        self._compact(retry_failed)
+        self.finished = self._compact(retry_failed)
+        self.sync_seconds = sync_seconds
+        self._pending_rows: list[list[Any]] = []
+        self._last_sync = time.monotonic()
         self._det_file = open(self.dir / DETECTIONS, "a", encoding="utf-8")
         self._tiles_file = open(self.dir / TILES, "a", encoding="utf-8", newline="")
         self._tiles_writer = csv.writer(self._tiles_file)
@@ -97,32 +148,31 @@ class ScanStore:
             run = {"settings": settings, "started_at": self.started_at, "working_dir": os.getcwd()}
             atomic_write_json(path, run, indent=2)
 
-    def _compact(self, retry_failed: bool) -> None:
-        tiles_lines = _complete_lines(self.dir / TILES)
-        rows = (
-            list(csv.DictReader(io.StringIO("\n".join(tiles_lines) + "\n"))) if tiles_lines else []
-        )
-        kept_rows = []
-        for row in rows:
-            if None in row or any(row.get(c) is None for c in TILE_COLUMNS):
-                continue  # malformed (torn) row
-            if retry_failed and row["status"] != "ok":
-                continue
-            key = (row["sample"], row["tile"])
-            if key not in self.finished:
-                self.finished[key] = row["status"] == "ok"
-                kept_rows.append(row)
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(TILE_COLUMNS)
-        for row in kept_rows:
-            writer.writerow([row[c] for c in TILE_COLUMNS])
-        if rows or (self.dir / TILES).exists():
-            atomic_write_text(self.dir / TILES, out.getvalue())
+    def _compact(self, retry_failed: bool) -> FinishedIndex:
+        """Rewrite ``tiles.csv`` without torn or repeated rows (and without failed ones when
+        ``retry_failed``), then ``detections.jsonl`` to match; the index of what is kept."""
+        path = self.dir / TILES
+        kept: dict[bytes, bool] = {}
+        if path.exists():
+            with atomic_writer(path) as dst:
+                writer = csv.writer(dst)
+                writer.writerow(TILE_COLUMNS)
+                for row in _tile_rows(path):
+                    if None in row or any(row.get(c) is None for c in TILE_COLUMNS):
+                        continue  # malformed (torn) row
+                    if retry_failed and row["status"] != "ok":
+                        continue
+                    key = _digest(row["sample"], row["tile"])
+                    if key not in kept:
+                        kept[key] = row["status"] == "ok"
+                        writer.writerow([row[c] for c in TILE_COLUMNS])
+        index = FinishedIndex(kept)
+        del kept
         if (self.dir / DETECTIONS).exists():
-            self._compact_detections()
+            self._compact_detections(index)
+        return index
 
-    def _compact_detections(self) -> None:
+    def _compact_detections(self, index: FinishedIndex) -> None:
         """Keep the complete lines of finished ok tiles, streaming (the file can be large)."""
         path = self.dir / DETECTIONS
         with open(path, encoding="utf-8") as src, atomic_writer(path) as dst:
@@ -133,7 +183,7 @@ class ScanStore:
                     d = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if self.finished.get((d.get("sample"), d.get("tile"))):
+                if index.get(str(d.get("sample")), str(d.get("tile"))):
                     dst.write(line)
 
     def record_slides(self, slides: list[dict[str, Any]]) -> None:
@@ -149,25 +199,35 @@ class ScanStore:
         atomic_write_json(path, run, indent=2)
 
     def is_finished(self, sample: str, tile: str) -> bool:
-        return (sample, tile) in self.finished
+        return self.finished.get(sample, tile) is not None
 
     def append(self, result: TileResult) -> None:
-        """Record one finished tile: its detections, then its row (which marks it done)."""
+        """Record one finished tile: its detections now, its row (which marks it done) with
+        the next commit (see :meth:`sync`)."""
         for det in result.detections:
             record = {"sample": result.sample, "tile": result.tile, **det.to_dict()}
             self._det_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._det_file.flush()
-        os.fsync(self._det_file.fileno())
         counts = result.counts()
-        self._tiles_writer.writerow(
+        self._pending_rows.append(
             [result.sample, result.tile, result.status, result.error, result.width,
              result.height, *(counts[c] for c in CELL_CLASSES), round(result.ms, 1)]
         )  # fmt: skip
+        if time.monotonic() - self._last_sync >= self.sync_seconds:
+            self.sync()
+
+    def sync(self) -> None:
+        """Commit: detections to disk first, then the rows of their tiles."""
+        self._det_file.flush()
+        os.fsync(self._det_file.fileno())
+        if self._pending_rows:
+            self._tiles_writer.writerows(self._pending_rows)
+            self._pending_rows.clear()
         self._tiles_file.flush()
         os.fsync(self._tiles_file.fileno())
-        self.finished[(result.sample, result.tile)] = result.ok
+        self._last_sync = time.monotonic()
 
     def close(self) -> None:
+        self.sync()
         self._det_file.close()
         self._tiles_file.close()
 
@@ -178,10 +238,14 @@ class ScanStore:
         self.close()
 
 
+def iter_tiles(out_dir: Path) -> Iterator[TileResult]:
+    """Every tile row of a scan folder (without detections), streamed."""
+    return map(_row_to_result, _tile_rows(Path(out_dir) / TILES))
+
+
 def read_tiles(out_dir: Path) -> list[TileResult]:
     """Every tile row of a scan folder (without detections)."""
-    lines = _complete_lines(Path(out_dir) / TILES)
-    return [_row_to_result(r) for r in csv.DictReader(io.StringIO("\n".join(lines) + "\n"))]
+    return list(iter_tiles(out_dir))
 
 
 def iter_detections(out_dir: Path) -> Iterator[tuple[str, str, Detection]]:

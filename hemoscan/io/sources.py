@@ -7,6 +7,7 @@ then turns each into its regions (one :class:`TileSource` per region, with ``reg
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import stat
@@ -64,6 +65,35 @@ class TileSource:
         return (*self.region.core_size, self.region.to_slide(detections))
 
 
+class TileSources:
+    """The tiles of scan ``sources``, expanded anew on each iteration, streamed (see
+    :func:`expand_sources` for the rules and errors). Iterating holds one folder listing at a
+    time and a 16-byte digest per tile (to drop a file reached twice), not the tiles."""
+
+    def __init__(
+        self, sources: Sequence[str | os.PathLike[str]], sample_id: str | None = None
+    ) -> None:
+        if isinstance(sources, (str, bytes, os.PathLike)):
+            raise TypeError("sources must be a sequence of paths, not a single path")
+        if not sources:
+            raise SourceError("no sources given: name image files, folders, glob patterns or lists")
+        if sample_id is not None and not sample_id.strip():
+            raise SourceError("the sample id must not be empty")
+        self.sources = [os.fspath(s) for s in sources]
+        self.sample_id = sample_id
+
+    def __iter__(self) -> Iterator[TileSource]:
+        seen: set[bytes] = set()
+        for source in self.sources:
+            for path in _expand(source, allow_list=True):
+                real = os.path.normcase(os.path.realpath(path)).encode("utf-8", "surrogateescape")
+                key = hashlib.blake2b(real, digest_size=16).digest()
+                if key in seen:
+                    continue
+                seen.add(key)
+                yield TileSource(path=path, sample=self.sample_id or _sample_of(path))
+
+
 def expand_sources(
     sources: Sequence[str | os.PathLike[str]], sample_id: str | None = None
 ) -> list[TileSource]:
@@ -84,7 +114,8 @@ def expand_sources(
       files with a supported image or slide extension (hidden names are not matched by ``*``).
 
     Files found in a folder or by a pattern are sorted in natural order (``tile2`` before
-    ``tile10``), compared folder by folder. A file reached twice (same real path, e.g. listed
+    ``tile10``), folder by folder (a folder is read one listing at a time, so memory does not
+    grow with the number of files under it). A file reached twice (same real path, e.g. listed
     twice or via a symlink) is kept once, where it first appeared.
 
     Samples: if ``sample_id`` is given, every tile belongs to it. Otherwise a tile's sample is
@@ -94,27 +125,11 @@ def expand_sources(
     given its own sample later, see :func:`hemoscan.inference.slide_plan.expand_slides`.)
 
     Raises:
-        SourceError: eagerly, when ``sources`` is empty, ``sample_id`` is empty, or a source
+        SourceError: when ``sources`` is empty, ``sample_id`` is empty, or a source
             (or a line of a list file) names nothing that exists, a folder holds no images, a
             pattern matches no images, or a list file is unreadable or lists nothing.
     """
-    if isinstance(sources, (str, bytes, os.PathLike)):
-        raise TypeError("sources must be a sequence of paths, not a single path")
-    if not sources:
-        raise SourceError("no sources given: name image files, folders, glob patterns or lists")
-    if sample_id is not None and not sample_id.strip():
-        raise SourceError("the sample id must not be empty")
-
-    tiles: list[TileSource] = []
-    seen: set[str] = set()
-    for source in sources:
-        for path in _expand(os.fspath(source), allow_list=True):
-            key = os.path.normcase(os.path.realpath(path))
-            if key in seen:
-                continue
-            seen.add(key)
-            tiles.append(TileSource(path=path, sample=sample_id or _sample_of(path)))
-    return tiles
+    return list(TileSources(sources, sample_id))
 
 
 def _sample_of(path: str) -> str:
@@ -155,28 +170,36 @@ def _expand(source: str, allow_list: bool, where: str = "") -> Iterator[str]:
         raise SourceError(f"{where}{source}: no such file or folder")
 
 
-def _expand_folder(folder: str, where: str) -> list[str]:
-    found: list[str] = []
-    visited: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError:
-            dirnames[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in visited:
-            dirnames[:] = []
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith(".") and _is_image_name(name):
-                path = os.path.join(dirpath, name)
-                if os.path.isfile(path):
-                    found.append(path)
+def _expand_folder(folder: str, where: str) -> Iterator[str]:
+    found = 0
+    for path in _walk_sorted(folder, set()):
+        found += 1
+        yield path
     if not found:
         raise SourceError(f"{where}{folder}: folder holds no {_IMAGE_KINDS} images")
-    return sorted(found, key=_natural_key)
+
+
+def _walk_sorted(folder: str, visited: set[tuple[int, int]]) -> Iterator[str]:
+    """Image files under ``folder`` in natural order, one listing at a time; hidden names are
+    skipped, symlinked folders followed once (``visited``: their device and inode)."""
+    try:
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in visited:
+            return
+        visited.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as it:
+            entries = sorted(
+                ((e.name, e.is_dir()) for e in it if not e.name.startswith(".")),
+                key=lambda entry: _natural_key(entry[0]),
+            )
+    except OSError:
+        return
+    for name, is_dir in entries:
+        path = os.path.join(folder, name)
+        if is_dir:
+            yield from _walk_sorted(path, visited)
+        elif _is_image_name(name) and os.path.isfile(path):
+            yield path
 
 
 def _expand_glob(pattern: str, where: str) -> list[str]:
@@ -188,17 +211,22 @@ def _expand_glob(pattern: str, where: str) -> list[str]:
     return sorted(found, key=_natural_key)
 
 
-def _expand_list(list_file: str) -> Iterator[str]:
+def _list_lines(list_file: str) -> Iterator[str]:
+    """The lines of a list file, streamed, with a clear error for an unreadable one."""
     try:
         with open(list_file, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
+            for line in f:
+                yield line.rstrip("\r\n")
     except UnicodeDecodeError:
         raise SourceError(f"{list_file}: list file is not UTF-8 text") from None
     except OSError as e:
         raise SourceError(f"{list_file}: cannot read list file ({e.strerror or e})") from None
+
+
+def _expand_list(list_file: str) -> Iterator[str]:
     base = os.path.dirname(list_file)
     count = 0
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_list_lines(list_file), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue

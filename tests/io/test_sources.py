@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hemoscan.errors import SourceError
-from hemoscan.io.sources import TileSource, expand_sources
+from hemoscan.io.sources import TileSource, TileSources, expand_sources
 
 
 def touch(root: Path, *names: str) -> None:
@@ -187,3 +187,16 @@ def test_sample_from_parent_folder(in_tmp: Path) -> None:
 def test_pathlike_source(in_tmp: Path) -> None:
     touch(in_tmp, "d/a.png")
     assert paths(expand_sources([Path("d")])) == [os.path.join("d", "a.png")]
+
+
+def test_tile_sources_stream_the_same_tiles_on_every_pass(in_tmp: Path) -> None:
+    # files and folders of one folder interleave in natural order: 2.png, 10/, b.png
+    touch(in_tmp / "s", "b.png", "10/x.png", "2.png", "10/1.png")
+    (in_tmp / "l.txt").write_text("s/b.png\n# comment\ns\n")
+    sources = TileSources(["l.txt", "s/2.png"], sample_id="P")
+    first, second = list(sources), list(sources)
+    expected = [os.path.join("s", n) for n in ("b.png", "2.png", "10/1.png", "10/x.png")]
+    assert paths(first) == [os.path.normpath(p) for p in expected]
+    assert first == second == expand_sources(["l.txt", "s/2.png"], sample_id="P")
+    with pytest.raises(SourceError, match="no sources given"):
+        TileSources([])

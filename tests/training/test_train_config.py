@@ -121,6 +121,8 @@ def test_overrides_are_typed_and_paths_relative_to_where_they_were_written(
         and cfg.schedule.best_metric == ("rbc",)
     )
     assert cfg.data.augment.scale == (0.9, 1.1)
+    recipe = load_config(path, ["data.composer.p_texture_host=0.5"], out=Path("r")).data.composer
+    assert recipe.p_texture_host == 0.5 and recipe.p_real_host == 0.3  # the rest: v2's recipe
     assert cfg.data.train[0]["root"] == str(tmp_path / "cfgdir" / "set")
     assert cfg.out == tmp_path / "runs" / "a"  # the working directory's, like command-line paths
     (tmp_path / "other").mkdir()
@@ -150,6 +152,9 @@ def test_overrides_are_typed_and_paths_relative_to_where_they_were_written(
         ("data.train[0].rbc_diameter_px=-3", r"data\.train\[0\]\.rbc_diameter_px: must be > 0"),
         ("data.train[3].root=x", r"data\.train\[3\]: train has 1 entries"),
         ("optim.lr", r"expected KEY=VALUE"),
+        ("data.composer.p_lobed=1.5", r"data\.composer\.p_lobed: must be a probability"),
+        ("data.composer.host_hue=-5", r"data\.composer\.host_hue: must be in \[0, 90\]"),
+        ("data.val_composed=-1", r"data\.val_composed: must be >= 0"),
     ],
 )
 def test_bad_values_name_their_key(override: str, message: str, tmp_path: Path) -> None:
