@@ -18,15 +18,22 @@ from pathlib import Path
 
 from hemoscan.models.loading import DEFAULT_MODEL
 
+# The child's own peak (VmHWM of its address space): ru_maxrss would also count the parent's
+# resident memory at the fork, e.g. a large synthetic slide it has just written.
 CHILD = """
 import json, resource, sys, time
 from hemoscan.pipeline import ScanOptions, scan
 src, out, model, backend = sys.argv[1:5]
 t0 = time.perf_counter()
 s = scan([src], out, ScanOptions(model=model, backend=backend, workers=2))
+try:
+    with open("/proc/self/status") as f:
+        peak = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+except OSError:  # not Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"tiles": s.tiles_scanned_now, "failed": s.tiles_failed,
                   "background": s.regions_background, "seconds": time.perf_counter() - t0,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": peak}))
 """
 
 

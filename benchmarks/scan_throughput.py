@@ -146,7 +146,7 @@ def main() -> None:
             tiles = write_tiles(Path(tmp) / f"tiles{size}", size, args.tiles)
             row(size, "decode + preprocess (floor)", decode_floor(model, tiles))
             x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
-            reps = max(4, args.tiles // 4)
+            reps = max(16, args.tiles)
             for backend in args.backends:
                 if backend == "torch":
                     xt = torch.from_numpy(x)

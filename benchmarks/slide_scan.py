@@ -24,13 +24,14 @@ import tifffile
 from hemoscan.examples import render_example_tile
 from hemoscan.models.loading import DEFAULT_MODEL
 
+
 def synthetic_slide(path: Path, side: int, tissue: float, mpp: float, seed: int = 0) -> float:
     """Write the slide; return the fraction of its area that is smear."""
     rng = np.random.default_rng(seed)
     level0 = np.full((side, side, 3), 242, np.uint8)
-    band = int(side * tissue)
-    y0 = (side - band) // 2
     patch = 512
+    band = max(patch, round(side * tissue / patch) * patch)  # whole patches of smear
+    y0 = (side - band) // 2
     # red cells of 7.5 µm at this pixel size
     rbc_px = 7.5 / mpp
     for y in range(y0, y0 + band, patch):

@@ -27,6 +27,7 @@ import numpy as np
 
 from hemoscan.annotations import AnnotatedImage, infer_parents
 
+from .config import ComposerSection
 from .data import CLASSES, MARROW_UNSUPERVISED, ComposedCrops
 
 #: Seeds of the fixed composed sets (the training runs use seed 0).
@@ -47,12 +48,21 @@ class ComposedField:
 
 
 class ComposedSet:
-    """Fields ``0 .. n-1`` of ``ComposedCrops(data_root, crop, seed, part)``, drawn on demand.
+    """Fields ``0 .. n-1`` of ``ComposedCrops(data_root, crop, seed, part, recipe)``, drawn on
+    demand (``recipe``: how hosts are drawn; default v2's, which the fixed sets keep).
 
     Field ``i`` is the same on every machine and run (the generator is seeded per index).
     """
 
-    def __init__(self, data_root: Path, part: str, seed: int, n: int, crop: int = 512) -> None:
+    def __init__(
+        self,
+        data_root: Path,
+        part: str,
+        seed: int,
+        n: int,
+        crop: int = 512,
+        recipe: ComposerSection = ComposerSection(),
+    ) -> None:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         self.data_root, self.part, self.seed, self.n, self.crop = (
@@ -62,7 +72,7 @@ class ComposedSet:
             n,
             crop,
         )
-        self._crops = ComposedCrops(self.data_root, crop=crop, seed=seed, part=part)
+        self._crops = ComposedCrops(self.data_root, crop=crop, seed=seed, part=part, recipe=recipe)
 
     def __len__(self) -> int:
         return self.n

@@ -24,6 +24,8 @@ Named suites over the public sets (``--data-root``, default ``../shared/datasets
   only of parts training never sees (TXL-PBC val fields and cells, held-out segpc fields, the
   held-out Giemsa host). Every class's AP, hemophagocyte sensitivity / precision / false
   positives per tile / engulfed types, and per-sample count agreement (10 fields a sample).
+- ``composed-val-real-host`` (COMPOSED): the same fields with every host the held-out real
+  Giemsa macrophage, the one kind of host no training crop resembles by construction.
 - ``txl-dev`` and ``composed-dev``: tuning data, never reported as results: the TXL-PBC dev
   fields (every 17th train field, held out of training) for rbc / platelet / nucleated, and
   composed fields from *training* parts with another seed for the host and engulfed classes.
@@ -81,7 +83,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "datasets"
 ENGULFED_PREFIX = "engulfed_"
 FREE_CLASSES = ("rbc", "platelet", "nucleated")
-REPORT_SUITES = ("txl-val", "composed-val", "segpc-heldout")
+REPORT_SUITES = ("txl-val", "composed-val", "composed-val-real-host", "segpc-heldout")
 TUNING_SUITES = ("txl-dev", "composed-dev")
 SHARED_SUITES = (*REPORT_SUITES, *TUNING_SUITES)
 #: Default prediction floor of the AP pass (and the lowest tuned threshold).
@@ -235,14 +237,19 @@ def composed_suite(
     n: int,
     crop: int = COMPOSED_CROP,
     sample_fields: int = COMPOSED_SAMPLE_FIELDS,
+    real_hosts_only: bool = False,
 ) -> Suite:
     """``n`` fixed composed fields: ``part="val"`` held-apart parts (reported as
-    ``composed-val``), ``part="train"`` training parts with another seed (``composed-dev``)."""
+    ``composed-val``), ``part="train"`` training parts with another seed (``composed-dev``).
+    ``real_hosts_only``: the same fields with every host the real Giemsa macrophage(s) of
+    ``part`` instead of mostly procedural ones (``composed-val-real-host``: the held-out one)."""
     from .composed import ComposedSet
+    from .config import ComposerSection
 
     if not (data_root / "txl-pbc").is_dir():
         raise EvaluationError(f"the public sets were not found at {data_root} (set --data-root)")
-    fields_set = ComposedSet(data_root, part, seed, n, crop)
+    recipe = ComposerSection(p_real_host=1.0) if real_hosts_only else ComposerSection()
+    fields_set = ComposedSet(data_root, part, seed, n, crop, recipe)
 
     def loader(i: int) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
@@ -255,13 +262,20 @@ def composed_suite(
         EvalField(fields_set.name(i), f"sample-{i // sample_fields:03d}", 1.0, loader(i))
         for i in range(n)
     ]
-    if part == "val":
+    if part == "val" and real_hosts_only:
+        name = "composed-val-real-host"
+        what = (
+            "COMPOSED validation fields from held-apart parts only, every host the held-out "
+            "real Giemsa macrophage (an unseen real host; no procedural hosts)"
+        )
+        tune: frozenset[str] | None = None
+    elif part == "val":
         name = "composed-val"
         what = (
             "COMPOSED validation fields from held-apart parts only (TXL-PBC val fields and "
             "cells, held-out segpc fields, the held-out Giemsa host; procedural hosts)"
         )
-        tune: frozenset[str] | None = None
+        tune = None
     else:
         name = "composed-dev"
         what = "COMPOSED dev fields from training parts with a different seed (tuning only)"
@@ -389,6 +403,11 @@ def build_suites(
                     from .composed import VAL_SEED
 
                     suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed))
+                elif name == "composed-val-real-host":
+                    from .composed import VAL_SEED
+
+                    suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed,
+                                                 real_hosts_only=True))  # fmt: skip
                 elif name == "composed-dev":
                     from .composed import DEV_SEED
 

@@ -393,7 +393,7 @@ def evaluate(
     data: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="shared:NAMES (txl-val, composed-val, segpc-heldout, txl-dev, composed-dev, "
+            help="shared:NAMES (txl-val, composed-val, composed-val-real-host, segpc-heldout, txl-dev, composed-dev, "
             "default), FORMAT:PATH (coco, yolo, voc, qupath, masks) or spec:FILE; repeatable.",
             show_default="shared:default",
         ),
