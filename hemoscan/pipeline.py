@@ -1,8 +1,8 @@
 """``scan``: the one function behind ``hemoscan scan``, notebooks and future engines.
 
-Tiles are decoded in a thread pool (``workers``) ahead of inference, predicted in batches,
-and each finished tile is appended to the output folder at once (see
-:mod:`hemoscan.io.scan_store`), so a killed run resumes where it stopped.
+Sources are streamed (never held in a list), decoded in a thread pool (``workers``) ahead of
+inference, predicted in batches by ``streams`` concurrent threads, and written in input order
+as they finish (see :mod:`hemoscan.io.scan_store`), so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
