@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,16 +252,3 @@ class ScanUnits:
             else:
                 yield from (TileSource(tile.path, unit.sample, region=r) for r in unit.regions)
 
-
-def expand_slides(
-    tiles: Sequence[TileSource],
-    config: ModelConfig,
-    tile_size: int,
-    overlap: int,
-    scale: float = 1.0,
-    mpp: float | None = None,
-    sample_id: str | None = None,
-) -> tuple[list[TileSource], list[SlidePlan]]:
-    """:class:`ScanUnits` of ``tiles`` as a list, and the slides' plans."""
-    units = ScanUnits(tiles, config, tile_size, overlap, scale, mpp, sample_id)
-    return list(units), units.plans

@@ -1,6 +1,6 @@
 """Resolving scan sources (image files, folders, glob patterns, ``.txt`` list files) to tiles.
 
-Whole-slide images are found like tiles here; :func:`hemoscan.inference.slide_plan.expand_slides`
+Whole-slide images are found like tiles here; :class:`hemoscan.inference.slide_plan.ScanUnits`
 then turns each into its regions (one :class:`TileSource` per region, with ``region`` set).
 """
 
@@ -122,7 +122,7 @@ def expand_sources(
     the name of the folder directly holding it, ``basename(dirname(abspath(path)))``:
     ``scans/patient_A/tile1.png`` is in sample ``patient_A``, and ``tile1.png`` in the
     current folder is in the sample named after the current folder. (A whole-slide image is
-    given its own sample later, see :func:`hemoscan.inference.slide_plan.expand_slides`.)
+    given its own sample later, see :class:`hemoscan.inference.slide_plan.ScanUnits`.)
 
     Raises:
         SourceError: when ``sources`` is empty, ``sample_id`` is empty, or a source

@@ -9,7 +9,7 @@ import pytest
 
 from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import ModelConfigError, PixelSizeError
-from hemoscan.inference.slide_plan import expand_slides, plan_slide, region_tiling
+from hemoscan.inference.slide_plan import ScanUnits, plan_slide, region_tiling
 from hemoscan.inference.tissue import tissue_mask
 from hemoscan.io.slides import Slide
 from hemoscan.io.sources import TileSource
@@ -87,6 +87,12 @@ def test_plan_cores_partition_the_slide(tmp_path: Path) -> None:
         assert r.scale_x == pytest.approx(0.5 / 0.3, rel=0.01)
         assert max(r.out_w, r.out_h) <= 320
     assert (covered == 1).all()
+
+
+def expand_slides(tiles: list[TileSource], *args, **kwargs):  # type: ignore[no-untyped-def]
+    """The units of ``ScanUnits(tiles, ...)`` as a list, and the slides' plans."""
+    units = ScanUnits(tiles, *args, **kwargs)
+    return list(units), units.plans
 
 
 def test_expand_slides_needs_a_pixel_size(tmp_path: Path) -> None:
