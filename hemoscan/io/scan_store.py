@@ -2,9 +2,10 @@
 
 Each finished tile's detections are appended to ``detections.jsonl`` at once; its
 ``tiles.csv`` row, which marks it done, follows once those detections are on disk: rows are
-committed in groups, at most ``sync_seconds`` apart (a flush and an fsync of each file per
-group, not per tile, which would cost more than the network on a fast scan). A killed run or
-a power cut therefore loses at most the last group's rows, and those tiles are scanned again.
+committed in groups of at most ``sync_tiles`` tiles and ``sync_seconds`` apart (a flush and an
+fsync of each file per group, not per tile, which would cost more than the network on a fast
+scan). A killed run or a power cut therefore loses at most the last group's rows, and those
+tiles are scanned again.
 Opening an existing folder compacts both files, streaming: a torn last line is dropped, and
 detections of tiles without a ``tiles.csv`` row are removed, so re-running a tile never
 duplicates a row. Memory does not grow with the number of rows: finished tiles are indexed by
@@ -101,8 +102,8 @@ class ScanStore:
     """Reader and appender of one output folder.
 
     ``finished`` indexes the tiles the folder held when opened (tiles appended since are not
-    added: a scan never meets the same tile twice). ``sync_seconds``: the longest time between
-    two commits of ``tiles.csv`` rows (0: after every tile).
+    added: a scan never meets the same tile twice). ``tiles.csv`` rows are committed every
+    ``sync_tiles`` tiles or ``sync_seconds`` seconds, whichever comes first (0: every tile).
     """
 
     def __init__(
@@ -111,12 +112,13 @@ class ScanStore:
         run_settings: dict[str, Any],
         retry_failed: bool = False,
         sync_seconds: float = 1.0,
+        sync_tiles: int = 64,
     ):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._check_run(run_settings)
         self.finished = self._compact(retry_failed)
-        self.sync_seconds = sync_seconds
+        self.sync_seconds, self.sync_tiles = sync_seconds, sync_tiles
         self._pending_rows: list[list[Any]] = []
         self._last_sync = time.monotonic()
         self._det_file = open(self.dir / DETECTIONS, "a", encoding="utf-8")
@@ -212,7 +214,10 @@ class ScanStore:
             [result.sample, result.tile, result.status, result.error, result.width,
              result.height, *(counts[c] for c in CELL_CLASSES), round(result.ms, 1)]
         )  # fmt: skip
-        if time.monotonic() - self._last_sync >= self.sync_seconds:
+        if (
+            len(self._pending_rows) >= self.sync_tiles
+            or time.monotonic() - self._last_sync >= self.sync_seconds
+        ):
             self.sync()
 
     def sync(self) -> None:
