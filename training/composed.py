@@ -28,13 +28,16 @@ import numpy as np
 from hemoscan.annotations import AnnotatedImage, infer_parents
 
 from .config import ComposerSection
-from .data import CLASSES, MARROW_UNSUPERVISED, ComposedCrops
+from .data import CLASSES, UNSUPERVISED, ComposedCrops
 
 #: Seeds of the fixed composed sets (the training runs use seed 0).
 VAL_SEED = 20260
 DEV_SEED = 31337
-ALL_CLASSES = frozenset(CLASSES)
-MARROW_SUPERVISED = frozenset(c for i, c in enumerate(CLASSES) if i not in MARROW_UNSUPERVISED)
+#: The classes each background supervises (its boxes are complete for them).
+SUPERVISED = {
+    background: frozenset(c for i, c in enumerate(CLASSES) if i not in unsupervised)
+    for background, unsupervised in UNSUPERVISED.items()
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class ComposedField:
     index: int
     image: np.ndarray
     record: AnnotatedImage
-    background: str  # "txl-pbc" or "segpc-marrow"
+    background: str  # "txl-pbc", "segpc-marrow" or "bal-macrophages"
 
 
 class ComposedSet:
@@ -83,7 +86,7 @@ class ComposedSet:
     def field(self, index: int) -> ComposedField:
         if not 0 <= index < self.n:
             raise IndexError(f"field {index} of a composed set of {self.n}")
-        image, boxes, marrow = self._crops.compose(index)
+        image, boxes, background = self._crops.compose(index)
         labels = tuple(CLASSES[int(c)] for c in boxes[:, 4])
         parents = infer_parents(boxes[:, :4], labels, [-1] * len(labels))
         h, w = image.shape[:2]
@@ -95,7 +98,7 @@ class ComposedSet:
             labels=labels,
             parents=parents,
             ignore=np.zeros((0, 4), np.float32),
-            supervised=MARROW_SUPERVISED if marrow else ALL_CLASSES,
+            supervised=SUPERVISED[background],
         )
         record, _ = record.checked()
-        return ComposedField(index, image, record, "segpc-marrow" if marrow else "txl-pbc")
+        return ComposedField(index, image, record, background)

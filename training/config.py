@@ -132,6 +132,14 @@ class ComposerSection:
     ``p_hard_negative``: a macrophage gets a hard negative (a cell on its edge, dots, vacuoles).
     ``p_inclusions``: any host gets non-blood inclusions (parasite-like bodies or empty
     vacuoles), so inclusions alone never mean engulfment.
+    ``rbc_px``: the red-cell diameters (pixels) crops are drawn at, log-uniformly, so the
+    network tolerates a scale estimate that is off; ``[0, 0]`` keeps v2's ranges (30-52 px on
+    blood fields, 32-50 px on marrow fields).
+    ``p_bal``: a crop is a real bronchoalveolar-lavage patch (``bal-macrophages`` training
+    slides): real macrophages, and the lymphocytes, neutrophils, eosinophils and mast cells
+    they must be told from, as ``nucleated``.
+    ``p_bal_engulf``: a real lavage macrophage in such a crop is made a hemophagocyte by
+    placing 1-4 real cells in halos inside it (hosts of real look, engulfment composed).
     """
 
     p_real_host: float = 0.3
@@ -141,6 +149,9 @@ class ComposerSection:
     p_engulf: float = 0.6
     p_hard_negative: float = 0.5
     p_inclusions: float = 0.0
+    rbc_px: tuple[float, float] = (0.0, 0.0)
+    p_bal: float = 0.0
+    p_bal_engulf: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -534,10 +545,13 @@ def validate(config: TrainConfig) -> TrainConfig:
     need(d.val_composed >= 0, "data.val_composed", "must be >= 0")
     need(0 <= d.val_fraction < 1, "data.val_fraction", "must be in [0, 1)")
     for name in ("p_real_host", "p_texture_host", "p_lobed", "p_engulf", "p_hard_negative",
-                 "p_inclusions"):  # fmt: skip
+                 "p_inclusions", "p_bal", "p_bal_engulf"):  # fmt: skip
         need(0 <= getattr(d.composer, name) <= 1, f"data.composer.{name}",
              "must be a probability in [0, 1]")  # fmt: skip
     need(0 <= d.composer.host_hue <= 90, "data.composer.host_hue", "must be in [0, 90]")
+    lo, hi = d.composer.rbc_px
+    need((lo, hi) == (0, 0) or 8 <= lo <= hi <= 200, "data.composer.rbc_px",
+         f"must be [0, 0] (v2's ranges) or 8 <= low <= high <= 200, got {[lo, hi]}")  # fmt: skip
     a = d.augment
     for name in ("p_hed", "p_hsv", "p_brightness", "p_blur", "p_jpeg", "p_noise"):
         need(0 <= getattr(a, name) <= 1, f"data.augment.{name}", "must be a probability in [0, 1]")
@@ -555,7 +569,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         need(data_root is not None, "data.data_root",
              "the composed recipe needs the folder holding txl-pbc, segpc-marrow and giemsa-macrophages")  # fmt: skip
         assert data_root is not None
-        missing = [n for n in ("txl-pbc", "segpc-marrow", "giemsa-macrophages") if not (data_root / n).is_dir()]  # fmt: skip
+        needed = ("txl-pbc", "segpc-marrow", "giemsa-macrophages") + (
+            ("bal-macrophages",) if d.composer.p_bal else ()
+        )
+        missing = [n for n in needed if not (data_root / n).is_dir()]
         need(not missing, "data.data_root", f"{data_root} lacks {', '.join(missing)}")
         need(m.classes == DEFAULT_CLASSES, "model.classes",
              f"the composed recipe trains exactly {list(DEFAULT_CLASSES)}")  # fmt: skip

@@ -46,6 +46,12 @@ MAX_PLASMA_CELL_RBC = 4.0  # larger segpc mask components are clusters of touchi
 DEV_EVERY = 17  # every 17th TXL-PBC train field (sorted) is held out for model selection
 HELDOUT_MARROW_EVERY = 5  # every 5th segpc field (sorted) is never used in training
 HELDOUT_HOST = "L3_M2_C13.png"  # the giemsa macrophage kept for the composed validation set
+# lavage slides never trained on (35 macrophages, 132 other leukocytes): the bal-heldout suite
+HELDOUT_BAL_SLIDES = ("BAL 1 Spray 2", "BAL Promyk Spray 4")
+BAL_MPP = 0.23  # µm per pixel of the bal-macrophages patches (dataset README)
+RBC_UM = 7.5  # a red cell's diameter in µm: the scale a model's rbc_diameter_px stands for
+BAL_UNSUPERVISED = (C["rbc"], C["platelet"])  # red cells and platelets are not boxed in lavage
+UNSUPERVISED = {"txl-pbc": (), "segpc-marrow": MARROW_UNSUPERVISED, "bal-macrophages": BAL_UNSUPERVISED}
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
@@ -110,6 +116,34 @@ def marrow_part(root: Path, part: str) -> list[Path]:
     paths = sorted((root / "images").glob("*"))
     held = [i % HELDOUT_MARROW_EVERY == HELDOUT_MARROW_EVERY - 1 for i in range(len(paths))]
     return [p for p, h in zip(paths, held) if h == (part == "heldout")]
+
+
+@dataclass(frozen=True)
+class BalImage:
+    path: Path
+    slide: str
+    boxes: Boxes  # macrophages as ``macrophage``, every other leukocyte as ``nucleated``
+
+
+def bal_part(root: Path, part: str) -> list[BalImage]:
+    """bal-macrophages patches of ``part``: ``train`` or ``heldout`` (whole slides in
+    :data:`HELDOUT_BAL_SLIDES`, never trained on: validation is split by slide, not patch)."""
+    import json
+
+    coco = json.loads((root / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    out = []
+    for im in sorted(coco["images"], key=lambda im: im["file_name"]):
+        if (im["slide"] in HELDOUT_BAL_SLIDES) != (part == "heldout"):
+            continue
+        anns = [a for a in coco["annotations"] if a["image_id"] == im["id"]]
+        boxes = np.zeros((len(anns), 5), np.float32)
+        for k, a in enumerate(anns):
+            x, y, w, h = a["bbox"]
+            cls = C["macrophage"] if names[a["category_id"]] == "macrophage" else C["nucleated"]
+            boxes[k] = x, y, x + w, y + h, cls
+        out.append(BalImage(root / "images" / im["file_name"], im["slide"], boxes))
+    return out
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -516,6 +550,35 @@ class Composer:
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         return np.clip(canvas, 0, 255).astype(np.uint8), boxes
 
+    def engulf_in_real_hosts(
+        self, rng: np.random.Generator, img: np.ndarray, boxes: Boxes, rbc_d: float, p: float
+    ) -> tuple[np.ndarray, Boxes]:
+        """Each real ``macrophage`` box of ``boxes`` becomes, with probability ``p``, a
+        hemophagocyte: 1-4 real cells in halos placed inside the ellipse its box inscribes,
+        away from its darkest third (the nucleus). Returns the new crop and boxes."""
+        canvas = img.astype(np.float32)
+        bg, _ = field_colours(img)
+        boxes = boxes.copy()
+        new: list[list[float]] = []
+        H, W = img.shape[:2]
+        for k in np.flatnonzero(boxes[:, 4] == C["macrophage"]):
+            if rng.random() >= p:
+                continue
+            x1, y1 = int(max(0, boxes[k, 0])), int(max(0, boxes[k, 1]))
+            x2, y2 = int(min(W, boxes[k, 2])), int(min(H, boxes[k, 3]))
+            if min(x2 - x1, y2 - y1) < 1.5 * rbc_d:
+                continue  # too small (or cut by the crop) to hold a cell in a halo
+            mask = soft_ellipse(y2 - y1, x2 - x1, blur=0, shrink=0.08 * min(x2 - x1, y2 - y1)) > 0.5
+            gray = img[y1:y2, x1:x2].mean(2)
+            nucleus = mask & (gray < np.percentile(gray[mask], 33))
+            host = Host(canvas[y1:y2, x1:x2].copy(), mask.astype(np.float32), mask, nucleus)
+            inside = self._engulf(rng, canvas, host, x1, y1, rbc_d, bg)
+            if inside:
+                boxes[k, 4] = C["hemophagocyte"]
+                new.extend(inside)
+        boxes = np.concatenate([boxes, np.asarray(new, np.float32).reshape(-1, 5)])
+        return np.clip(canvas, 0, 255).astype(np.uint8), boxes
+
     def _host(self, rng: np.random.Generator, d: float, bg: np.ndarray, dark: np.ndarray) -> Host:
         """A host of diameter ``d``: real, quilted from real texture, or procedural."""
         r = self.recipe
@@ -814,6 +877,11 @@ class ComposedCrops(Dataset):
         self.p_marrow, self.p_hosts, self.recipe = p_marrow, p_hosts, recipe
         self.txl = txl_part(self.root / "txl-pbc", part)
         self.marrow = marrow_part(self.root / "segpc-marrow", "train" if part == "train" else "heldout")
+        self.bal = (
+            bal_part(self.root / "bal-macrophages", "train" if part == "train" else "heldout")
+            if recipe.p_bal
+            else []
+        )
         self._composer: Composer | None = None
         self._aug = photometric_aug()
 
@@ -832,11 +900,22 @@ class ComposedCrops(Dataset):
             )
         return self._composer
 
-    def compose(self, index: int) -> tuple[np.ndarray, Boxes, bool]:
-        """The augmented uint8 RGB crop, its boxes and whether it is a marrow field."""
+    def compose(self, index: int) -> tuple[np.ndarray, Boxes, str]:
+        """The augmented uint8 RGB crop, its boxes and its background: ``txl-pbc``,
+        ``segpc-marrow`` or ``bal-macrophages``."""
         rng = np.random.default_rng([self.seed, index])
+        r = self.recipe
         marrow = rng.random() < self.p_marrow
-        if marrow:
+        # v2's streams draw nothing more when the recipe leaves lavage and rbc_px off
+        bal = bool(r.p_bal) and not marrow and rng.random() < r.p_bal
+        wide = r.rbc_px != (0.0, 0.0)
+        if bal:
+            item = self.bal[rng.integers(len(self.bal))]
+            img, boxes = load_rgb(item.path), item.boxes
+            rbc_d = self._rbc_px(rng)
+            s = rbc_d / (RBC_UM / BAL_MPP)
+            background = "bal-macrophages"
+        elif marrow:
             path = self.marrow[rng.integers(len(self.marrow))]
             img = load_rgb(path)
             m = cv2.imread(str(path.parent.parent / "masks" / path.name), cv2.IMREAD_GRAYSCALE)
@@ -849,16 +928,24 @@ class ComposedCrops(Dataset):
             boxes[:, 0], boxes[:, 1] = comp[:, 0], comp[:, 1]
             boxes[:, 2], boxes[:, 3] = comp[:, 0] + comp[:, 2], comp[:, 1] + comp[:, 3]
             boxes[:, 4] = C["nucleated"]
-            s = 40.0 / SEGPC_RBC_PX * rng.uniform(0.8, 1.25)
-            rbc_d = SEGPC_RBC_PX * s
+            if wide:
+                rbc_d = self._rbc_px(rng)
+                s = rbc_d / SEGPC_RBC_PX
+            else:
+                s = 40.0 / SEGPC_RBC_PX * rng.uniform(0.8, 1.25)
+                rbc_d = SEGPC_RBC_PX * s
+            background = "segpc-marrow"
         else:
             item = self.txl[rng.integers(len(self.txl))]
             img, boxes = load_rgb(item.path), item.boxes
-            rbc_d = rng.uniform(30, 52)
+            rbc_d = self._rbc_px(rng) if wide else rng.uniform(30, 52)
             s = rbc_d / item.rbc_diameter
+            background = "txl-pbc"
         img, boxes = rescale(img, boxes, s)
         img, boxes = random_crop(img, boxes, self.crop, rng)
-        if rng.random() < self.p_hosts:
+        if bal and r.p_bal_engulf:
+            img, boxes = self.composer.engulf_in_real_hosts(rng, img, boxes, rbc_d, r.p_bal_engulf)
+        elif rng.random() < self.p_hosts:
             img, boxes = self.composer(rng, img, boxes, rbc_d)
         self._aug.set_random_seed(int(rng.integers(2**31)))
         keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
@@ -867,14 +954,18 @@ class ComposedCrops(Dataset):
         out = np.zeros((len(r["bboxes"]), 5), np.float32)
         if len(out):
             out[:, :4], out[:, 4] = r["bboxes"], r["labels"]
-        return r["image"], out, marrow
+        return r["image"], out, background
+
+    def _rbc_px(self, rng: np.random.Generator) -> float:
+        """A red-cell diameter drawn log-uniformly from the recipe's ``rbc_px`` (or 40 px)."""
+        lo, hi = self.recipe.rbc_px if self.recipe.rbc_px != (0.0, 0.0) else (40.0, 40.0)
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        img, boxes, marrow = self.compose(index)
+        img, boxes, background = self.compose(index)
         t = make_targets(boxes, self.crop)
         neg = np.ones(len(CLASSES), np.float32)
-        if marrow:
-            neg[list(MARROW_UNSUPERVISED)] = 0.0
+        neg[list(UNSUPERVISED[background])] = 0.0
         x = ((img.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(x)),
@@ -943,13 +1034,13 @@ if __name__ == "__main__":
     _ = ds.composer
     t0 = time.perf_counter()
     for i in range(a.start, a.start + a.dump):
-        img, boxes, marrow = ds.compose(i)
+        img, boxes, background = ds.compose(i)
         cv2.imwrite(
             str(a.out / f"composed_{i}.png"), cv2.cvtColor(draw(img, boxes), cv2.COLOR_RGB2BGR)
         )
         print(
             i,
-            "marrow" if marrow else "txl",
+            background,
             {CLASSES[c]: int((boxes[:, 4] == c).sum()) for c in np.unique(boxes[:, 4]).astype(int)},
         )
     n = 40
