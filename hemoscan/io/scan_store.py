@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult
+from hemoscan.datamodel import CELL_CLASSES, Detection, ScaleEstimate, TileResult
 from hemoscan.errors import OutputDirError
 from hemoscan.io.files import atomic_write_json, atomic_writer
 
@@ -36,7 +36,10 @@ DETECTIONS = "detections.jsonl"
 TILES = "tiles.csv"
 SUMMARY = "summary.json"
 RUN = "run.json"
-TILE_COLUMNS = ("sample", "tile", "status", "error", "width", "height", *CELL_CLASSES, "ms")
+#: Columns every tiles.csv has had; the scale columns came later and may be missing (empty).
+_REQUIRED_COLUMNS = ("sample", "tile", "status", "error", "width", "height", *CELL_CLASSES, "ms")
+SCALE_COLUMNS = ("scale", "scale_source", "scale_estimate")
+TILE_COLUMNS = (*_REQUIRED_COLUMNS, *SCALE_COLUMNS)
 
 TileKey = tuple[str, str]  # (sample, tile)
 
@@ -86,7 +89,20 @@ class FinishedIndex:
         return None
 
 
+def _scale_cells(scale: ScaleEstimate | None) -> list[Any]:
+    if scale is None:
+        return ["", "", ""]
+    estimate = "" if scale.estimate is None else round(scale.estimate, 4)
+    return [round(scale.scale, 4), scale.source, estimate]
+
+
 def _row_to_result(row: dict[str, str]) -> TileResult:
+    scale = None
+    if row.get("scale"):
+        estimate = row.get("scale_estimate")
+        scale = ScaleEstimate(
+            float(row["scale"]), row.get("scale_source") or "", float(estimate) if estimate else None
+        )
     return TileResult(
         sample=row["sample"],
         tile=row["tile"],
@@ -95,6 +111,7 @@ def _row_to_result(row: dict[str, str]) -> TileResult:
         width=int(row["width"] or 0),
         height=int(row["height"] or 0),
         ms=float(row["ms"] or 0),
+        scale=scale,
     )
 
 
@@ -160,14 +177,14 @@ class ScanStore:
                 writer = csv.writer(dst)
                 writer.writerow(TILE_COLUMNS)
                 for row in _tile_rows(path):
-                    if None in row or any(row.get(c) is None for c in TILE_COLUMNS):
+                    if None in row or any(row.get(c) is None for c in _REQUIRED_COLUMNS):
                         continue  # malformed (torn) row
                     if retry_failed and row["status"] != "ok":
                         continue
                     key = _digest(row["sample"], row["tile"])
                     if key not in kept:
                         kept[key] = row["status"] == "ok"
-                        writer.writerow([row[c] for c in TILE_COLUMNS])
+                        writer.writerow([row.get(c) or "" for c in TILE_COLUMNS])
         index = FinishedIndex(kept)
         del kept
         if (self.dir / DETECTIONS).exists():
@@ -212,7 +229,8 @@ class ScanStore:
         counts = result.counts()
         self._pending_rows.append(
             [result.sample, result.tile, result.status, result.error, result.width,
-             result.height, *(counts[c] for c in CELL_CLASSES), round(result.ms, 1)]
+             result.height, *(counts[c] for c in CELL_CLASSES), round(result.ms, 1),
+             *_scale_cells(result.scale)]
         )  # fmt: skip
         if (
             len(self._pending_rows) >= self.sync_tiles
@@ -270,7 +288,7 @@ def read_results(out_dir: Path) -> list[TileResult]:
     for t in read_tiles(out_dir):
         dets = tuple(by_key.get((t.sample, t.tile), ()))
         results.append(
-            TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms)
+            TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms, t.scale)
         )
     return results
 

@@ -29,6 +29,11 @@ class ModelConfig:
     :data:`~hemoscan.datamodel.CELL_CLASSES` and engulfed-cell classes ``engulfed_<type>``.
     ``mean``/``std`` normalise RGB scaled to [0, 1]. ``rbc_diameter_px`` is the red-cell
     diameter the model was trained at; ``tile_size``/``overlap`` are the default tiling.
+    Duplicates are suppressed class by class (see
+    :func:`hemoscan.inference.postprocess.suppress_duplicates`): by IoU above ``nms_iou``, then
+    by intersection over the smaller box above the box's class's ``nms_ios`` (absent: off), which
+    removes a box nested in a higher-scoring one and the two slightly different boxes two
+    windows give one cell.
     ``mpp`` is the pixel size of the model's input in µm per pixel, if known; without it
     (configs written before it existed) :attr:`input_mpp` derives it from ``rbc_diameter_px``.
     """
@@ -42,6 +47,7 @@ class ModelConfig:
     score_thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.3
     nms_iou: float = 0.5
+    nms_ios: dict[str, float] = field(default_factory=dict)
     max_detections: int = 1000
     rbc_diameter_px: float = 40.0
     tile_size: int = 1024
