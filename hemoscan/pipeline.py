@@ -24,6 +24,8 @@ from hemoscan.datamodel import Provenance, SampleFindings, TileResult
 from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
 from hemoscan.inference.scale import AUTO, scale_summary
+from hemoscan.inference.seams import SeamSuppressor
+from hemoscan.io.regions import parse_region_name
 from hemoscan.io.files import atomic_write_json
 from hemoscan.io.readers import read_source
 from hemoscan.io.scan_store import (
@@ -327,10 +329,11 @@ def scan(
         if on_start:
             on_start(total, to_scan)
         todo = (t for t in units if not store.is_finished(t.sample, t.name))
+        seams = _seam_suppressor(out, finished=total - to_scan) if slides else None
         # tiles too poor in cells to measure their own scale wait for their sample's consensus
         unsettled: list[TileSource] = []
         _record(out, store, options, _predictions(todo, predictor, model, options, streams),
-                progress, unsettled if predictor.scale == AUTO else None)  # fmt: skip
+                progress, unsettled if predictor.scale == AUTO else None, seams)  # fmt: skip
         if unsettled:
             store.sync()
             consensus = {s: v["consensus"] for s, v in scale_summary(iter_tiles(out)).items()}
@@ -387,12 +390,17 @@ def _record(
     results: Iterator[ScannedTile],
     progress: Callable[[TileResult], None] | None,
     unsettled: list[TileSource] | None,
+    seams: SeamSuppressor | None = None,
 ) -> None:
     """Store each result with its evidence; with ``unsettled`` (a list), hold back instead
     the tiles whose scale could not be estimated (source ``default``), to be settled on their
-    sample's consensus."""
+    sample's consensus. Slide regions' cells pass the ``seams`` suppressor first."""
     with closing(results):
         for source, result, image in results:
+            if seams is not None and source.region is not None and result.ok:
+                r = source.region
+                core = (r.core_x0, r.core_y0, r.core_x1, r.core_y1)
+                result = replace(result, detections=seams.admit(r.slide, core, result.detections))
             if (
                 unsettled is not None
                 and result.scale is not None
@@ -408,6 +416,18 @@ def _record(
             store.append(result)
             if progress:
                 progress(result)
+
+
+def _seam_suppressor(out: Path, finished: int) -> SeamSuppressor:
+    """A seam suppressor that knows the cells of the slide regions a resumed scan finished."""
+    seams = SeamSuppressor()
+    if finished:
+        for _, tile, det in iter_detections(out):
+            region = parse_region_name(tile)
+            if region is not None:
+                slide, x, y, w, h = region
+                seams.remember(slide, (x, y, x + w, y + h), [det])
+    return seams
 
 
 def _settle(source: TileSource, consensus: float | None) -> TileSource:

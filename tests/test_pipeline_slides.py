@@ -239,3 +239,53 @@ def test_slides_and_tiles_in_one_scan_with_exports(
     assert sum(d["image_id"] == slide_image["id"] for d in coco) == len(DISCS)
     overlays = list((out / "overlays").iterdir())
     assert len(overlays) == len(rows) - 1  # every ok tile and region
+
+
+def _same_cell_pairs(dets: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of one kind of cell from two regions whose boxes overlap by more than half of
+    the smaller box: one cell counted twice across a seam."""
+    from hemoscan.inference.postprocess import nms_group
+
+    pairs = []
+    for i, a in enumerate(dets):
+        for b in dets[i + 1 :]:
+            if a["tile"] == b["tile"] or nms_group(a["label"]) != nms_group(b["label"]):
+                continue
+            w = min(a["x2"], b["x2"]) - max(a["x1"], b["x1"])
+            h = min(a["y2"], b["y2"]) - max(a["y1"], b["y1"])
+            smaller = min((a["x2"] - a["x1"]) * (a["y2"] - a["y1"]),
+                          (b["x2"] - b["x1"]) * (b["y2"] - b["y1"]))  # fmt: skip
+            if w > 0 and h > 0 and w * h > 0.5 * smaller:
+                pairs.append((a["tile"], b["tile"]))
+    return pairs
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.mark.skipif(not (SHARED / "segpc-marrow").is_dir(), reason="needs ../shared/datasets")
+def test_the_shipped_model_counts_seam_cells_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real default model on 16 real marrow fields laid out as a 2048 px pyramidal TIFF at
+    0.25 µm per pixel (regions of 1024 model pixels): no cell is counted by two regions."""
+    import cv2
+    import numpy as np
+
+    from hemoscan.inference import seams
+    from hemoscan.models.loading import DEFAULT_MODEL, load_model
+
+    fields = sorted((SHARED / "segpc-marrow" / "images").glob("*"))[4::5][:16]  # held out
+    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in fields]
+    image = np.concatenate([np.concatenate(rgb[r * 4 : r * 4 + 4], 1) for r in range(4)], 0)
+    slide = write_pyramidal_tiff(tmp_path / "marrow" / "marrow.tif", image, mpp=0.25)
+    model = load_model(DEFAULT_MODEL)
+    options = _options(DEFAULT_MODEL, workers=0)
+    scan([str(slide)], tmp_path / "out", options, model=model)
+    dets = _detections(tmp_path / "out")
+    assert len({d["tile"] for d in dets}) >= 9 and len(dets) > 500
+    assert _same_cell_pairs(dets) == []
+    # the same scan without the seam check counts cells twice: the check is not idle
+    monkeypatch.setattr(seams, "SEAM_IOS", 2.0)
+    scan([str(slide)], tmp_path / "unchecked", options, model=model)
+    assert len(_same_cell_pairs(_detections(tmp_path / "unchecked"))) > 0

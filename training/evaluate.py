@@ -11,15 +11,32 @@ the operating-point figures (precision / recall, hemophagocyte metrics, counts, 
 fields). Metric definitions: :mod:`hemoscan_training.metrics`. Boxes are ``x1, y1, x2, y2``
 pixels of the input image, origin top-left.
 
+A field's scale is a factor or ``"auto"``: the operating pass then estimates it from the
+field's own cells, as ``hemoscan scan`` does (:mod:`hemoscan.inference.scale`), and the AP
+pass runs at the scale it chose, so both passes see the same pixels. Such a suite reports the
+scale sources and, where an oracle scale is known, the chosen scale over it (``auto_scale``).
+Every suite reports the nested / duplicate ``nucleated`` pairs per field at the operating point.
+
 Named suites over the public sets (``--data-root``, default ``../shared/datasets``):
 
 - ``txl-val`` (real): the TXL-PBC validation split, never trained on. Each field is rescaled so
   its median *labelled* red cell is the model's ``rbc_diameter_px``: an oracle scale from the
   labels (a user sets ``--scale``). rbc / platelet / nucleated AP and precision / recall.
+- ``txl-val-native`` (real): the same fields at native resolution, scale auto (the plain
+  command); the oracle scale of ``txl-val`` is the reference for the chosen scales.
 - ``segpc-heldout`` (real): every 5th segpc myeloma marrow field (sorted), never trained on by
   runs using :mod:`hemoscan_training.data`'s splits; rescaled by ``rbc_diameter_px / 32``
   (32 px: the fields' approximate red cell). Hemophagocyte and macrophage calls per 100
   fields: hemophagocytes are rare in myeloma marrow, so calls are mostly false alarms.
+- ``segpc-heldout-native`` (real): the same fields at native resolution, scale auto, with the
+  plasma cells of the segpc masks (components of >= 100 px, touching-cell clusters dropped) as
+  positives-only ``nucleated`` truth: nucleated recall is plasma-cell recall (precision and AP
+  cannot be measured: the other nucleated cells are not labelled).
+- ``bal-heldout`` (real): the bal-macrophages patches of the held-out lavage slides
+  (:data:`hemoscan_training.data.HELDOUT_BAL_SLIDES`, never trained on) at native resolution,
+  scale auto; every leukocyte is boxed (macrophages as ``macrophage``, the others
+  ``nucleated``) and hemophagocytes are supervised as absent, so every hemophagocyte call is
+  a false one; red cells and platelets are not labelled. Oracle scale: the patches' 0.23 µm/px.
 - ``composed-val`` (COMPOSED): ``N`` fixed 512 px fields of ``ComposedCrops(part="val")``, made
   only of parts training never sees (TXL-PBC val fields and cells, held-out segpc fields, the
   held-out Giemsa host). Every class's AP, hemophagocyte sensitivity / precision / false
@@ -53,8 +70,9 @@ import numpy as np
 
 from hemoscan.annotations import AnnotatedImage, DatasetSpec, read_dataset
 from hemoscan.annotations.spec import FORMATS
-from hemoscan.datamodel import NUCLEATED_CLASSES, NUCLEATED_SUBTYPES, Detection
+from hemoscan.datamodel import NUCLEATED_CLASSES, NUCLEATED_SUBTYPES, Detection, ScaleEstimate
 from hemoscan.errors import HemoscanError
+from hemoscan.inference.scale import AUTO
 from hemoscan.models.export import OnnxModel
 from hemoscan.models.loading import CONFIG_FILE, LoadedModel, load_model, read_manifest, weights_dir
 
@@ -76,6 +94,7 @@ from .metrics import (
     finite_or_none,
     hemophagocyte_metrics,
     match_class,
+    nested_pairs,
     tune_threshold,
 )
 
@@ -83,7 +102,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "datasets"
 ENGULFED_PREFIX = "engulfed_"
 FREE_CLASSES = ("rbc", "platelet", "nucleated")
-REPORT_SUITES = ("txl-val", "composed-val", "composed-val-real-host", "segpc-heldout")
+REPORT_SUITES = ("txl-val", "txl-val-native", "composed-val", "composed-val-real-host",
+                 "segpc-heldout", "segpc-heldout-native", "bal-heldout")  # fmt: skip
 TUNING_SUITES = ("txl-dev", "composed-dev")
 SHARED_SUITES = (*REPORT_SUITES, *TUNING_SUITES)
 #: Default prediction floor of the AP pass (and the lowest tuned threshold).
@@ -112,19 +132,24 @@ class EvaluationError(HemoscanError):
 @dataclass(frozen=True)
 class EvalField:
     """One field of a suite: ``load()`` returns the HWC uint8 RGB image and its truth record;
-    ``scale`` is the resize factor given to the predictor; ``sample`` groups fields for the
-    count agreement."""
+    ``scale`` is the resize factor given to the predictor, or ``"auto"`` (the field's own
+    estimate); ``sample`` groups fields for the count agreement; ``oracle_scale``, where
+    known, the factor that brings the field's red cells to the model's ``rbc_diameter_px``
+    (from the labels or the pixel size), the reference for an ``"auto"`` scale."""
 
     name: str
     sample: str
-    scale: float
+    scale: float | Literal["auto"]
     load: Callable[[], tuple[np.ndarray, AnnotatedImage]]
+    oracle_scale: float | None = None
 
 
 @dataclass(frozen=True)
 class Suite:
     """A named set of fields. ``data`` says whether the images are real or composed;
-    ``tune_classes``: the classes this suite may tune (None: all it labels)."""
+    ``tune_classes``: the classes this suite may tune (None: all it labels); ``recall_only``:
+    positives-only classes (not supervised: other objects of the class are unlabelled) whose
+    recall is measured all the same; their precision and AP cannot be."""
 
     name: str
     data: Literal["real", "composed"]
@@ -133,6 +158,7 @@ class Suite:
     fields: Sequence[EvalField]
     has_truth: bool = True
     tune_classes: frozenset[str] | None = None
+    recall_only: frozenset[str] = frozenset()
 
 
 def _oracle_rbc(records: Sequence[AnnotatedImage]) -> list[float | None]:
@@ -145,8 +171,11 @@ def _oracle_rbc(records: Sequence[AnnotatedImage]) -> list[float | None]:
     return out
 
 
-def txl_suite(model: AnyModel, data_root: Path, part: str, limit: int | None) -> Suite:
-    """TXL-PBC ``val`` (real, reported) or ``dev`` (tuning) fields at the oracle scale."""
+def txl_suite(
+    model: AnyModel, data_root: Path, part: str, limit: int | None, native: bool = False
+) -> Suite:
+    """TXL-PBC ``val`` (real, reported) or ``dev`` (tuning) fields at the oracle scale, or
+    with ``native`` at their own resolution, scale auto (the oracle kept as the reference)."""
     from .data import CLASSES, txl_part
 
     root = data_root / "txl-pbc"
@@ -177,25 +206,61 @@ def txl_suite(model: AnyModel, data_root: Path, part: str, limit: int | None) ->
         return load
 
     fields = [
-        EvalField(it.path.stem, it.path.stem, rbc_px / it.rbc_diameter, loader(it)) for it in items
+        EvalField(
+            it.path.stem,
+            it.path.stem,
+            AUTO if native else rbc_px / it.rbc_diameter,
+            loader(it),
+            oracle_scale=rbc_px / it.rbc_diameter,
+        )
+        for it in items
     ]
-    name = f"txl-{part}"
+    name = f"txl-{part}" + ("-native" if native else "")
     what = "validation split, never trained on" if part == "val" else "dev fields (tuning only)"
+    if native:
+        what += ", at native resolution"
+        note = (
+            f"auto: each field's own estimate, as `hemoscan scan` does; oracle for reference: "
+            f"the scale bringing its median labelled red cell to {rbc_px:g} px"
+        )
+    else:
+        note = (
+            f"oracle: each field rescaled so its median labelled red cell is {rbc_px:g} px "
+            "(from the labels; a user sets --scale)"
+        )
     return Suite(
         name=name,
         data="real",
         description=f"TXL-PBC {what}: real peripheral-blood fields, WBC as nucleated",
-        scale_note=(
-            f"oracle: each field rescaled so its median labelled red cell is {rbc_px:g} px "
-            "(from the labels; a user sets --scale)"
-        ),
+        scale_note=note,
         fields=fields,
         tune_classes=frozenset(FREE_CLASSES),
     )
 
 
-def segpc_suite(model: AnyModel, data_root: Path, limit: int | None) -> Suite:
-    """The held-out segpc marrow fields: calls per 100 fields only (no usable truth)."""
+def segpc_plasma_cells(mask: np.ndarray) -> np.ndarray:
+    """float32 ``[N, 4]`` boxes (x1, y1, x2, y2 px of the field) of the plasma cells of a segpc
+    mask (HW uint8, cells > 127): its connected components of >= 100 px, less the clusters of
+    touching cells (longer side over ``MAX_PLASMA_CELL_RBC`` red cells, or elongated), as
+    :meth:`hemoscan_training.data.ComposedCrops.compose` takes them for training."""
+    import cv2
+
+    from .data import MAX_PLASMA_CELL_RBC, SEGPC_RBC_PX
+
+    _, _, stats, _ = cv2.connectedComponentsWithStats((mask > 127).astype(np.uint8))
+    comp = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= 100]
+    side, short = comp[:, 2:4].max(1), comp[:, 2:4].min(1)
+    comp = comp[(side <= MAX_PLASMA_CELL_RBC * SEGPC_RBC_PX) & (side <= 1.7 * short)]
+    x, y, w, h = (comp[:, k].astype(np.float32) for k in range(4))
+    return np.stack([x, y, x + w, y + h], 1).reshape(-1, 4)
+
+
+def segpc_suite(
+    model: AnyModel, data_root: Path, limit: int | None, native: bool = False
+) -> Suite:
+    """The held-out segpc marrow fields: calls per 100 fields only (no usable truth) at a
+    fixed scale; with ``native``, at their own resolution, scale auto, and the masks' plasma
+    cells (:func:`segpc_plasma_cells`) as positives-only ``nucleated`` truth (their recall)."""
     from .data import SEGPC_RBC_PX, marrow_part
 
     root = data_root / "segpc-marrow"
@@ -206,27 +271,93 @@ def segpc_suite(model: AnyModel, data_root: Path, limit: int | None) -> Suite:
 
     def loader(path: Path) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
+            import cv2
+
             from hemoscan.io.images import read_tile
 
             image = read_tile(path)
-            empty = np.zeros((0, 4))
-            return image, AnnotatedImage(
-                path, image.shape[1], image.shape[0], empty, (), (), empty, frozenset()
-            )
+            boxes = np.zeros((0, 4), np.float32)
+            if native:
+                mask_path = root / "masks" / path.name
+                mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+                if mask is None:
+                    raise EvaluationError(f"{mask_path}: the plasma-cell mask cannot be read")
+                boxes = segpc_plasma_cells(mask)
+            n = len(boxes)
+            return image, AnnotatedImage(path, image.shape[1], image.shape[0], boxes,
+                                         ("nucleated",) * n, (-1,) * n, np.zeros((0, 4)),
+                                         frozenset())  # fmt: skip
+
+        return load
+
+    what = (
+        "segpc-marrow held-out fields (every 5th, never trained on by runs using the "
+        "hemoscan_training splits): real myeloma marrow, hemophagocytes rare, so "
+        "hemophagocyte calls are mostly false alarms"
+    )
+    if native:
+        return Suite(
+            name="segpc-heldout-native",
+            data="real",
+            description=(
+                f"{what}; at native resolution, the masks' plasma cells (touching-cell "
+                "clusters left out) as positives-only nucleated truth: nucleated recall is "
+                "plasma-cell recall"
+            ),
+            scale_note="auto: each field's own estimate, as `hemoscan scan` does",
+            fields=[EvalField(p.stem, p.stem, AUTO, loader(p)) for p in paths],
+            recall_only=frozenset({"nucleated"}),
+        )
+    return Suite(
+        name="segpc-heldout",
+        data="real",
+        description=what,
+        scale_note=f"fixed {scale:.3g} (red cells about {SEGPC_RBC_PX:g} px -> {model.config.rbc_diameter_px:g} px)",
+        fields=[EvalField(p.stem, p.stem, scale, loader(p)) for p in paths],
+        has_truth=False,
+    )
+
+
+def bal_suite(model: AnyModel, data_root: Path, limit: int | None) -> Suite:
+    """The bal-macrophages patches of the held-out lavage slides at native resolution, scale
+    auto: macrophage and nucleated truth, hemophagocytes supervised as absent."""
+    from .data import BAL_MPP, CLASSES, HELDOUT_BAL_SLIDES, RBC_UM, bal_part
+
+    root = data_root / "bal-macrophages"
+    if not (root / "annotations.json").is_file():
+        raise EvaluationError(f"bal-macrophages not found at {root} (set --data-root)")
+    items = bal_part(root, "heldout")[:limit]
+    rbc_px = model.config.rbc_diameter_px
+    oracle = rbc_px / (RBC_UM / BAL_MPP)  # a red cell of RBC_UM µm brought to rbc_px
+    # every leukocyte is boxed; red cells and platelets are not (few in lavage)
+    supervised = frozenset({"nucleated", "macrophage", "hemophagocyte"})
+
+    def loader(item: Any) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
+        def load() -> tuple[np.ndarray, AnnotatedImage]:
+            from hemoscan.io.images import read_tile
+
+            image = read_tile(item.path)
+            labels = tuple(CLASSES[int(c)] for c in item.boxes[:, 4])
+            return image, AnnotatedImage(item.path, image.shape[1], image.shape[0],
+                                         item.boxes[:, :4], labels, (-1,) * len(labels),
+                                         np.zeros((0, 4)), supervised)  # fmt: skip
 
         return load
 
     return Suite(
-        name="segpc-heldout",
+        name="bal-heldout",
         data="real",
         description=(
-            "segpc-marrow held-out fields (every 5th, never trained on by runs using the "
-            "hemoscan_training splits): real myeloma marrow, hemophagocytes rare, so "
-            "hemophagocyte calls are mostly false alarms"
+            "bal-macrophages patches of the held-out lavage slides "
+            f"({', '.join(HELDOUT_BAL_SLIDES)}; never trained on) at native resolution: real "
+            "equine lavage macrophages beside other leukocytes (nucleated); no hemophagocytes, "
+            "so every hemophagocyte call is false"
         ),
-        scale_note=f"fixed {scale:.3g} (red cells about {SEGPC_RBC_PX:g} px -> {model.config.rbc_diameter_px:g} px)",
-        fields=[EvalField(p.stem, p.stem, scale, loader(p)) for p in paths],
-        has_truth=False,
+        scale_note=(
+            f"auto: each field's own estimate, as `hemoscan scan` does; oracle for reference: "
+            f"{oracle:.3g} (a {RBC_UM:g} µm red cell at {BAL_MPP:g} µm/px -> {rbc_px:g} px)"
+        ),
+        fields=[EvalField(it.path.stem, it.slide, AUTO, loader(it), oracle) for it in items],
     )
 
 
@@ -304,17 +435,22 @@ def composed_suite(
 def annotated_suite(
     spec: DatasetSpec,
     model: AnyModel,
-    scale: float | Literal["oracle"] = 1.0,
+    scale: float | Literal["oracle", "auto"] = 1.0,
     limit: int | None = None,
     data: Literal["real", "composed"] = "real",
 ) -> Suite:
-    """Any annotated set readable by :func:`hemoscan.annotations.read_dataset`."""
+    """Any annotated set readable by :func:`hemoscan.annotations.read_dataset`, at a fixed
+    ``scale``, ``"oracle"`` (each image's median labelled red cell brought to the model's
+    ``rbc_diameter_px``) or ``"auto"`` (each image's own estimate; the oracle, for images
+    with labelled red cells, kept as the reference)."""
     records = read_dataset(spec)[:limit]
     if not records:
         raise EvaluationError(f"dataset {spec.name}: no images")
     rbc_px = model.config.rbc_diameter_px
+    rbc = _oracle_rbc(records)
+    oracles = [rbc_px / d if d else None for d in rbc]
+    scales: list[float | Literal["auto"]]
     if scale == "oracle":
-        rbc = _oracle_rbc(records)
         known = [d for d in rbc if d]
         if not known:
             raise EvaluationError(
@@ -323,6 +459,9 @@ def annotated_suite(
         fallback = float(np.median(known))
         scales = [rbc_px / (d or fallback) for d in rbc]
         note = f"oracle: each image rescaled so its median labelled red cell is {rbc_px:g} px"
+    elif scale == AUTO:
+        scales = [AUTO] * len(records)
+        note = "auto: each image's own estimate, as `hemoscan scan` does"
     else:
         scales = [float(scale)] * len(records)
         note = f"fixed {float(scale):g}"
@@ -337,12 +476,12 @@ def annotated_suite(
 
     base = spec.root if spec.root.is_dir() else spec.root.parent
     fields = []
-    for rec, s in zip(records, scales):
+    for rec, s, oracle in zip(records, scales, oracles):
         try:
             sample = rec.image_path.parent.relative_to(base).as_posix()
         except ValueError:
             sample = rec.image_path.parent.name
-        fields.append(EvalField(rec.image_path.name, sample or ".", s, loader(rec)))
+        fields.append(EvalField(rec.image_path.name, sample or ".", s, loader(rec), oracle))
     return Suite(
         name=spec.name,
         data=data,
@@ -374,12 +513,12 @@ def build_suites(
     limit: int | None = None,
     class_map: Mapping[str, str] | None = None,
     split: str | None = None,
-    scale: float | Literal["oracle"] | None = None,
+    scale: float | Literal["oracle", "auto"] | None = None,
     composed_n: int = COMPOSED_N,
     composed: bool = False,
 ) -> list[Suite]:
-    """Suites for ``--data`` values: ``shared:NAME[,NAME...]`` (``shared:default`` is
-    txl-val, composed-val and segpc-heldout), ``FORMAT:PATH`` or ``spec:FILE``."""
+    """Suites for ``--data`` values: ``shared:NAME[,NAME...]`` (``shared:default`` is every
+    one of :data:`REPORT_SUITES`), ``FORMAT:PATH`` or ``spec:FILE`` (at ``scale``, default 1)."""
     suites: list[Suite] = []
     n_composed = composed_n if limit is None else min(composed_n, limit)
     for text in data:
@@ -395,10 +534,16 @@ def build_suites(
             for name in names:
                 if name == "txl-val":
                     suites.append(txl_suite(model, data_root, "val", limit))
+                elif name == "txl-val-native":
+                    suites.append(txl_suite(model, data_root, "val", limit, native=True))
                 elif name == "txl-dev":
                     suites.append(txl_suite(model, data_root, "dev", limit))
                 elif name == "segpc-heldout":
                     suites.append(segpc_suite(model, data_root, limit))
+                elif name == "segpc-heldout-native":
+                    suites.append(segpc_suite(model, data_root, limit, native=True))
+                elif name == "bal-heldout":
+                    suites.append(bal_suite(model, data_root, limit))
                 elif name == "composed-val":
                     from .composed import VAL_SEED
 
@@ -460,7 +605,9 @@ def build_suites(
 @dataclass
 class FieldRun:
     """One field's truth and the detections of both passes (``low``: every class at the
-    evaluation floor; ``operating``: the model's thresholds)."""
+    evaluation floor; ``operating``: the model's thresholds); ``scale``: how the field was
+    scaled for both (an ``"auto"`` field: the operating predictor's choice); ``oracle_scale``
+    as :attr:`EvalField.oracle_scale`."""
 
     name: str
     sample: str
@@ -468,6 +615,8 @@ class FieldRun:
     low: list[Detection] | None
     operating: list[Detection]
     ms: float
+    scale: ScaleEstimate | None = None
+    oracle_scale: float | None = None
 
 
 Progress = Callable[[str, int, int], None]
@@ -485,13 +634,17 @@ def run_suite(
     backend: str = "torch",
 ) -> list[FieldRun]:
     """Predict every field of ``suite`` (``progress(suite, done, total)`` after each) with the
-    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.export.OnnxModel`)."""
+    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.export.OnnxModel`).
+
+    An ``"auto"`` field is scaled as a scan scales it: the predictor at the model's own
+    thresholds estimates its scale (run even without ``operating_pass``: the thresholds
+    decide which cells it measures), and the low-threshold pass runs at that scale."""
     from hemoscan.inference.predictor import Predictor
 
-    cache: dict[tuple[float, float | None], Predictor] = {}
+    cache: dict[tuple[float | str, float | None], Predictor] = {}
 
-    def predictor(scale: float, conf: float | None) -> Predictor:
-        key = (round(scale, 6), conf)
+    def predictor(scale: float | str, conf: float | None) -> Predictor:
+        key = (scale if isinstance(scale, str) else round(scale, 6), conf)
         if key not in cache:
             if len(cache) > 64:
                 cache.clear()
@@ -501,11 +654,19 @@ def run_suite(
     runs = []
     for i, f in enumerate(suite.fields):
         image, truth = f.load()
-        low = predictor(f.scale, eval_conf).predict(image) if low_pass else None
         t0 = time.perf_counter()
-        op = predictor(f.scale, None).predict(image) if operating_pass else []
+        if f.scale == AUTO:
+            (chosen,) = predictor(AUTO, None).predict_scaled([image])
+            op, scale = (chosen.detections if operating_pass else []), chosen.scale
+        else:
+            op = predictor(f.scale, None).predict(image) if operating_pass else []
+            scale = ScaleEstimate(float(f.scale), "given")
         ms = 1000 * (time.perf_counter() - t0)
-        runs.append(FieldRun(f.name, f.sample, truth, low, op, ms))
+        low = None
+        if low_pass:
+            fixed = [(scale.scale, scale.source)]
+            low = predictor(scale.scale, eval_conf).predict_scaled([image], fixed)[0].detections
+        runs.append(FieldRun(f.name, f.sample, truth, low, op, ms, scale, f.oracle_scale))
         if progress:
             progress(suite.name, i + 1, len(suite.fields))
     return runs
@@ -607,35 +768,50 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
     }
     section["calls_per_100_fields"] = {c: round(100 * k / n, 2) for c, k in calls.items()}
     section["calls"] = calls
+    nested = sum(
+        nested_pairs(np.array([(d.x1, d.y1, d.x2, d.y2) for d in r.operating
+                               if d.label == "nucleated"]).reshape(-1, 4))  # fmt: skip
+        for r in runs
+    )
+    section["nested_nucleated_pairs"] = nested
+    section["nested_nucleated_pairs_per_field"] = round(nested / n, 3)
     if runs:
         section["median_ms_per_field"] = round(statistics.median(r.ms for r in runs), 1)
+    if any(f.scale == AUTO for f in suite.fields):
+        section["auto_scale"] = _auto_scale(runs)
     if not suite.has_truth:
         section["thresholds"] = {c: thresholds[c] for c in ("hemophagocyte", "macrophage")}
         return section
 
     truths, dropped = [], 0
+    recall_only = {index[c] for c in suite.recall_only if c in index}
     for r in runs:
         t, k = truth_to_arrays(r.truth, index)
-        truths.append(t)
+        truths.append(replace(t, unsupervised=t.unsupervised - recall_only) if recall_only else t)
         dropped += k
     if dropped:
         section["truth_boxes_of_classes_the_model_lacks"] = dropped
     objects = {c: 0 for c in classes}
     supervising = {c: 0 for c in classes}
+    calls_where_supervised = {c: 0 for c in classes}
     for r in runs:
         for c in classes:
-            if c in r.truth.supervised:
+            if c in r.truth.supervised or c in suite.recall_only:
                 supervising[c] += 1
                 objects[c] += sum(index.get(lab) == index[c] for lab in r.truth.labels)
-    evaluated = [c for c in classes if objects[c] > 0]
+                calls_where_supervised[c] += sum(d.label == c for d in r.operating)
+    # a class supervised as absent (no truth box) is evaluated where the model calls it:
+    # its calls are its false positives (e.g. hemophagocytes in lavage)
+    evaluated = [c for c in classes if objects[c] > 0 or calls_where_supervised[c] > 0]
     section["objects"] = {c: objects[c] for c in evaluated}
     section["images_supervising"] = {c: supervising[c] for c in evaluated}
     section["thresholds"] = {c: thresholds[c] for c in evaluated}
 
     det: dict[str, Any] = {}
-    if evaluated and runs and runs[0].low is not None:
+    with_ap = [c for c in evaluated if c not in suite.recall_only]
+    if with_ap and runs and runs[0].low is not None:
         low = [detections_to_arrays(r.low or [], index) for r in runs]
-        aps = coco_ap(low, truths, {c: classes.index(c) for c in evaluated})
+        aps = coco_ap(low, truths, {c: classes.index(c) for c in with_ap})
         for c, ap in aps.items():
             det[c] = {"ap50": ap.ap50, "ap75": ap.ap75, "ap50_95": ap.ap50_95}
     op = [detections_to_arrays(r.operating, index) for r in runs]
@@ -649,6 +825,8 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
             fp=point.fp,
             fn=point.fn,
         )
+        if c in suite.recall_only:  # unlabelled objects of the class make its calls unknowable
+            det[c].update(precision=None, fp=None, positives_only=True)
     section["detection"] = _round(det)
 
     host_runs = [r for r in runs if "hemophagocyte" in r.truth.supervised]
@@ -677,6 +855,40 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
             "whose nucleated cells are fully labelled"
         )
     return section
+
+
+def _auto_scale(runs: Sequence[FieldRun]) -> dict[str, Any]:
+    """How the fields were scaled: counts per scale source, the chosen scale over the oracle
+    (``n`` fields with an oracle: median, min, max, the fraction within 1.25x either way) and
+    each field's record."""
+    sources: dict[str, int] = {}
+    for r in runs:
+        if r.scale is not None:
+            sources[r.scale.source] = sources.get(r.scale.source, 0) + 1
+    ratios = [r.scale.scale / r.oracle_scale for r in runs if r.scale and r.oracle_scale]
+    return {
+        "fields_by_source": dict(sorted(sources.items(), key=lambda kv: -kv[1])),
+        "ratio_to_oracle": {
+            "n": len(ratios),
+            "median": round(statistics.median(ratios), 4),
+            "min": round(min(ratios), 4),
+            "max": round(max(ratios), 4),
+            "within_1.25x": round(sum(1 / 1.25 <= q <= 1.25 for q in ratios) / len(ratios), 4),
+        }
+        if ratios
+        else None,
+        "fields": [
+            {
+                "field": r.name,
+                "scale": round(r.scale.scale, 4),
+                "source": r.scale.source,
+                "estimate": None if r.scale.estimate is None else round(r.scale.estimate, 4),
+                "oracle": None if r.oracle_scale is None else round(r.oracle_scale, 4),
+            }
+            for r in runs
+            if r.scale is not None
+        ],
+    }
 
 
 def _count_agreement(runs: Sequence[FieldRun]) -> CountAgreement:
@@ -946,7 +1158,7 @@ def run(
     limit: int | None = None,
     class_map: Mapping[str, str] | None = None,
     split: str | None = None,
-    scale: float | Literal["oracle"] | None = None,
+    scale: float | Literal["oracle", "auto"] | None = None,
     composed_n: int = COMPOSED_N,
     composed: bool = False,
     tune: bool = False,
@@ -1080,13 +1292,24 @@ def print_metrics(metrics: Mapping[str, Any], console: Any = None) -> None:
             f"- {s['images']} images - {s['description']}"
         )
         console.print(f"  scale: {s['scale']}")
+        if s.get("auto_scale"):
+            a = s["auto_scale"]
+            line = "  auto scale sources: " + ", ".join(
+                f"{src} {k}" for src, k in a["fields_by_source"].items()
+            )
+            if q := a.get("ratio_to_oracle"):
+                line += (
+                    f"; chosen / oracle scale: median {_fmt(q['median'])} (min {_fmt(q['min'])}, "
+                    f"max {_fmt(q['max'])}), within 1.25x {_fmt(q['within_1.25x'])} of {q['n']}"
+                )
+            console.print(line)
         if s.get("detection"):
             t = Table(title=f"{name} ({kind}): detection")
             for col in ("class", "objects", "AP50", "AP50:95", "thr", "precision", "recall"):
                 t.add_column(col, justify="right" if col != "class" else "left")
             for c, d in s["detection"].items():
                 t.add_row(
-                    c,
+                    c + (" (positives only)" if d.get("positives_only") else ""),
                     str(s["objects"].get(c, "")),
                     _fmt(d.get("ap50")),
                     _fmt(d.get("ap50_95")),
@@ -1114,6 +1337,12 @@ def print_metrics(metrics: Mapping[str, Any], console: Any = None) -> None:
             f"  calls per 100 fields: hemophagocyte {calls['hemophagocyte']}, macrophage "
             f"{calls['macrophage']}; median {s.get('median_ms_per_field', '-')} ms per field"
         )
+        if "nested_nucleated_pairs_per_field" in s:
+            pairs = s["nested_nucleated_pairs"]
+            console.print(
+                "  nested / duplicate nucleated pairs per field: "
+                f"{_fmt(s['nested_nucleated_pairs_per_field'])} ({pairs} pairs)"
+            )
     if metrics.get("training"):
         tr = metrics["training"]
         console.print(

@@ -41,6 +41,10 @@ What is measured, and how:
   truth and from the predictions; over the samples where both are defined: the pairs, the
   mean absolute difference, and Bland-Altman bias (mean of predicted - true) with 95% limits
   of agreement (bias +- 1.96 SD of the differences).
+- **Nested / duplicate boxes** (:func:`nested_pairs`): pairs of boxes of one image whose
+  intersection covers more than half of the smaller box: one cell boxed twice, or a box inside
+  another (a nucleus boxed inside its cell). Counted over a class's operating-point predictions,
+  each such pair inflates the count that every rate is taken over.
 """
 
 from __future__ import annotations
@@ -155,6 +159,17 @@ def ioa(a: np.ndarray, regions: np.ndarray) -> np.ndarray:
     inter = _intersection(a, regions)
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
     return np.where(area_a[:, None] > 0, inter / np.maximum(area_a[:, None], 1e-300), 0.0)
+
+
+def nested_pairs(boxes: np.ndarray, min_overlap: float = 0.5) -> int:
+    """The number of pairs of ``boxes [N, 4]`` (x1, y1, x2, y2 px) whose intersection is more
+    than ``min_overlap`` of the smaller box's area (boxes without area pair with nothing)."""
+    b = _boxes(boxes, "boxes")
+    area = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    smaller = np.minimum(area[:, None], area[None])
+    inter = _intersection(b, b)
+    nested = (smaller > 0) & (inter > min_overlap * smaller)
+    return int(np.triu(nested, k=1).sum())
 
 
 def _last_argmax(values: np.ndarray) -> int:

@@ -21,6 +21,15 @@ from hemoscan.models.config import ENGULFED_PREFIX
 _SHARED_NMS_GROUPS = (("macrophage", "hemophagocyte"),)
 
 
+def nms_group(label: str) -> str:
+    """The kind of physical object ``label`` names for duplicate suppression: calls of one
+    group at one place are one object (``hemophagocyte`` -> ``macrophage``)."""
+    for group in _SHARED_NMS_GROUPS:
+        if label in group:
+            return group[0]
+    return label
+
+
 def decode_heatmaps(
     heatmap_logits: torch.Tensor,
     log_size: torch.Tensor,

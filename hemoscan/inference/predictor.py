@@ -24,6 +24,7 @@ from hemoscan.inference.backends import create_backend, default_batch_size, reso
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
 from hemoscan.inference.scale import (
     PROBE_SCALE,
+    Measurement,
     keeps,
     measure,
     parse_scale,
@@ -182,52 +183,46 @@ class Predictor:
         return out  # type: ignore[return-value]
 
     def _predict_auto(self, images: list[np.ndarray]) -> list[ScaledPrediction]:
-        """Each image at its own estimated scale: a coarse probe pass, then (unless the probe
-        measured the cells reliably: a high magnification) a pass at scale 1, then a pass at
-        the estimate unless one already run is close enough to it. Images without an estimate
-        keep their scale-1 pass (``default``)."""
+        """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): passes at
+        scale 1 and at the probe scale, then one at the estimate of the most confident
+        trusted pass unless a pass already run is close enough to it. Images without an
+        estimate keep their scale-1 pass (``default``)."""
         passes: list[dict[float, list[Detection]]] = [{} for _ in images]
-        plan: list[float | None] = [PROBE_SCALE] * len(images)
+        plan: list[list[float]] = [[1.0, PROBE_SCALE] for _ in images]
         done: list[ScaledPrediction | None] = [None] * len(images)
         while True:
-            todo = [i for i, s in enumerate(plan) if s is not None]
-            if not todo:
+            jobs = [(i, s) for i, scales in enumerate(plan) for s in scales]
+            if not jobs:
                 return done  # type: ignore[return-value]
-            found = self._detect([images[i] for i in todo], [plan[i] for i in todo])  # type: ignore[misc]
-            for i, dets in zip(todo, found):
-                passes[i][plan[i]] = dets  # type: ignore[index]
-                plan[i] = None
+            found = self._detect([images[i] for i, _ in jobs], [s for _, s in jobs])
+            for (i, s), dets in zip(jobs, found):
+                passes[i][s] = dets
+            for i in {i for i, _ in jobs}:
+                plan[i] = []
                 best = self._best_measure(passes[i])
-                if best is not None:
-                    estimate, source, cell_px, cells = best
-                    kept = [s for s in passes[i] if keeps(s, estimate)]
-                    if not kept and len(passes[i]) >= _MAX_PASSES:
-                        kept = list(passes[i])
-                    if kept:
-                        s = min(kept, key=lambda s: abs(np.log(estimate / s)))
-                        done[i] = ScaledPrediction(
-                            passes[i][s], ScaleEstimate(s, source, estimate, cell_px, cells)
-                        )
-                    else:
-                        plan[i] = float(f"{estimate:.3g}")
-                    continue
-                untried = [s for s in (PROBE_SCALE, 1.0) if s not in passes[i]]
-                if untried:
-                    plan[i] = untried[0]
-                else:
+                if best is None:
                     done[i] = ScaledPrediction(passes[i][1.0], ScaleEstimate(1.0, "default"))
+                    continue
+                kept = [s for s in passes[i] if keeps(s, best.estimate)]
+                if kept or len(passes[i]) >= _MAX_PASSES:
+                    s = min(kept or passes[i], key=lambda s: abs(np.log(best.estimate / s)))
+                    done[i] = ScaledPrediction(passes[i][s], ScaleEstimate(
+                        s, best.source, best.estimate, best.cell_px, best.cells
+                    ))  # fmt: skip
+                else:
+                    plan[i] = [float(f"{best.estimate:.3g}")]
 
-    def _best_measure(
-        self, passes: dict[float, list[Detection]]
-    ) -> tuple[float, str, float, int] | None:
-        """``(estimate, source, cell_px, cells)`` of the pass that measured its cells reliably
-        and saw them closest to the model's own size; ``None`` when no pass did."""
-        best, best_gap = None, np.inf
+    def _best_measure(self, passes: dict[float, list[Detection]]) -> Measurement | None:
+        """The measurement of the pass that saw its cells at sizes it measures reliably and
+        is most confident of them (red cells before nucleated ones; ties: the pass closest to
+        its own estimate); ``None`` when no pass did."""
+        candidates = []
         for pass_scale, dets in passes.items():
             m = measure(dets, self.config.rbc_diameter_px)
-            if m and trusted(m[0], pass_scale) and abs(np.log(m[0] / pass_scale)) < best_gap:
-                best, best_gap = m, abs(np.log(m[0] / pass_scale))
-        return best
+            if m and trusted(m.estimate, pass_scale):
+                rank = (m.source != "auto-rbc", -m.confidence, abs(np.log(m.estimate / pass_scale)))
+                candidates.append((rank, m))
+        return min(candidates, key=lambda c: c[0])[1] if candidates else None
 
     def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[list[Detection]]:
         """Detections for each image predicted at its scale, in the image's input pixels."""

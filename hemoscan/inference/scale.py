@@ -6,11 +6,13 @@ its red cells to that diameter: ``scale = rbc_diameter_px / d`` for a median red
 of ``d`` input pixels. It is measured from the model's own detections
 (:meth:`hemoscan.inference.predictor.Predictor.predict_scaled` runs the passes):
 
-1. a coarse probe at :data:`PROBE_SCALE` (red cells of 80-190 px come to the 26-64 px the
-   model knows; at the usual 30-50 px they come to 10-17 px, too small to be measured, and
-   a network measures cells larger than it knows as fragments of familiar size, so only a
-   coarse pass can tell a high magnification);
-2. unless the probe measured its cells reliably, the tile at scale 1;
+1. the tile at scale 1 and a coarse probe at :data:`PROBE_SCALE` (red cells of 80-190 px come
+   to the 26-64 px the model knows), together;
+2. each pass's measurement counts only if the cells it rests on were seen at sizes the
+   network measures reliably (:func:`trusted`): a network measures cells much larger than it
+   knows as fragments of a familiar size, and clusters of cells much smaller as single cells;
+   of the trusted ones, the pass whose cells the network is most confident of
+   (:attr:`Measurement.confidence`, the mean score of its best ten) wins;
 3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO`
    of it (the network tolerates that much, so that pass is kept).
 
@@ -29,11 +31,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hemoscan.datamodel import Detection, ScaleEstimate, TileResult
 
-__all__ = ["ScaleEstimate", "measure", "trusted", "keeps", "sample_consensus", "scale_summary"]
+__all__ = ["ScaleEstimate", "Measurement", "measure", "trusted", "keeps", "sample_consensus", "scale_summary"]
 
 #: Where a tile's scale came from: its own red cells, its own nucleated cells, its sample's
 #: consensus, the user (``--scale F``), a whole-slide image's µm per pixel, or nothing (a tile
@@ -49,6 +52,8 @@ PROBE_SCALE = 1 / 3
 KEEP_RATIO = 1.33
 MIN_RBC = 6
 MIN_NUCLEATED = 3
+#: A pass's confidence is the mean score of its this many best-scoring cells.
+CONFIDENCE_CELLS = 10
 #: A free nucleated cell's diameter in red-cell diameters (blood ~2.0, lavage ~1.4, marrow ~1.5).
 NUCLEATED_TO_RBC = 1.6
 #: Red-cell sizes a pass measures reliably, in the model's red-cell diameters (22-62 px for a
@@ -58,29 +63,39 @@ TRUSTED_RANGE = (0.55, 1.55)
 OUTLIER_RATIO = 1.5
 
 
-def _diameters(detections: Iterable[Detection], label: str) -> list[float]:
-    return [((d.x2 - d.x1) + (d.y2 - d.y1)) / 2 for d in detections if d.label == label]
-
-
 def _median(values: Sequence[float]) -> float:
     s = sorted(values)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-def measure(
-    detections: Sequence[Detection], rbc_diameter_px: float
-) -> tuple[float, str, float, int] | None:
-    """``(estimate, source, cell_px, cells)`` from detections in one image's input pixels,
-    or ``None`` when there are too few red cells and too few nucleated cells."""
-    rbc = _diameters(detections, "rbc")
-    if len(rbc) >= MIN_RBC:
-        d = _median(rbc)
-        return rbc_diameter_px / d, "auto-rbc", d, len(rbc)
-    nucleated = _diameters(detections, "nucleated")
-    if len(nucleated) >= MIN_NUCLEATED:
-        d = _median(nucleated)
-        return rbc_diameter_px * NUCLEATED_TO_RBC / d, "auto-nucleated", d, len(nucleated)
+@dataclass(frozen=True)
+class Measurement:
+    """One pass's reading of a tile: the scale it implies (``estimate``), from which cells
+    (``source``: ``auto-rbc`` or ``auto-nucleated``), their median diameter in input pixels
+    (``cell_px``), how many (``cells``) and the mean score of the best ten (``confidence``)."""
+
+    estimate: float
+    source: str
+    cell_px: float
+    cells: int
+    confidence: float
+
+
+def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurement | None:
+    """The scale detections in one image's input pixels imply, from its red cells, else its
+    nucleated cells; ``None`` when there are too few of both."""
+    for label, minimum, source, factor in (
+        ("rbc", MIN_RBC, "auto-rbc", 1.0),
+        ("nucleated", MIN_NUCLEATED, "auto-nucleated", NUCLEATED_TO_RBC),
+    ):
+        cells = [d for d in detections if d.label == label]
+        if len(cells) >= minimum:
+            d = _median([((c.x2 - c.x1) + (c.y2 - c.y1)) / 2 for c in cells])
+            best = sorted((c.score for c in cells), reverse=True)[:CONFIDENCE_CELLS]
+            return Measurement(
+                rbc_diameter_px * factor / d, source, d, len(cells), sum(best) / len(best)
+            )
     return None
 
 

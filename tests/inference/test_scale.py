@@ -21,16 +21,17 @@ from hemoscan.inference.scale import (
 )
 
 
-def _cells(label: str, diameter: float, n: int) -> list[Detection]:
-    return [Detection(label, 0.9, 100 * i, 0, 100 * i + diameter, diameter) for i in range(n)]
+def _cells(label: str, diameter: float, n: int, score: float = 0.9) -> list[Detection]:
+    return [Detection(label, score, 100 * i, 0, 100 * i + diameter, diameter) for i in range(n)]
 
 
 def test_red_cells_give_the_estimate_and_nucleated_cells_stand_in() -> None:
-    estimate, source, cell_px, cells = measure(_cells("rbc", 80, MIN_RBC), 40.0)
-    assert (source, cell_px, cells) == ("auto-rbc", 80, MIN_RBC) and estimate == 0.5
+    m = measure(_cells("rbc", 80, MIN_RBC) + _cells("rbc", 80, 20, score=0.5), 40.0)
+    assert (m.source, m.cell_px, m.cells, m.estimate) == ("auto-rbc", 80, MIN_RBC + 20, 0.5)
+    assert m.confidence == pytest.approx((0.9 * MIN_RBC + 0.5 * (10 - MIN_RBC)) / 10)
     few_rbc = _cells("rbc", 80, MIN_RBC - 1) + _cells("nucleated", 64, 3)
-    estimate, source, cell_px, _ = measure(few_rbc, 40.0)
-    assert source == "auto-nucleated" and estimate == pytest.approx(40 * NUCLEATED_TO_RBC / 64)
+    m = measure(few_rbc, 40.0)
+    assert m.source == "auto-nucleated" and m.estimate == pytest.approx(40 * NUCLEATED_TO_RBC / 64)
     assert measure(_cells("nucleated", 64, 2), 40.0) is None
 
 
@@ -65,7 +66,8 @@ def test_scale_summary_counts_sources_and_settles_on_own_estimates() -> None:
 class _SizeBoundDetector:
     """Stands in for the network: each image is filled with its true red-cell diameter
     (pixels); at a pass of scale ``s`` the cells are ``D * s`` px, found only from 15 px up,
-    and measured as a network does, pulled into the 22-66 px it knows."""
+    measured as a network does, pulled into the 22-66 px it knows, and scored the lower the
+    farther they are from the 40 px it was trained at."""
 
     def __init__(self) -> None:
         self.passes: list[tuple[int, float]] = []
@@ -76,7 +78,8 @@ class _SizeBoundDetector:
             true_d = float(image[0, 0, 0])
             self.passes.append((int(true_d), s))
             seen = true_d * s
-            out.append([] if seen < 15 else _cells("rbc", min(max(seen, 22), 66) / s, 10))
+            score = max(0.1, 0.9 - 0.01 * abs(seen - 40))
+            out.append([] if seen < 15 else _cells("rbc", min(max(seen, 22), 66) / s, 10, score))
         return out
 
 
@@ -90,8 +93,9 @@ def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: in
     assert pred.scale.source == "auto-rbc"
     assert pred.scale.estimate == pytest.approx(truth, rel=0.02)
     assert keeps(pred.scale.scale, truth)  # analysed within the network's tolerance
-    assert len(detector.passes) <= 3 and detector.passes[0][1] == PROBE_SCALE
-    if 30 <= true_d <= 53:  # the usual magnifications: the probe and one full pass, no rescale
+    assert len(detector.passes) <= 3
+    assert sorted(s for _, s in detector.passes[:2]) == [PROBE_SCALE, 1.0]
+    if 30 <= true_d <= 53:  # the usual magnifications: a full pass and the probe, no rescale
         assert pred.scale.scale == 1.0 and len(detector.passes) == 2
 
 

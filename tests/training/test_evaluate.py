@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from hemoscan_training.evaluate import (
+    REPORT_SUITES,
     THRESHOLDS_SIDECAR,
     EvaluationError,
     annotated_suite,
     build_suites,
     evaluate,
     run_suite,
+    segpc_plasma_cells,
+    suite_metrics,
     training_record,
     tune_thresholds,
     write_thresholds,
@@ -23,8 +28,9 @@ from typer.testing import CliRunner
 
 from hemoscan.annotations import DatasetSpec
 from hemoscan.cli.app import app
-from hemoscan.models import load_model
-from tests.conftest import disc_image, write_image
+from hemoscan.datamodel import ScaleEstimate
+from hemoscan.models import LoadedModel, ModelConfig, load_model
+from tests.conftest import HOST_CLASSES, ScriptedNet, disc_image, write_image
 
 RADIUS = 12
 
@@ -223,3 +229,154 @@ def test_cli_evaluate_an_int8_onnx_export(tiny_model, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*plain, "--data", f"coco:{coco}", "--classes",
                                       "wbc=nucleated", "--backend", "onnx"])  # fmt: skip
     assert result.exit_code == 2 and "hemoscan export" in result.output  # not an ONNX folder
+
+
+def _tiny_at(tiny_model: LoadedModel, rbc_diameter_px: float) -> LoadedModel:
+    """The tiny model (24 px disc boxes in model-input pixels) told that it was trained at
+    red cells of ``rbc_diameter_px``: its auto scale then rests on its nucleated discs."""
+    config = replace(tiny_model.config, rbc_diameter_px=rbc_diameter_px)
+    return LoadedModel(config, tiny_model.module, tiny_model.sha256, tiny_model.folder)
+
+
+def test_an_auto_field_runs_both_passes_at_the_scale_the_operating_pass_chose(
+    tiny_model, tmp_path: Path
+) -> None:
+    # discs of 24 px measured at scale 1 as nucleated cells: 20 * 1.6 / 24 = 1.33, one pass more
+    model = _tiny_at(tiny_model, 20.0)
+    coco = write_disc_coco(tmp_path / "set", n_images=2)
+    spec = DatasetSpec("coco", coco, class_map={"wbc": "nucleated"})
+    fixed = run_suite(model, annotated_suite(spec, model, 1.0))
+    auto = annotated_suite(spec, model, "auto")
+    assert [f.scale for f in auto.fields] == ["auto", "auto"]
+    assert [f.oracle_scale for f in auto.fields] == [None, None]  # no labelled red cells
+    # an oracle of 0.665: the chosen scale is twice it
+    auto = replace(auto, fields=[replace(f, oracle_scale=0.665) for f in auto.fields])
+    runs = run_suite(model, auto)
+    for r in runs:
+        assert (r.scale.scale, r.scale.source) == (1.33, "auto-nucleated")
+        assert r.scale.estimate == pytest.approx(4 / 3) and r.scale.cells == 4
+        # the network boxes 24 model px: 24 / 1.33 input px in both passes (24 at scale 1)
+        assert {round(d.x2 - d.x1, 3) for d in r.low or []} == {round(24 / 1.33, 3)}
+        assert {(d.x1, d.y1) for d in r.operating} <= {(d.x1, d.y1) for d in r.low or []}
+        assert len(r.operating) == 4
+    assert {round(d.x2 - d.x1, 3) for r in fixed for d in r.low or []} == {24.0}
+    assert all(r.scale == ScaleEstimate(1.0, "given") for r in fixed)
+    section = suite_metrics(model, auto, runs)
+    a = section["auto_scale"]
+    assert a["fields_by_source"] == {"auto-nucleated": 2}
+    assert a["ratio_to_oracle"] == {"n": 2, "median": 2.0, "min": 2.0, "max": 2.0,
+                                    "within_1.25x": 0.0}  # fmt: skip
+    assert a["fields"][0] == {"field": "f0.png", "scale": 1.33, "source": "auto-nucleated",
+                              "estimate": 1.3333, "oracle": 0.665}  # fmt: skip
+    assert section["detection"]["nucleated"]["recall"] == 1.0  # 18 px boxes on 24 px truth
+    assert "auto_scale" not in suite_metrics(model, annotated_suite(spec, model, 1.0), fixed)
+
+
+def test_cli_evaluate_accepts_scale_auto_for_annotated_data(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    coco = write_disc_coco(tmp_path / "set", n_images=1)
+    out = tmp_path / "metrics.json"
+    args = ["evaluate", "--model", str(tiny_model_dir), "--data", f"coco:{coco}",
+            "--classes", "wbc=nucleated"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--scale", "auto", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "auto scale sources: default 1" in result.output
+    section = json.loads(out.read_text())["sections"][str(coco)]
+    # a 40 px model cannot trust 24 px boxes as cells of any size: scale 1, source default
+    assert section["auto_scale"]["fields"][0]["source"] == "default"
+    assert section["auto_scale"]["ratio_to_oracle"] is None  # no labelled red cells
+    assert section["scale"].startswith("auto")
+    result = CliRunner().invoke(app, [*args, "--scale", "big"])
+    assert result.exit_code == 2 and "'auto' or 'oracle'" in result.output
+
+
+def test_nested_pairs_and_false_calls_of_a_class_supervised_as_absent(tmp_path: Path) -> None:
+    """A scripted model calls a hemophagocyte, a macrophage and two nucleated cells one inside
+    the other; the truth (a lavage-like field) boxes the macrophage and one nucleated cell and
+    supervises hemophagocytes as absent."""
+    boxes = [(4, 100.0, 100.0, 120.0, 110.0), (3, 200.0, 200.0, 90.0, 80.0),
+             (2, 60.0, 200.0, 64.0, 64.0), (2, 68.0, 208.0, 24.0, 24.0)]  # fmt: skip
+    config = ModelConfig(name="scripted", version="0", architecture="tiny_blob",
+                         classes=HOST_CLASSES, tile_size=512, overlap=128)  # fmt: skip
+    model = LoadedModel(config, ScriptedNet(boxes), "0" * 64, Path("."))
+    write_image(tmp_path / "s" / "t.png", np.full((256, 256, 3), 200, np.uint8))
+    coco = {
+        "images": [{"id": 1, "file_name": "s/t.png", "width": 256, "height": 256}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [155, 160, 90, 80]},
+                        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [28, 168, 64, 64]}],
+        "categories": [{"id": 1, "name": "macrophage"}, {"id": 2, "name": "nucleated"}],
+    }  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    spec = DatasetSpec("coco", tmp_path / "a.json", images=tmp_path,
+                       supervised=["macrophage", "nucleated", "hemophagocyte"])  # fmt: skip
+    s = evaluate(model, [annotated_suite(spec, model)])["sections"][spec.name]
+    assert s["nested_nucleated_pairs"] == 1 and s["nested_nucleated_pairs_per_field"] == 1.0
+    det = s["detection"]
+    assert set(det) == {"macrophage", "nucleated", "hemophagocyte"}
+    assert (det["nucleated"]["tp"], det["nucleated"]["fp"]) == (1, 1)
+    assert det["macrophage"]["ap50"] == pytest.approx(1.0)
+    h = det["hemophagocyte"]
+    assert (h["tp"], h["fp"], h["precision"], h["recall"], h["ap50"]) == (0, 1, 0.0, None, None)
+    assert s["objects"]["hemophagocyte"] == 0 and "hemophagocyte" not in s  # no true host
+
+
+def test_recall_only_classes_report_recall_without_precision(tiny_model, tmp_path: Path) -> None:
+    coco = write_disc_coco(tmp_path / "set", n_images=2, drop=1)  # 3 of 4 discs labelled
+    spec = DatasetSpec("coco", coco, class_map={"wbc": "nucleated"}, supervised=[])
+    suite = annotated_suite(spec, tiny_model)
+    assert evaluate(tiny_model, [suite])["sections"][suite.name]["detection"] == {}
+    suite = replace(suite, recall_only=frozenset({"nucleated"}))
+    det = evaluate(tiny_model, [suite])["sections"][suite.name]["detection"]["nucleated"]
+    assert (det["tp"], det["fn"], det["recall"]) == (6, 0, 1.0)
+    assert det["precision"] is None and det["fp"] is None and det["positives_only"]
+    assert "ap50" not in det
+
+
+def test_segpc_plasma_cells_are_mask_components_without_clusters() -> None:
+    mask = np.zeros((300, 300), np.uint8)
+    cv2.circle(mask, (40, 40), 20, 255, -1)  # a plasma cell
+    cv2.circle(mask, (120, 40), 4, 255, -1)  # a speck under 100 px
+    cv2.circle(mask, (40, 150), 20, 255, -1)  # two touching cells: an elongated cluster
+    cv2.circle(mask, (78, 150), 20, 255, -1)
+    cv2.rectangle(mask, (150, 150), (290, 290), 255, -1)  # larger than 4 red cells of 32 px
+    mask[200, 20] = 100  # below the mask's threshold
+    assert segpc_plasma_cells(mask).tolist() == [[20.0, 20.0, 61.0, 61.0]]
+    assert segpc_plasma_cells(np.zeros((8, 8), np.uint8)).shape == (0, 4)
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "txl-pbc").is_dir() or not (SHARED / "bal-macrophages").is_dir()
+    or not (SHARED / "segpc-marrow").is_dir(),
+    reason=f"the public sets are not at {SHARED}",
+)  # fmt: skip
+
+
+@needs_shared
+def test_native_resolution_suites(tiny_model) -> None:
+    from hemoscan_training.data import HELDOUT_BAL_SLIDES
+
+    names = ("txl-val", "txl-val-native", "bal-heldout", "segpc-heldout-native", "segpc-heldout")
+    assert set(names) <= set(REPORT_SUITES)
+    txl, native, bal, segpc, segpc_fixed = build_suites(
+        ["shared:" + ",".join(names)], tiny_model, data_root=SHARED, limit=3
+    )
+    # the same TXL fields: scale auto, the oracle scale of txl-val kept as the reference
+    assert [f.name for f in native.fields] == [f.name for f in txl.fields]
+    assert all(f.scale == "auto" for f in (*native.fields, *bal.fields, *segpc.fields))
+    assert [f.oracle_scale for f in native.fields] == [f.scale for f in txl.fields]
+    # every held-out lavage patch (7, of 2 slides); a 7.5 µm red cell at 0.23 µm/px -> 40 px
+    bal = build_suites(["shared:bal-heldout"], tiny_model, data_root=SHARED)[0]
+    assert len(bal.fields) == 7 and {f.sample for f in bal.fields} == set(HELDOUT_BAL_SLIDES)
+    assert bal.fields[0].oracle_scale == pytest.approx(40 / (7.5 / 0.23))
+    records = [f.load()[1] for f in bal.fields]
+    labels = [lab for r in records for lab in r.labels]
+    assert labels.count("macrophage") == 35 and set(labels) == {"macrophage", "nucleated"}
+    assert records[0].supervised == {"nucleated", "macrophage", "hemophagocyte"}
+    # segpc: the same held-out fields; plasma cells from the mask, positives only
+    assert [f.name for f in segpc.fields] == [f.name for f in segpc_fixed.fields]
+    assert segpc.recall_only == {"nucleated"} and segpc.has_truth
+    image, record = segpc.fields[0].load()
+    assert len(record) > 0 and set(record.labels) == {"nucleated"} and not record.supervised
+    assert image.shape[:2] == (record.height, record.width)

@@ -22,6 +22,7 @@ from hemoscan_training.metrics import (
     count_agreement,
     hemophagocyte_metrics,
     match_class,
+    nested_pairs,
     tune_threshold,
 )
 
@@ -247,6 +248,25 @@ def test_count_agreement_pairs_bias_and_limits() -> None:
     single = count_agreement(samples[:1])
     assert single.bias == pytest.approx(10.0) and single.limits is None
     assert count_agreement([]).bias is None
+
+
+def test_nested_pairs_counts_duplicates_and_boxes_inside_boxes() -> None:
+    cell = (0, 0, 40, 40)
+    nucleus_inside = (10, 10, 30, 30)  # wholly inside the cell: nested
+    shifted_twin = (8, 0, 48, 40)  # the same cell boxed again, 80% overlap: duplicate
+    neighbour = (30, 0, 70, 40)  # touches the cell over 10 of its 40 px: 25%, not nested
+    far = (100, 100, 140, 140)
+    assert nested_pairs(np.array([cell, far])) == 0
+    assert nested_pairs(np.array([cell, neighbour])) == 0
+    assert nested_pairs(np.array([cell, nucleus_inside])) == 1
+    # cell-nucleus, cell-twin, twin-nucleus (the nucleus is inside the twin too), twin-neighbour
+    # (the neighbour overlaps the twin over 18 of 40 px: 45%, not nested)
+    assert nested_pairs(np.array([cell, nucleus_inside, shifted_twin, neighbour, far])) == 3
+    half = (20, 0, 60, 40)  # exactly half of the cell: not more than half
+    assert nested_pairs(np.array([cell, half])) == 0
+    assert nested_pairs(np.array([cell, half]), min_overlap=0.4) == 1
+    assert nested_pairs(np.array([cell, (5, 5, 5, 30)])) == 0  # a box without area
+    assert nested_pairs(np.zeros((0, 4))) == 0
 
 
 def test_records_refuse_bad_shapes() -> None:
