@@ -36,8 +36,11 @@ def test_uncommitted_tiles_are_dropped_on_reopening(tmp_path: Path) -> None:
     store.append(_result(0))
     store.append(_result(1, "error"))
     store.sync()
-    store.append(_result(2))  # detections written, row never committed: the run is "killed"
-    store._det_file.flush()
+    store.append(_result(2))
+    # the run is "killed" after writing tile 2's detections, before committing its row
+    with open(tmp_path / DETECTIONS, "ab") as f:
+        f.write(b"".join(store._pending_lines))
+    store._release()  # what the process's death does: files closed, lock gone
     again = ScanStore(tmp_path, {"k": 1})
     assert again.is_finished("S", "tile_0.png") and again.is_finished("S", "tile_1.png")
     assert not again.is_finished("S", "tile_2.png")
@@ -47,12 +50,12 @@ def test_uncommitted_tiles_are_dropped_on_reopening(tmp_path: Path) -> None:
 
 
 def test_finished_index_tells_ok_from_failed_from_unknown() -> None:
-    index = FinishedIndex({})
+    index = FinishedIndex.from_keys({})
     assert len(index) == 0 and index.get("S", "a") is None
     from hemoscan.io.scan_store import _digest
 
     keys = {_digest("S", f"t{i}"): i % 2 == 0 for i in range(100)}
-    index = FinishedIndex(keys)
+    index = FinishedIndex.from_keys(keys)
     assert len(index) == 100
     assert [index.get("S", f"t{i}") for i in range(4)] == [True, False, True, False]
     assert index.get("S", "t100") is None and index.get("T", "t0") is None

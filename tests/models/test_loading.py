@@ -8,7 +8,16 @@ import torch
 from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
 from hemoscan.models import ModelConfig, create_model, list_models, load_model, save_model_folder
-from hemoscan.models.loading import WEIGHTS_FILE, sha256_file
+from hemoscan.models.loading import (
+    CONFIG_FILE,
+    DEFAULT_MODEL,
+    WEIGHTS_FILE,
+    manifest_entry,
+    read_manifest,
+    read_model_config,
+    sha256_file,
+    weights_dir,
+)
 
 
 def test_saved_folder_loads_with_identical_weights(tiny_model_dir: Path, tiny_model) -> None:
@@ -45,16 +54,49 @@ def test_shipped_model_is_checked_against_the_manifest(
 ) -> None:
     weights = tmp_path / "weights"
     shutil.copytree(tiny_model_dir, weights / "tiny")
-    manifest = {"tiny": {"folder": "tiny", "sha256": "0" * 64}}
+    manifest = {"tiny": {**manifest_entry(weights / "tiny"), "sha256": "0" * 64}}
     (weights / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("HEMOSCAN_WEIGHTS_DIR", str(weights))
     with pytest.raises(WeightsIntegrityError):
         load_model("tiny")
-    manifest["tiny"]["sha256"] = sha256_file(weights / "tiny" / WEIGHTS_FILE)
+    manifest["tiny"] = manifest_entry(weights / "tiny")
     (weights / "manifest.json").write_text(json.dumps(manifest))
-    assert load_model("tiny").config.name == "tiny-test"
+    model = load_model("tiny")
+    assert model.config.name == "tiny-test"
+    assert model.config_sha256 == sha256_file(weights / "tiny" / CONFIG_FILE)
     with pytest.raises(UnknownModelError, match="did you mean tiny"):
         load_model("tinyy")
+
+
+def test_a_changed_config_under_a_shipped_name_is_refused(
+    tiny_model_dir: Path, tmp_path, monkeypatch
+) -> None:
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_model_dir, weights / "tiny")
+    manifest = {"tiny": manifest_entry(weights / "tiny")}
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("HEMOSCAN_WEIGHTS_DIR", str(weights))
+    config = json.loads((weights / "tiny" / CONFIG_FILE).read_text())
+    config["default_threshold"] = 0.05  # valid, but not what was shipped
+    (weights / "tiny" / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(WeightsIntegrityError, match="shipped model 'tiny'.*changed or replaced"):
+        load_model("tiny")
+    # the same folder used as the user's own model folder: any valid config, its hash recorded
+    own = load_model(str(weights / "tiny"))
+    assert own.config.default_threshold == 0.05
+    assert own.config_sha256 == sha256_file(weights / "tiny" / CONFIG_FILE)
+    del manifest["tiny"]["config_sha256"]  # a manifest that does not cover the config
+    (weights / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WeightsIntegrityError, match="no config_sha256"):
+        load_model("tiny")
+
+
+def test_the_shipped_manifest_covers_the_default_models_config() -> None:
+    entry = read_manifest()[DEFAULT_MODEL]
+    folder = weights_dir() / entry["folder"]
+    assert entry == manifest_entry(folder)
+    config, digest = read_model_config(folder, DEFAULT_MODEL)
+    assert digest == entry["config_sha256"] and config.name == DEFAULT_MODEL
 
 
 def test_unknown_architecture_suggests_close_names() -> None:
