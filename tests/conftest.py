@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -138,3 +143,31 @@ def sample_detections() -> tuple[Detection, Detection, Detection]:
     rbc = Detection("rbc", 0.5, 10.123, 20.456, 30.0, 40.0)
     platelet = Detection("platelet", 0.6, 1.0, 2.0, 4.0, 6.0)
     return rbc, hemo, platelet
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A temporary folder every user may enter (for tests run without root's privileges)."""
+    path = Path(tempfile.mkdtemp(prefix="hemoscan-faults-"))
+    path.chmod(0o755)
+    yield path
+    for folder, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), 0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block as a user whom file permissions bind: as ``nobody`` when the tests run as
+    root (root ignores permissions), else as the current user."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
