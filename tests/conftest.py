@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,29 +144,36 @@ def sample_detections() -> tuple[Detection, Detection, Detection]:
     return rbc, hemo, platelet
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A temporary folder every user may enter (for tests run without root's privileges)."""
-    path = Path(tempfile.mkdtemp(prefix="hemoscan-faults-"))
-    path.chmod(0o755)
-    yield path
-    for folder, dirs, _ in os.walk(path):
-        for d in dirs:
-            os.chmod(os.path.join(folder, d), 0o755)
-    shutil.rmtree(path, ignore_errors=True)
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_uint32) for f in ("effective", "permitted", "inheritable")]
+
+
+#: CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: what lets root ignore file permissions.
+_DAC_CAPABILITIES = (1 << 1) | (1 << 2)
 
 
 @contextmanager
 def unprivileged() -> Iterator[None]:
-    """Run the block as a user whom file permissions bind: as ``nobody`` when the tests run as
-    root (root ignores permissions), else as the current user."""
+    """Run the block bound by file permissions: as root, without the capabilities that ignore
+    them (taken from this thread's effective set, and from threads started in the block;
+    restored after). For other users, file permissions bind already."""
     if os.geteuid() != 0:
         yield
         return
-    os.setegid(65534)
-    os.seteuid(65534)
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    saved = data[0].effective
+    data[0].effective = saved & ~_DAC_CAPABILITIES
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
     try:
         yield
     finally:
-        os.seteuid(0)
-        os.setegid(0)
+        data[0].effective = saved
+        libc.capset(ctypes.byref(header), data)

@@ -95,11 +95,11 @@ def read_lab_file(path: Path) -> Iterator[LabPanel]:
         raise LabFileError(f"{path}: unsupported lab-panel file type (use {', '.join(_READERS)})")
     limit = MAX_DOCUMENT_BYTES.get(suffix)
     try:
-        if limit is not None and path.stat().st_size > limit:
+        size = path.stat().st_size
+        if limit is not None and size > limit:
             raise LabFileError(
-                f"{path}: {path.stat().st_size / 2**20:.1f} MB is more than the "
-                f"{limit >> 20} MB a {suffix} lab file may hold (it is read whole); "
-                "give large panels as a CSV file, which is streamed"
+                f"{path}: holds {size:,} bytes, more than the {limit:,} a {suffix} lab file may "
+                "hold (it is read whole); give large panels as a CSV file, which is streamed"
             )
         with open(path, encoding="utf-8-sig", newline="") as f:
             yield from reader(f, path)

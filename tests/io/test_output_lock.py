@@ -43,13 +43,13 @@ def test_released_locks_can_be_taken_again(tmp_path: Path) -> None:
         pass
 
 
-def test_unusable_output_folders_are_refused_clearly(tmp_path: Path, shared_dir: Path) -> None:
+def test_unusable_output_folders_are_refused_clearly(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputDirError, match="is a file, not a folder"):
         OutputLock(tmp_path / "file")
     with pytest.raises(OutputDirError, match="cannot create the output folder: part of its path"):
         OutputLock(tmp_path / "file" / "out")
-    read_only = shared_dir / "read-only"
+    read_only = tmp_path / "read-only"
     read_only.mkdir(mode=0o555)
     with unprivileged(), pytest.raises(OutputDirError, match="cannot write in the output folder"):
         OutputLock(read_only)

@@ -203,9 +203,9 @@ def test_tile_sources_stream_the_same_tiles_on_every_pass(in_tmp: Path) -> None:
         TileSources([])
 
 
-def test_what_cannot_be_walked_becomes_a_failed_tile(shared_dir: Path) -> None:
+def test_what_cannot_be_walked_becomes_a_failed_tile(tmp_path: Path) -> None:
     """An unreadable folder, a broken link and a link loop are never silently left out."""
-    root = shared_dir / "scans"
+    root = tmp_path / "scans"
     touch(root, "P1/a.png", "P1/locked/b.png", "P2/c.png")
     os.symlink("gone.png", root / "P1" / "broken.png")
     os.symlink("loop_b", root / "P1" / "loop_a")

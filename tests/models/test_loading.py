@@ -133,3 +133,48 @@ def test_config_without_hash_is_refused(tiny_model_dir: Path, tmp_path: Path) ->
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(WeightsIntegrityError, match="no weights_sha256"):
         load_model(str(folder))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("default_threshold", float("nan"), "default_threshold must be a finite number in [0, 1] (got nan)"),
+        ("default_threshold", -5, "default_threshold must be a finite number in [0, 1] (got -5)"),
+        ("default_threshold", "NaN", "default_threshold must be a finite number in [0, 1] (got 'NaN')"),
+        ("default_threshold", True, "default_threshold must be a finite number"),
+        ("score_thresholds", {"rbc": 1.5}, "score_thresholds must be an object of class name"),
+        ("score_thresholds", {"rbc": float("inf")}, "score_thresholds must be"),
+        ("score_thresholds", {"blast": 0.5}, "score_thresholds names classes the model does not have"),
+        ("nms_iou", 0, "nms_iou must be a finite number in (0, 1]"),
+        ("max_detections", 10**9, "max_detections must be an integer in [1, 100000]"),
+        ("max_detections", 2.5, "max_detections must be an integer"),
+        ("mean", [0.5, 0.5], "mean must be three finite numbers in [0, 1]"),
+        ("std", [0.2, 0.0, 0.2], "std must be three finite numbers in (0, 1]"),
+        ("rbc_diameter_px", -40, "rbc_diameter_px must be a finite number in (0, 1000]"),
+        ("tile_size", 0, "tile_size must be an integer in [32, 16384]"),
+        ("mpp", float("nan"), "mpp must be null or a finite number in (0, 100]"),
+        ("weights_sha256", "not-a-hash", "weights_sha256 must be empty or 64 lower-case hex"),
+        ("classes", ["rbc", "rbc"], "a class is listed twice"),
+        ("classes", [], "classes must be a non-empty list"),
+        ("name", "", "name must be a non-empty string"),
+        ("version", 2, "version must be a string"),
+    ],
+)  # fmt: skip
+def test_every_config_field_is_validated(
+    tiny_model_dir: Path, tmp_path: Path, key: str, value, fragment: str
+) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config[key] = value
+    (folder / CONFIG_FILE).write_text(json.dumps(config))  # NaN / Infinity as JSON literals
+    with pytest.raises(ModelConfigError) as info:
+        load_model(str(folder))
+    assert str(folder / CONFIG_FILE) in str(info.value) and fragment in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "{", '{"name": "x"}'])
+def test_configs_that_are_not_config_objects_are_refused(tmp_path: Path, text: str) -> None:
+    (tmp_path / CONFIG_FILE).write_text(text)
+    with pytest.raises(ModelConfigError, match="invalid model config"):
+        ModelConfig.read(tmp_path / CONFIG_FILE)
