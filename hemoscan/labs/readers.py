@@ -23,8 +23,8 @@ refused; numbers are bounded (:data:`~hemoscan.labs.panel.MAX_DIGITS` digits, ma
 within 1e±:data:`~hemoscan.labs.panel.MAX_EXPONENT`) as are nesting depth and the size of
 JSON / YAML files (:data:`MAX_DOCUMENT_BYTES`, read whole). CSV files are streamed: a wide CSV
 holds one row at a time, so memory does not grow with the number of samples beyond the names
-kept to refuse a repeated sample; a long CSV holds its raw cells until the end of the file,
-since one sample's rows may be anywhere in it.
+kept to refuse a repeated sample; a long CSV is read twice, so that a sample's panel is made as
+soon as its last row is read (one sample at a time when each sample's rows are together).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import csv
 import itertools
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -246,10 +247,16 @@ def _read_csv(f: IO[str], path: Path) -> Iterator[LabPanel]:
     sample_col = next((keys.index(c) for c in _SAMPLE_COLUMNS if c in keys), None)
     if sample_col is None:
         raise LabFileError(f"{path}: CSV needs a 'sample' column (header: {', '.join(header)})")
-    body = _checked_rows(rows, len(header), sample_col, path)
     if "analyte" in keys and "value" in keys:
+
+        def body() -> Iterator[tuple[int, str, list[str]]]:
+            f.seek(0)
+            rows = _csv_rows(f, path)
+            next(rows)
+            return _checked_rows(rows, len(header), sample_col, path)
+
         return _long_csv(keys, body, path)
-    return _wide_csv(header, sample_col, body, path)
+    return _wide_csv(header, sample_col, _checked_rows(rows, len(header), sample_col, path), path)
 
 
 def _checked_rows(
@@ -271,15 +278,19 @@ def _analyte_key(name: str) -> str:
 
 
 def _long_csv(
-    keys: list[str], body: Iterable[tuple[int, str, list[str]]], path: Path
+    keys: list[str], body: Callable[[], Iterator[tuple[int, str, list[str]]]], path: Path
 ) -> Iterator[LabPanel]:
+    """Two passes over the rows: the first finds each sample's last row, the second yields a
+    sample's panel (in order of first appearance) once its last row is read, so only samples
+    whose rows are still to come are held: one at a time when each sample's rows are together."""
     analyte_col, value_col = keys.index("analyte"), keys.index("value")
     unit_col = keys.index("unit") if "unit" in keys else None
-    samples: dict[str, dict[str, tuple[int, str, str, str]]] = {}
-    for n, sample, row in body:
+    last = {sample: n for n, sample, _ in body()}
+    pending: OrderedDict[str, dict[str, tuple[int, str, str, str]]] = OrderedDict()
+    for n, sample, row in body():
         analyte, value = row[analyte_col], row[value_col]
         unit = row[unit_col] if unit_col is not None else ""
-        entries = samples.setdefault(sample, {})
+        entries = pending.setdefault(sample, {})
         key = _analyte_key(analyte)
         if key in entries:
             m, first_name, *_ = entries[key]
@@ -288,9 +299,10 @@ def _long_csv(
                 f"(data row {m} as {first_name!r} and data row {n} as {analyte!r})"
             )
         entries[key] = (n, analyte, value, unit)
-    for sample, entries in samples.items():
-        raw = {a: {"value": v, "unit": u} if u else v for _, a, v, u in entries.values()}
-        yield parse_panel(sample, raw, str(path))
+        while pending and last[next(iter(pending))] <= n:
+            done, entries = pending.popitem(last=False)
+            raw = {a: {"value": v, "unit": u} if u else v for _, a, v, u in entries.values()}
+            yield parse_panel(done, raw, str(path))
 
 
 def _wide_csv(

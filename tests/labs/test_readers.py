@@ -277,3 +277,11 @@ def test_csv_files_are_streamed(tmp_path: Path) -> None:
     assert next(panels).sample == "P1"
     with pytest.raises(LabValueError, match="sample 'P2', ferritin"):
         next(panels)
+
+
+def test_long_csv_rows_of_a_sample_may_be_apart(tmp_path: Path) -> None:
+    f = _write(tmp_path / "long.csv", "sample,analyte,value,unit\nP1,ferritin,3000,ng/mL\n"
+               "P2,ferritin,200,ng/mL\nP1,TG,2.1,mmol/L\nP3,fever,no,\n")  # fmt: skip
+    p1, p2, p3 = read_lab_panels(f)  # in order of first appearance
+    assert (p1.sample, p2.sample, p3.sample) == ("P1", "P2", "P3")
+    assert p1.quantity("triglycerides", "mmol/L") == D("2.1") and p3.flag("fever") is False
