@@ -113,8 +113,28 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class ScaleEstimate:
+    """How one tile was scaled for the model (see :mod:`hemoscan.inference.scale`).
+
+    ``scale``: the factor the tile was analysed at (input pixels x ``scale`` = model-input
+    pixels); ``source``: ``auto-rbc`` / ``auto-nucleated`` (the tile's own red or nucleated
+    cells), ``sample`` (its sample's consensus), ``given`` (``--scale F``), ``slide-mpp`` (a
+    whole-slide image's pixel size) or ``default`` (nothing to estimate from: 1 assumed);
+    ``estimate``: the tile's own estimate, ``None`` when it had too few cells; ``cell_px``:
+    the median diameter (input pixels) of the ``cells`` it rests on.
+    """
+
+    scale: float
+    source: str
+    estimate: float | None = None
+    cell_px: float | None = None
+    cells: int = 0
+
+
+@dataclass(frozen=True)
 class TileResult:
-    """The outcome of scanning one input image (a tile): its detections, or why it failed."""
+    """The outcome of scanning one input image (a tile): its detections, or why it failed,
+    and how it was scaled (``None`` for a tile that failed before prediction)."""
 
     sample: str
     tile: str
@@ -124,6 +144,7 @@ class TileResult:
     detections: tuple[Detection, ...] = ()
     error: str = ""
     ms: float = 0.0
+    scale: ScaleEstimate | None = None
 
     @property
     def ok(self) -> bool:
@@ -168,7 +189,8 @@ class SampleFindings:
     """Per-sample aggregate of every tile scanned for one sample.
 
     ``hemophagocytes_by_engulfed[t]`` counts hemophagocytes holding at least one cell of
-    type ``t``; ``engulfed_cells_total[t]`` counts the engulfed cells themselves.
+    type ``t``; ``engulfed_cells_total[t]`` counts the engulfed cells themselves. ``scale``
+    summarises how its tiles were scaled (:func:`hemoscan.inference.scale.scale_summary`).
     """
 
     sample: str
@@ -182,6 +204,7 @@ class SampleFindings:
     tiles_scanned: int
     tiles_failed: int
     provenance: Provenance | None = None
+    scale: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

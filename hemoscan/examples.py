@@ -36,6 +36,8 @@ EXAMPLE_ENGULFED_TYPES: tuple[str, ...] = ("rbc", "nucleated", "platelet")
 #: A box whose visible part (inside the tile) is below this fraction of the whole object is
 #: dropped from the ground truth (the object is still drawn).
 MIN_VISIBLE_FRACTION = 0.4
+#: Red-cell diameter of the example sample drawn at a 100x oil-immersion magnification.
+HIGH_MAGNIFICATION_RBC_PX = 90.0
 
 README_TEXT = """\
 hemoscan example tiles
@@ -56,7 +58,9 @@ Layout: one sub-folder per (fictitious) sample, `sample_01`, `sample_02`, ...; e
 one tile. `ground_truth.json` maps each tile path (relative to this folder) to the list of
 objects drawn on it: label (rbc, platelet, nucleated, macrophage, hemophagocyte), box
 x1, y1, x2, y2 in pixels (origin top-left), and for hemophagocytes the engulfed cells
-(label rbc, nucleated or platelet, and box).
+(label rbc, nucleated or platelet, and box). The last sample is drawn as a 100x oil-immersion
+camera would show it (red cells of about 90 px, the others 40 px), so that a scan shows its
+automatic magnification (the `scale` and `scale_source` columns of tiles.csv).
 
 `labs.json` holds INVENTED lab values for the two fictitious samples, in mixed units as labs
 report them, so that `hemoscan report ... --labs labs.json` can show the scores. They describe
@@ -713,8 +717,11 @@ def write_example_tiles(
     truth: dict[str, list[dict[str, Any]]] = {}
     for i in range(n_tiles):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), i]))
+        high_magnification = samples > 1 and sample_of[i] == samples - 1
+        rbc_px = HIGH_MAGNIFICATION_RBC_PX if high_magnification else 40.0
+        side = size * 3 // 2 if high_magnification else size
         image, cells = render_example_tile(
-            rng, (size, size), hemophagocytes=i % 2, macrophages=(i + 1) % 2
+            rng, (side, side), rbc_px, hemophagocytes=i % 2, macrophages=(i + 1) % 2
         )
         folder = out / f"sample_{sample_of[i] + 1:02d}"
         folder.mkdir(exist_ok=True)

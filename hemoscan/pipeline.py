@@ -23,6 +23,7 @@ from hemoscan import __version__
 from hemoscan.datamodel import Provenance, SampleFindings, TileResult
 from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
+from hemoscan.inference.scale import AUTO, scale_summary
 from hemoscan.io.files import atomic_write_json
 from hemoscan.io.readers import read_source
 from hemoscan.io.scan_store import (
@@ -67,6 +68,11 @@ class ScanOptions:
     ``mpp``: µm per pixel of whole-slide images whose metadata gives none (see
     :mod:`hemoscan.inference.slide_plan`); slides with their own pixel size ignore it.
 
+    ``scale``: ``"auto"`` (each tile's own estimate, and its sample's consensus for tiles too
+    poor in cells to measure: :mod:`hemoscan.inference.scale`) or a factor for every tile.
+    Whole-slide images are brought to the model's pixel size by their µm per pixel, times a
+    given factor.
+
     ``streams``: batches predicted at once, each in its own thread (with the onnx backend,
     the cores are shared out among them: ``cores // streams`` onnxruntime threads each);
     ``None``: :func:`~hemoscan.inference.backends.default_streams`. Outputs do not depend on it.
@@ -80,7 +86,7 @@ class ScanOptions:
     sample_id: str | None = None
     tile_size: int | None = None
     overlap: int | None = None
-    scale: float = 1.0
+    scale: float | str = "auto"
     save_overlays: bool = False
     save_crops: bool = False
     exports: tuple[str, ...] = ()
@@ -198,20 +204,35 @@ def _batches(decoded: Iterable[Decoded], batch_size: int) -> Iterator[list[Decod
         yield group
 
 
+def _fixed_scale(predictor: Predictor, source: TileSource) -> tuple[float, str] | None:
+    """The scale ``source`` must be analysed at, or ``None`` for the predictor's own: a slide
+    region is already at the model's pixel size (times a given ``--scale``); a tile settled on
+    its sample's consensus carries it."""
+    if source.region is not None:
+        factor = predictor.scale if isinstance(predictor.scale, float) else 1.0
+        return factor, "slide-mpp"
+    if source.scale is not None:
+        return source.scale, source.scale_source
+    return None
+
+
 def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[ScannedTile]:
     """Results of decoded items holding at most one batch of images, in their order."""
-    images = [image for _, image, _, _ in group if image is not None]
-    found: Iterator[list] = iter(())
+    decoded = [(src, image) for src, image, _, _ in group if image is not None]
+    found: Iterator = iter(())
     failure: Exception | None = None
     per_tile_ms = 0.0
-    if images:
+    if decoded:
         t0 = time.perf_counter()
         try:
-            found = iter(predictor.predict_batch(images))
+            found = iter(predictor.predict_scaled(
+                [image for _, image in decoded],
+                [_fixed_scale(predictor, src) for src, _ in decoded],
+            ))  # fmt: skip
         except Exception as e:  # noqa: BLE001 - record the batch as failed, go on
             log.exception("inference failed")
             failure = e
-        per_tile_ms = (time.perf_counter() - t0) * 1000 / len(images)
+        per_tile_ms = (time.perf_counter() - t0) * 1000 / len(decoded)
     for src, image, error, decode_ms in group:
         if image is None:
             result = TileResult(src.sample, src.name, "error", error=error, ms=decode_ms)
@@ -221,13 +242,14 @@ def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[Scann
                                 error=f"{src.name}: inference failed: {failure!r}")  # fmt: skip
             image = None
         else:
-            w, h, dets = src.place(image.shape[1], image.shape[0], next(found))
+            prediction = next(found)
+            w, h, dets = src.place(image.shape[1], image.shape[0], prediction.detections)
             result = TileResult(src.sample, src.name, "ok", w, h, dets,
-                                ms=decode_ms + per_tile_ms)  # fmt: skip
+                                ms=decode_ms + per_tile_ms, scale=prediction.scale)  # fmt: skip
         yield ScannedTile(src, result, image)
 
 
-def _tiling_settings(predictor: Predictor) -> dict[str, float]:
+def _tiling_settings(predictor: Predictor) -> dict[str, float | str]:
     return {
         "tile_size": predictor.tile_size,
         "overlap": predictor.overlap,
@@ -288,8 +310,9 @@ def scan(
         scale=options.scale,
         backend=options.backend,
     )
+    slide_scale = predictor.scale if isinstance(predictor.scale, float) else 1.0
     units = ScanUnits(tiles, model.config, predictor.tile_size, predictor.overlap,
-                      predictor.scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
+                      slide_scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
     slides = units.plans
     tiling = _tiling_settings(predictor)
     settings = {"model_name": model.config.name, "model_sha256": model.sha256,
@@ -306,24 +329,16 @@ def scan(
         if on_start:
             on_start(total, to_scan)
         todo = (t for t in units if not store.is_finished(t.sample, t.name))
-        if options.engine == "dask":
-            from hemoscan.engines.dask_engine import scan_on_dask
-
-            results = scan_on_dask(todo, predictor, model, options)
-        else:
-            lookahead = max(2 * streams * predictor.batch_size, 2 * max(options.workers, 1))
-            results = scan_items(predictor, todo, options.workers, lookahead, streams)
-        with closing(results):
-            for source, result, image in results:
-                if result.ok and _wants_evidence(options, result):
-                    if image is None:  # decoded on a Dask worker: read it again here
-                        image = _decode(source)[1]
-                    if image is not None:
-                        with guard_writes(out):
-                            _save_evidence(out, options, result, image, source)
-                store.append(result)
-                if progress:
-                    progress(result)
+        # tiles too poor in cells to measure their own scale wait for their sample's consensus
+        unsettled: list[TileSource] = []
+        _record(out, store, options, _predictions(todo, predictor, model, options, streams),
+                progress, unsettled if predictor.scale == AUTO else None)  # fmt: skip
+        if unsettled:
+            store.sync()
+            consensus = {s: v["consensus"] for s, v in scale_summary(iter_tiles(out)).items()}
+            settled = (_settle(src, consensus.get(src.sample)) for src in unsettled)
+            _record(out, store, options, _predictions(settled, predictor, model, options, streams),
+                    progress, None)  # fmt: skip
         store.sync()
         seconds = time.perf_counter() - started
         provenance = Provenance(
@@ -351,6 +366,60 @@ def scan(
         samples=findings,
         regions_background=sum(plan.regions_background for plan in slides),
     )
+
+
+def _predictions(
+    todo: Iterable[TileSource],
+    predictor: Predictor,
+    model: LoadedModel | OnnxModel,
+    options: ScanOptions,
+    streams: int,
+) -> Iterator[ScannedTile]:
+    """``todo`` scanned by the engine ``options`` name, in input order."""
+    if options.engine == "dask":
+        from hemoscan.engines.dask_engine import scan_on_dask
+
+        return scan_on_dask(todo, predictor, model, options)
+    lookahead = max(2 * streams * predictor.batch_size, 2 * max(options.workers, 1))
+    return scan_items(predictor, todo, options.workers, lookahead, streams)
+
+
+def _record(
+    out: Path,
+    store: ScanStore,
+    options: ScanOptions,
+    results: Iterator[ScannedTile],
+    progress: Callable[[TileResult], None] | None,
+    unsettled: list[TileSource] | None,
+) -> None:
+    """Store each result with its evidence; with ``unsettled`` (a list), hold back instead
+    the tiles whose scale could not be estimated (source ``default``), to be settled on their
+    sample's consensus."""
+    with closing(results):
+        for source, result, image in results:
+            if (
+                unsettled is not None
+                and result.scale is not None
+                and result.scale.source == "default"
+            ):
+                unsettled.append(source)
+                continue
+            if result.ok and _wants_evidence(options, result):
+                if image is None:  # decoded on a Dask worker: read it again here
+                    image = _decode(source)[1]
+                if image is not None:
+                    with guard_writes(out):
+                        _save_evidence(out, options, result, image, source)
+            store.append(result)
+            if progress:
+                progress(result)
+
+
+def _settle(source: TileSource, consensus: float | None) -> TileSource:
+    """``source`` fixed at its sample's ``consensus`` scale, or at 1 (``default``) without one."""
+    if consensus is None:
+        return replace(source, scale=1.0, scale_source="default")
+    return replace(source, scale=consensus, scale_source="sample")
 
 
 def _wants_evidence(options: ScanOptions, result: TileResult) -> bool:
@@ -383,6 +452,8 @@ def write_summary(out: Path, provenance: Provenance) -> list[SampleFindings]:
         ((sample, det) for sample, _, det in iter_detections(out)),
         provenance,
     )
+    scales = scale_summary(iter_tiles(out))
+    findings = [replace(f, scale=scales.get(f.sample)) for f in findings]
     doc = {"format": SUMMARY_FORMAT, "samples": [f.to_dict() for f in findings]}
     slides = read_run(out).get("slides")
     if slides:

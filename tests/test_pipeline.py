@@ -30,7 +30,9 @@ def _detections(out: Path) -> list[dict]:
 
 
 def _options(model_dir: Path, **kw) -> ScanOptions:
-    return ScanOptions(model=str(model_dir), **kw)
+    """Mechanics tests scan at scale 1 (the tiny model cannot measure cells); see the auto
+    scale tests for ``scale="auto"``."""
+    return ScanOptions(**{"scale": 1.0, "model": str(model_dir), **kw})
 
 
 def test_outputs_follow_the_documented_schema(
@@ -228,7 +230,7 @@ def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(
     summary = scan(
         [str(tile)],
         out,
-        ScanOptions(save_crops=True, save_overlays=True),
+        ScanOptions(scale=1.0, save_crops=True, save_overlays=True),
         model=hemophagocyte_model,
     )
     by_label = {d["label"]: d for d in _detections(out)}
@@ -254,3 +256,52 @@ def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(
     ]
     assert crops == expected
     assert (out / "overlays").is_dir()
+
+
+def test_tiles_too_poor_in_cells_settle_on_their_samples_consensus(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hemoscan.datamodel import ScaleEstimate
+    from hemoscan.inference.predictor import Predictor, ScaledPrediction
+
+    def scripted_auto(self, images):  # type: ignore[no-untyped-def]
+        """Stands in for the estimate: 0.1 per disc found at scale 1, none without discs."""
+        out = []
+        for dets in self._detect(images, [1.0] * len(images)):
+            scale = ScaleEstimate(1.0, "auto-rbc", 0.1 * len(dets)) if dets else ScaleEstimate(1.0, "default")
+            out.append(ScaledPrediction(dets, scale))
+        return out
+
+    predicted_at: list[float] = []
+    detect = Predictor._detect
+
+    def recording_detect(self, images, scales):  # type: ignore[no-untyped-def]
+        predicted_at.extend(scales)
+        return detect(self, images, scales)
+
+    monkeypatch.setattr(Predictor, "_predict_auto", scripted_auto)
+    monkeypatch.setattr(Predictor, "_detect", recording_detect)
+    tiles = tmp_path / "tiles"
+    write_image(tiles / "s1" / "a.png", disc_image(200, 160, 4, seed=1)[0])
+    write_image(tiles / "s1" / "b.png", disc_image(200, 160, 6, seed=2, radius=10)[0])
+    write_image(tiles / "s1" / "blank.png", disc_image(200, 160, 0)[0])
+    write_image(tiles / "s2" / "blank.png", disc_image(200, 160, 0)[0])
+    out = tmp_path / "out"
+    scan([str(tiles)], out, _options(tiny_model_dir, scale="auto"))
+    rows = {r["tile"].removeprefix(str(tiles) + "/"): r for r in _rows(out)}
+    consensus = (0.4 * 0.6) ** 0.5
+    assert rows["s1/a.png"]["scale_source"] == "auto-rbc" and rows["s1/a.png"]["scale"] == "1.0"
+    assert float(rows["s1/b.png"]["scale_estimate"]) == pytest.approx(0.6)
+    assert rows["s1/blank.png"]["scale_source"] == "sample"
+    assert float(rows["s1/blank.png"]["scale"]) == pytest.approx(consensus, abs=1e-4)
+    assert rows["s1/blank.png"]["scale_estimate"] == ""
+    assert (rows["s2/blank.png"]["scale_source"], rows["s2/blank.png"]["scale"]) == ("default", "1.0")
+    assert any(s == pytest.approx(consensus, abs=1e-4) for s in predicted_at)  # at the consensus
+    samples = {s["sample"]: s for s in json.loads((out / "summary.json").read_text())["samples"]}
+    assert samples["s1"]["scale"]["consensus"] == pytest.approx(consensus, abs=1e-4)
+    assert samples["s1"]["scale"]["tiles_by_source"] == {"auto-rbc": 2, "sample": 1}
+    assert samples["s2"]["scale"] == {"consensus": None, "estimates": None,
+                                      "tiles_by_source": {"default": 1}}  # fmt: skip
+    # resuming the finished folder scans nothing again
+    again = scan([str(tiles)], out, _options(tiny_model_dir, scale="auto"))
+    assert again.tiles_scanned_now == 0 and len(_rows(out)) == 4

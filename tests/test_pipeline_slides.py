@@ -56,7 +56,7 @@ def slides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _options(model: Path, **kw) -> ScanOptions:
-    return ScanOptions(model=str(model), **kw)
+    return ScanOptions(**{"scale": 1.0, "model": str(model), **kw})
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -83,13 +83,13 @@ def _assert_each_disc_found_once(dets: list[dict], tol: float = 6.0) -> None:
 def predicted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Shapes of every image the predictor is given."""
     shapes: list[tuple[int, int]] = []
-    original = Predictor.predict_batch
+    original = Predictor.predict_scaled
 
-    def counting(self, images):  # type: ignore[no-untyped-def]
+    def counting(self, images, fixed=None):  # type: ignore[no-untyped-def]
         shapes.extend(img.shape[:2] for img in images)
-        return original(self, images)
+        return original(self, images, fixed)
 
-    monkeypatch.setattr(Predictor, "predict_batch", counting)
+    monkeypatch.setattr(Predictor, "predict_scaled", counting)
     return shapes
 
 

@@ -138,8 +138,13 @@ def scan(
         ),
     ] = None,
     scale: Annotated[
-        float, typer.Option(min=0.01, help="Resize factor applied before detection.")
-    ] = 1.0,
+        str,
+        typer.Option(
+            help="'auto': each tile's magnification from its own red (or nucleated) cells, "
+            "settled per sample where a tile has too few; or a resize factor applied before "
+            "detection (the default model expects red cells of about 40 px)."
+        ),
+    ] = "auto",
     mpp: Annotated[
         Optional[float],
         typer.Option(
@@ -196,6 +201,12 @@ def scan(
         def render(self, task) -> Text:  # type: ignore[no-untyped-def]
             return Text(f"{task.speed or 0:.1f} tiles/s")
 
+    from hemoscan.inference.scale import parse_scale
+
+    try:
+        scale_value = parse_scale(scale)
+    except ValueError as e:
+        _fail(f"--scale: {e}")
     options = ScanOptions(
         model=model or DEFAULT_MODEL,
         batch_size=batch_size,
@@ -205,7 +216,7 @@ def scan(
         sample_id=sample_id,
         tile_size=tile_size,
         overlap=overlap,
-        scale=scale,
+        scale=scale_value,
         save_overlays=save_overlays,
         save_crops=save_crops,
         exports=tuple(e.value for e in export or ()),
@@ -393,7 +404,8 @@ def evaluate(
     data: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="shared:NAMES (txl-val, composed-val, composed-val-real-host, segpc-heldout, txl-dev, composed-dev, "
+            help="shared:NAMES (txl-val, txl-val-native, composed-val, composed-val-real-host, "
+            "segpc-heldout, segpc-heldout-native, bal-heldout, txl-dev, composed-dev, "
             "default), FORMAT:PATH (coco, yolo, voc, qupath, masks) or spec:FILE; repeatable.",
             show_default="shared:default",
         ),
@@ -416,7 +428,9 @@ def evaluate(
     scale: Annotated[
         Optional[str],
         typer.Option(
-            help="Resize factor for FORMAT:PATH data, or 'oracle' (median labelled red cell)."
+            help="Resize factor for FORMAT:PATH data, 'auto' (each image's own estimate, as "
+            "`hemoscan scan` does) or 'oracle' (median labelled red cell).",
+            show_default="1",
         ),
     ] = None,
     composed_n: Annotated[int, typer.Option(min=1, help="Fields of the composed sets.")] = 200,
@@ -457,15 +471,15 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hemoscan.errors import HemoscanError
+    from hemoscan.inference.scale import parse_scale
     from hemoscan.models.loading import DEFAULT_MODEL
 
+    scale_value: object = scale
     if scale not in (None, "oracle"):
         try:
-            scale_value: object = float(scale)
+            scale_value = parse_scale(scale)
         except ValueError:
-            _fail(f"--scale must be a number or 'oracle', not {scale!r}")
-    else:
-        scale_value = scale
+            _fail(f"--scale must be a number, 'auto' or 'oracle', not {scale!r}")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), disable=quiet, transient=True)  # fmt: skip
     tasks: dict[str, object] = {}

@@ -6,6 +6,8 @@ float32 [N]``, ``labels int64 [N]`` indexing the model's ``classes``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -50,9 +52,17 @@ def decode_heatmaps(
 
 
 def suppress_duplicates(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], iou: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    iou: float,
+    ios: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """Indices kept by class-wise NMS (shared groups compete together), by descending score."""
+    """Indices kept by class-wise NMS (shared groups compete together), by descending score:
+    a box goes when its IoU with a higher-scoring box of its group exceeds ``iou``, or its
+    intersection over the smaller of the two boxes exceeds its class's ``ios`` (nested boxes,
+    and one cell's two slightly different boxes from two overlapping windows)."""
     if len(scores) == 0:
         return np.zeros(0, dtype=np.int64)
     group_of = list(range(len(classes)))
@@ -60,9 +70,35 @@ def suppress_duplicates(
         members = [classes.index(c) for c in group if c in classes]
         for m in members:
             group_of[m] = members[0]
-    groups = torch.as_tensor(np.asarray(group_of)[labels])
-    keep = batched_nms(torch.as_tensor(boxes), torch.as_tensor(scores), groups, iou)
-    return keep.numpy()
+    groups = np.asarray(group_of)[labels]
+    keep = batched_nms(
+        torch.as_tensor(boxes), torch.as_tensor(scores), torch.as_tensor(groups), iou
+    ).numpy()
+    if ios:
+        limit = np.array([ios.get(c, np.inf) for c in classes], np.float64)[labels[keep]]
+        keep = keep[_ios_survivors(boxes[keep], groups[keep], limit)]
+    return keep
+
+
+def _ios_survivors(boxes: np.ndarray, groups: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Indices (into ``boxes``, sorted by descending score) of the boxes whose intersection
+    over the smaller box with every higher-scoring surviving box of their group is at most
+    their own ``limit``."""
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    alive = np.ones(len(boxes), bool)
+    for i in range(len(boxes)):
+        if not alive[i]:
+            continue
+        rest = np.flatnonzero(alive & (groups == groups[i]))
+        rest = rest[rest > i]
+        if not len(rest):
+            continue
+        w = np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0])
+        h = np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1])
+        inter = np.maximum(w, 0) * np.maximum(h, 0)
+        smaller = np.maximum(np.minimum(areas[i], areas[rest]), 1e-9)
+        alive[rest[inter / smaller > limit[rest]]] = False
+    return np.flatnonzero(alive)
 
 
 def to_detections(

@@ -51,7 +51,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult
+from hemoscan.datamodel import CELL_CLASSES, Detection, ScaleEstimate, TileResult
 from hemoscan.errors import OutputDirError, OutputWriteError
 from hemoscan.io.files import atomic_write_json, atomic_writer
 from hemoscan.io.output_lock import OutputLock
@@ -63,7 +63,10 @@ DETECTIONS = "detections.jsonl"
 TILES = "tiles.csv"
 SUMMARY = "summary.json"
 RUN = "run.json"
-TILE_COLUMNS = ("sample", "tile", "status", "error", "width", "height", *CELL_CLASSES, "ms")
+#: Columns every tiles.csv has had; the scale columns came later and may be missing (empty).
+_REQUIRED_COLUMNS = ("sample", "tile", "status", "error", "width", "height", *CELL_CLASSES, "ms")
+SCALE_COLUMNS = ("scale", "scale_source", "scale_estimate")
+TILE_COLUMNS = (*_REQUIRED_COLUMNS, *SCALE_COLUMNS)
 #: ``tiles.csv`` columns holding text a user or the file system supplied (spreadsheet-safe).
 _TEXT_COLUMNS = frozenset({"sample", "tile", "error"})
 _CLASS_INDEX = {c: i for i, c in enumerate(CELL_CLASSES)}
@@ -136,7 +139,7 @@ class _Row(NamedTuple):
 
 def _parse_row(row: dict[str, Any]) -> _Row | None:
     """The row, or ``None`` when it is torn or malformed."""
-    if None in row or any(not isinstance(row.get(c), str) for c in TILE_COLUMNS):
+    if None in row or any(not isinstance(row.get(c), str) for c in _REQUIRED_COLUMNS):
         return None
     if row["status"] not in ("ok", "error"):
         return None
@@ -148,8 +151,10 @@ def _parse_row(row: dict[str, Any]) -> _Row | None:
 
 
 def _safe_cells(row: dict[str, str]) -> list[str]:
-    """A read row's cells as this version writes them (older folders had raw text cells)."""
-    return [neutralise(restore(row[c])) if c in _TEXT_COLUMNS else row[c] for c in TILE_COLUMNS]
+    """A read row's cells as this version writes them (older folders had raw text cells and
+    no scale columns)."""
+    cells = [row.get(c) or "" for c in TILE_COLUMNS]
+    return [neutralise(restore(v)) if c in _TEXT_COLUMNS else v for c, v in zip(TILE_COLUMNS, cells)]
 
 
 def _csv_line(cells: list[Any]) -> bytes:
@@ -175,6 +180,11 @@ def _parse_detection(line: bytes | str) -> tuple[str, str, Detection] | None:
     if not (isinstance(sample, str) and isinstance(tile, str)) or det.label not in _CLASS_INDEX:
         return None
     return sample, tile, det
+
+
+def _has_current_header(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.readline() == _csv_line(list(TILE_COLUMNS))
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -221,7 +231,20 @@ class FinishedIndex:
         return FinishedIndex(self._digests[keep], self._ok[keep])
 
 
+def _scale_cells(scale: ScaleEstimate | None) -> list[Any]:
+    if scale is None:
+        return ["", "", ""]
+    estimate = "" if scale.estimate is None else round(scale.estimate, 4)
+    return [round(scale.scale, 4), scale.source, estimate]
+
+
 def _row_to_result(row: dict[str, str]) -> TileResult:
+    scale = None
+    if row.get("scale"):
+        estimate = row.get("scale_estimate")
+        scale = ScaleEstimate(
+            float(row["scale"]), row.get("scale_source") or "", float(estimate) if estimate else None
+        )
     return TileResult(
         sample=restore(row["sample"]),
         tile=restore(row["tile"]),
@@ -230,6 +253,7 @@ def _row_to_result(row: dict[str, str]) -> TileResult:
         width=int(row["width"] or 0),
         height=int(row["height"] or 0),
         ms=float(row["ms"] or 0),
+        scale=scale,
     )
 
 
@@ -320,14 +344,16 @@ class ScanStore:
         """Check what the folder holds against ``tiles.csv`` (see the module docstring),
         rewrite both files if anything is dropped, and return the index of what is kept."""
         tiles_path, det_path = self.dir / TILES, self.dir / DETECTIONS
-        dirty = tiles_path.exists() and not _ends_with_newline(tiles_path)
+        dirty = tiles_path.exists() and not (
+            _ends_with_newline(tiles_path) and _has_current_header(tiles_path)
+        )
         digests, ok, counts = bytearray(), bytearray(), array("q")
         for raw in _tile_rows(tiles_path):
             row = _parse_row(raw)
             if row is None or (retry_failed and not row.ok):
                 dirty = True
                 continue
-            dirty |= _safe_cells(raw) != [raw[c] for c in TILE_COLUMNS]
+            dirty |= _safe_cells(raw) != [raw.get(c) for c in TILE_COLUMNS]
             digests += _digest(row.sample, row.tile)
             ok.append(row.ok)
             counts.extend(row.counts)
@@ -424,7 +450,7 @@ class ScanStore:
         row = _csv_line(
             [neutralise(result.sample), neutralise(result.tile), result.status,
              neutralise(result.error), result.width, result.height,
-             *(counts[c] for c in CELL_CLASSES), round(result.ms, 1)]
+             *(counts[c] for c in CELL_CLASSES), round(result.ms, 1), *_scale_cells(result.scale)]
         )  # fmt: skip
         self._pending_lines.append(lines)
         self._pending_rows.append(row)
@@ -527,7 +553,7 @@ def read_results(out_dir: Path) -> list[TileResult]:
     for t in read_tiles(out_dir):
         dets = tuple(by_key.get((t.sample, t.tile), ()))
         results.append(
-            TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms)
+            TileResult(t.sample, t.tile, t.status, t.width, t.height, dets, t.error, t.ms, t.scale)
         )
     return results
 

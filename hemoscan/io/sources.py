@@ -42,12 +42,16 @@ class TileSource:
     ``region`` is set for one region of a whole-slide image at ``path`` (see
     :mod:`hemoscan.io.regions`); ``error`` is set for a source known to be unreadable before
     decoding (a slide that cannot be opened): it is then recorded as a failed tile with it.
+    ``scale`` fixes the factor the tile is analysed at, decided by the scan (its sample's
+    consensus), with its ``scale_source``; ``None``: the predictor's own scale.
     """
 
     path: str
     sample: str
     region: SlideRegion | None = None
     error: str = ""
+    scale: float | None = None
+    scale_source: str = ""
 
     @property
     def name(self) -> str:

@@ -32,6 +32,11 @@ class ModelConfig:
     :data:`~hemoscan.datamodel.CELL_CLASSES` and engulfed-cell classes ``engulfed_<type>``.
     ``mean``/``std`` normalise RGB scaled to [0, 1]. ``rbc_diameter_px`` is the red-cell
     diameter the model was trained at; ``tile_size``/``overlap`` are the default tiling.
+    Duplicates are suppressed class by class (see
+    :func:`hemoscan.inference.postprocess.suppress_duplicates`): by IoU above ``nms_iou``, then
+    by intersection over the smaller box above the box's class's ``nms_ios`` (absent: off), which
+    removes a box nested in a higher-scoring one and the two slightly different boxes two
+    windows give one cell.
     ``mpp`` is the pixel size of the model's input in µm per pixel, if known; without it
     (configs written before it existed) :attr:`input_mpp` derives it from ``rbc_diameter_px``.
     """
@@ -45,6 +50,7 @@ class ModelConfig:
     score_thresholds: dict[str, float] = field(default_factory=dict)
     default_threshold: float = 0.3
     nms_iou: float = 0.5
+    nms_ios: dict[str, float] = field(default_factory=dict)
     max_detections: int = 1000
     rbc_diameter_px: float = 40.0
     tile_size: int = 1024
@@ -68,12 +74,12 @@ class ModelConfig:
                 raise ModelConfigError(f"model {self.name!r}: unknown class {c!r} in config")
         if len(set(self.classes)) != len(self.classes):
             raise ModelConfigError(f"model {self.name!r}: a class is listed twice in {self.classes}")
-        unknown = sorted(set(self.score_thresholds) - set(self.classes))
-        if unknown:
-            raise ModelConfigError(
-                f"model {self.name!r}: score_thresholds names classes the model does not have: "
-                f"{unknown}"
-            )
+        for key in ("score_thresholds", "nms_ios"):
+            unknown = sorted(set(getattr(self, key)) - set(self.classes))
+            if unknown:
+                raise ModelConfigError(
+                    f"model {self.name!r}: {key} names classes the model does not have: {unknown}"
+                )
         if self.tile_size % 32 or self.overlap % 32 or not 0 <= self.overlap < self.tile_size:
             raise ModelConfigError(
                 f"model {self.name!r}: tile_size and overlap must be multiples of 32 with "
@@ -177,6 +183,11 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "default_threshold": (lambda v: _is_number(v, 0.0, 1.0), "a finite number in [0, 1]"),
     "nms_iou": (lambda v: _is_number(v, 0.0, 1.0, low_open=True), "a finite number in (0, 1]"),
+    "nms_ios": (
+        lambda v: isinstance(v, dict)
+        and all(_is_text(k) and _is_number(t, 0.0, 1.0, low_open=True) for k, t in v.items()),
+        "an object of class name -> finite number in (0, 1]",
+    ),
     "max_detections": (lambda v: _is_int(v, 1, 100_000), "an integer in [1, 100000]"),
     "rbc_diameter_px": (
         lambda v: _is_number(v, 0.0, 1000.0, low_open=True), "a finite number in (0, 1000]"

@@ -73,7 +73,7 @@ def _outputs(out: Path) -> tuple[bytes, list[dict[str, str]], dict]:
 
 def _dask(model_dir: Path | str, cluster: LocalCluster, **kw) -> ScanOptions:
     return ScanOptions(
-        model=str(model_dir), engine="dask", scheduler=cluster.scheduler_address, **kw
+        model=str(model_dir), engine="dask", scheduler=cluster.scheduler_address, scale=1.0, **kw
     )
 
 
@@ -88,7 +88,7 @@ def test_dask_and_local_runs_write_identical_outputs(
     batch_size: int,
 ) -> None:  # fmt: skip
     local, dask = tmp_path / "local", tmp_path / "dask"
-    scan([str(tiles)], local, ScanOptions(model=str(tiny_model_dir), batch_size=batch_size))
+    scan([str(tiles)], local, ScanOptions(scale=1.0, model=str(tiny_model_dir), batch_size=batch_size))
     summary = scan([str(tiles)], dask, _dask(tiny_model_dir, cluster, batch_size=batch_size))
     dets, rows, doc = _outputs(dask)
     assert (dets, rows, doc) == _outputs(local)
@@ -113,8 +113,8 @@ def test_a_scan_started_locally_resumes_on_dask(
     cluster: LocalCluster, tiny_model_dir: Path, tiles: Path, tmp_path: Path
 ) -> None:
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
-    scan([str(tiles)], clean, ScanOptions(model=str(tiny_model_dir)))
-    scan([str(tiles / "patient_A")], resumed, ScanOptions(model=str(tiny_model_dir)))
+    scan([str(tiles)], clean, ScanOptions(scale=1.0, model=str(tiny_model_dir)))
+    scan([str(tiles / "patient_A")], resumed, ScanOptions(scale=1.0, model=str(tiny_model_dir)))
     summary = scan([str(tiles)], resumed, _dask(tiny_model_dir, cluster))
     assert (summary.tiles_skipped, summary.tiles_scanned_now) == (3, 5)
     assert _outputs(resumed) == _outputs(clean)
@@ -125,7 +125,7 @@ def test_a_killed_dask_client_resumes_without_loss_or_duplicates(
 ) -> None:
     tiles = _many_tiles(tmp_path / "many", 120)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    cmd = [sys.executable, "-m", "hemoscan.cli.app", "scan", str(tiles), "--model",
+    cmd = [sys.executable, "-m", "hemoscan.cli.app", "scan", str(tiles), "--scale", "1", "--model",
            str(tiny_model_dir), "--engine", "dask", "--scheduler", cluster.scheduler_address,
            "-q", "--out", str(killed)]  # fmt: skip
     proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -143,7 +143,7 @@ def test_a_killed_dask_client_resumes_without_loss_or_duplicates(
     assert 0 < done_before < 120, "the client was not killed mid-way"
     again = scan([str(tiles)], killed, _dask(tiny_model_dir, cluster))
     assert again.tiles_skipped >= done_before and again.tiles_total == 120
-    scan([str(tiles)], clean, ScanOptions(model=str(tiny_model_dir)))
+    scan([str(tiles)], clean, ScanOptions(scale=1.0, model=str(tiny_model_dir)))
     assert _outputs(killed) == _outputs(clean)
 
 
@@ -162,7 +162,7 @@ def test_a_worker_lost_mid_run_loses_nothing(
 
     out, clean = tmp_path / "out", tmp_path / "clean"
     scan([str(tiles)], out, _dask(tiny_model_dir, cluster), progress=kill_a_worker_after_two_tiles)
-    scan([str(tiles)], clean, ScanOptions(model=str(tiny_model_dir)))
+    scan([str(tiles)], clean, ScanOptions(scale=1.0, model=str(tiny_model_dir)))
     assert _outputs(out) == _outputs(clean)
     assert len(written) == 40 and len(set(written)) == 40
     client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
@@ -180,7 +180,7 @@ def test_shipped_model_names_resolve_on_the_client(
     (weights / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("HEMOSCAN_WEIGHTS_DIR", str(weights))
     local, dask = tmp_path / "local", tmp_path / "dask"
-    scan([str(tiles)], local, ScanOptions(model="tiny-shipped"))
+    scan([str(tiles)], local, ScanOptions(scale=1.0, model="tiny-shipped"))
     scan([str(tiles)], dask, _dask("tiny-shipped", cluster))
     assert _outputs(dask) == _outputs(local)
 
@@ -190,7 +190,7 @@ def test_overlays_are_drawn_on_the_client_identically(
 ) -> None:
     local, dask = tmp_path / "local", tmp_path / "dask"
     evidence = {"save_overlays": True, "save_crops": True}
-    scan([str(tiles)], local, ScanOptions(model=str(tiny_model_dir), **evidence))
+    scan([str(tiles)], local, ScanOptions(scale=1.0, model=str(tiny_model_dir), **evidence))
     scan([str(tiles)], dask, _dask(tiny_model_dir, cluster, **evidence))
     overlays = sorted(p.name for p in (dask / "overlays").iterdir())
     assert len(overlays) == 7  # every tile read, not the corrupt one
@@ -219,7 +219,7 @@ def test_a_worker_with_other_weights_refuses_to_scan(tiny_model_dir: Path, tmp_p
 def test_a_model_without_a_folder_is_refused_before_contacting_the_cluster(
     hemophagocyte_model, tiles: Path, tmp_path: Path
 ) -> None:
-    options = ScanOptions(engine="dask", scheduler=UNREACHABLE)
+    options = ScanOptions(scale=1.0, engine="dask", scheduler=UNREACHABLE)
     with pytest.raises(EngineError, match="'scripted' has no model folder"):
         scan([str(tiles)], tmp_path / "out", options, model=hemophagocyte_model)
 
@@ -228,7 +228,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(
     tiny_model_dir: Path, tiles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT_S", 1.0)
-    options = ScanOptions(model=str(tiny_model_dir), engine="dask", scheduler=UNREACHABLE)
+    options = ScanOptions(scale=1.0, model=str(tiny_model_dir), engine="dask", scheduler=UNREACHABLE)
     with pytest.raises(EngineError, match="no Dask scheduler reachable at 'tcp://127.0.0.1:9'"):
         scan([str(tiles)], tmp_path / "out", options)
     result = CliRunner().invoke(app, ["scan", str(tiles), "-o", str(tmp_path / "cli"), "--model",
@@ -241,9 +241,9 @@ def test_nothing_left_to_scan_contacts_no_cluster(
     tiny_model_dir: Path, tiles: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    scan([str(tiles)], out, ScanOptions(model=str(tiny_model_dir)))
+    scan([str(tiles)], out, ScanOptions(scale=1.0, model=str(tiny_model_dir)))
     before = _outputs(out)
-    options = ScanOptions(model=str(tiny_model_dir), engine="dask", scheduler=UNREACHABLE)
+    options = ScanOptions(scale=1.0, model=str(tiny_model_dir), engine="dask", scheduler=UNREACHABLE)
     assert scan([str(tiles)], out, options).tiles_scanned_now == 0
     assert _outputs(out) == before
 
@@ -260,7 +260,7 @@ def test_cli_engine_dask_starts_a_local_cluster(
     tiny_model_dir: Path, tiles: Path, tmp_path: Path
 ) -> None:
     local, dask = tmp_path / "local", tmp_path / "dask"
-    base = ["scan", str(tiles), "--model", str(tiny_model_dir), "-q"]
+    base = ["scan", str(tiles), "--scale", "1", "--model", str(tiny_model_dir), "-q"]
     assert CliRunner().invoke(app, [*base, "-o", str(local)]).exit_code == EXIT_TILES_FAILED
     result = CliRunner().invoke(app, [*base, "-o", str(dask), "--engine", "dask", "--workers", "1"])
     assert result.exit_code == EXIT_TILES_FAILED, result.output

@@ -43,3 +43,24 @@ def test_macrophage_and_hemophagocyte_calls_of_one_host_compete() -> None:
     labels = np.array([3, 4, 2, 0])  # macrophage, hemophagocyte, nucleated, rbc
     keep = suppress_duplicates(boxes, scores, labels, CLASSES, iou=0.5)
     assert sorted(keep.tolist()) == [1, 2, 3]
+
+
+def test_nested_and_seam_duplicates_go_by_intersection_over_the_smaller_box() -> None:
+    boxes = np.array(
+        [
+            [0, 0, 60, 60],  # nucleated
+            [10, 10, 40, 40],  # nucleated nested in it (IoU 0.25, IoS 1): a duplicate
+            [50, 0, 110, 60],  # nucleated neighbour touching the first (IoS 0.17): kept
+            [200, 0, 240, 40],  # nucleated seen by one window...
+            [214, 0, 250, 38],  # ...and by the next, shifted (IoU 0.47, IoS 0.68)
+            [300, 0, 340, 40],  # rbc
+            [306, 6, 330, 30],  # rbc nested in it: rbc have no IoS limit here, kept
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.85, 0.7, 0.6, 0.9, 0.8], np.float32)
+    labels = np.array([2, 2, 2, 2, 2, 0, 0])
+    plain = suppress_duplicates(boxes, scores, labels, CLASSES, iou=0.5)
+    assert sorted(plain.tolist()) == [0, 1, 2, 3, 4, 5, 6]
+    keep = suppress_duplicates(boxes, scores, labels, CLASSES, iou=0.5, ios={"nucleated": 0.5})
+    assert sorted(keep.tolist()) == [0, 2, 3, 5, 6]

@@ -8,6 +8,7 @@ import torch
 from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
 from hemoscan.models import ModelConfig, create_model, list_models, load_model, save_model_folder
+from hemoscan.models import config as config_module
 from hemoscan.models.loading import (
     CONFIG_FILE,
     DEFAULT_MODEL,
@@ -146,6 +147,8 @@ def test_config_without_hash_is_refused(tiny_model_dir: Path, tmp_path: Path) ->
         ("score_thresholds", {"rbc": float("inf")}, "score_thresholds must be"),
         ("score_thresholds", {"blast": 0.5}, "score_thresholds names classes the model does not have"),
         ("nms_iou", 0, "nms_iou must be a finite number in (0, 1]"),
+        ("nms_ios", {"rbc": -1}, "nms_ios must be an object of class name -> finite number"),
+        ("nms_ios", {"blast": 0.5}, "nms_ios names classes the model does not have"),
         ("max_detections", 10**9, "max_detections must be an integer in [1, 100000]"),
         ("max_detections", 2.5, "max_detections must be an integer"),
         ("mean", [0.5, 0.5], "mean must be three finite numbers in [0, 1]"),
@@ -171,6 +174,10 @@ def test_every_config_field_is_validated(
     with pytest.raises(ModelConfigError) as info:
         load_model(str(folder))
     assert str(folder / CONFIG_FILE) in str(info.value) and fragment in str(info.value)
+
+
+def test_the_schema_covers_every_config_field() -> None:
+    assert set(config_module._SCHEMA) == set(ModelConfig.__dataclass_fields__)
 
 
 @pytest.mark.parametrize("text", ["[]", '"x"', "{", '{"name": "x"}'])

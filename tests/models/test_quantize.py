@@ -205,13 +205,13 @@ def test_scans_record_int8_and_refuse_to_resume_across_a_switch(
     tiny_model, fp32_dir: Path, int8_dir: Path, tile_folder: Path, tmp_path: Path
 ) -> None:
     int8, fp32 = load_onnx_model(str(int8_dir)), load_onnx_model(str(fp32_dir))
-    onnx_options = ScanOptions(backend="onnx", workers=0)
+    onnx_options = ScanOptions(scale=1.0, backend="onnx", workers=0)
     scan([str(tile_folder)], tmp_path / "int8", onnx_options, model=int8)
     assert _settings(tmp_path / "int8")["quantization"] == INT8
     summary = json.loads((tmp_path / "int8" / "summary.json").read_text())
     settings = summary["samples"][0]["provenance"]["settings"]
     assert settings["backend"] == "onnx" and settings["quantization"] == INT8
-    for other, options in ((fp32, onnx_options), (tiny_model, ScanOptions(workers=0))):
+    for other, options in ((fp32, onnx_options), (tiny_model, ScanOptions(scale=1.0, workers=0))):
         with pytest.raises(OutputDirError, match="quantization: 'int8-static-qdq' -> None"):
             scan([str(tile_folder)], tmp_path / "int8", options, model=other)
 
@@ -220,7 +220,7 @@ def test_scans_record_int8_and_refuse_to_resume_across_a_switch(
     with pytest.raises(OutputDirError, match="quantization: None -> 'int8-static-qdq'"):
         scan([str(tile_folder)], tmp_path / "fp32", onnx_options, model=int8)
     # float32 ONNX and torch agree within 1e-4: switching between them may still resume
-    summary = scan([str(tile_folder)], tmp_path / "fp32", ScanOptions(workers=0), model=tiny_model)
+    summary = scan([str(tile_folder)], tmp_path / "fp32", ScanOptions(scale=1.0, workers=0), model=tiny_model)
     assert summary.tiles_skipped == 6
 
 

@@ -39,7 +39,7 @@ def scanned(hemophagocyte_model, tmp_path: Path) -> Path:
     for i in range(3):
         write_image(tmp_path / "tiles" / f"field_{i}.png", disc_image(320, 288, 0)[0])
     out = tmp_path / "scan"
-    scan([str(tmp_path / "tiles")], out, ScanOptions(sample_id=HOSTILE), model=hemophagocyte_model)
+    scan([str(tmp_path / "tiles")], out, ScanOptions(scale=1.0, sample_id=HOSTILE), model=hemophagocyte_model)
     (tmp_path / "labs.json").write_text(json.dumps(LABS))
     return out
 
@@ -89,7 +89,7 @@ def test_many_samples_give_an_index_csv_and_one_page_each(
 ) -> None:
     for sample in ("A", "B"):
         write_image(tmp_path / "tiles" / sample / "f.png", disc_image(320, 288, 0)[0])
-    scan([str(tmp_path / "tiles")], tmp_path / "scan", ScanOptions(), model=hemophagocyte_model)
+    scan([str(tmp_path / "tiles")], tmp_path / "scan", ScanOptions(scale=1.0), model=hemophagocyte_model)
     written = write_reports(build_reports(tmp_path / "scan"), tmp_path / "rep" / "report.html")
     names = sorted(p.name for p in written)
     assert names == ["report-A.html", "report-B.html", "report-samples.csv", "report.html"]

@@ -1,0 +1,107 @@
+"""Automatic magnification: the per-tile estimate, the passes that find it, the consensus."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hemoscan.datamodel import Detection, ScaleEstimate, TileResult
+from hemoscan.inference.predictor import Predictor
+from hemoscan.inference.scale import (
+    MIN_RBC,
+    NUCLEATED_TO_RBC,
+    PROBE_SCALE,
+    keeps,
+    measure,
+    parse_scale,
+    sample_consensus,
+    scale_summary,
+)
+
+
+def _cells(label: str, diameter: float, n: int) -> list[Detection]:
+    return [Detection(label, 0.9, 100 * i, 0, 100 * i + diameter, diameter) for i in range(n)]
+
+
+def test_red_cells_give_the_estimate_and_nucleated_cells_stand_in() -> None:
+    estimate, source, cell_px, cells = measure(_cells("rbc", 80, MIN_RBC), 40.0)
+    assert (source, cell_px, cells) == ("auto-rbc", 80, MIN_RBC) and estimate == 0.5
+    few_rbc = _cells("rbc", 80, MIN_RBC - 1) + _cells("nucleated", 64, 3)
+    estimate, source, cell_px, _ = measure(few_rbc, 40.0)
+    assert source == "auto-nucleated" and estimate == pytest.approx(40 * NUCLEATED_TO_RBC / 64)
+    assert measure(_cells("nucleated", 64, 2), 40.0) is None
+
+
+def test_the_sample_consensus_is_a_median_without_outliers() -> None:
+    assert sample_consensus([]) is None
+    assert sample_consensus([0.5, 0.52, 0.48, 0.5, 2.0]) == pytest.approx(0.5)
+    assert sample_consensus([0.4, 0.5, 0.6]) == pytest.approx(0.5)
+
+
+def test_scale_values_parse_and_refuse() -> None:
+    assert parse_scale("auto") == "auto" and parse_scale("AUTO ") == "auto"
+    assert parse_scale("0.5") == 0.5 and parse_scale(2) == 2.0
+    for bad in ("0", "-1", "nan", "inf", "big"):
+        with pytest.raises(ValueError, match="scale must be"):
+            parse_scale(bad)
+
+
+def test_scale_summary_counts_sources_and_settles_on_own_estimates() -> None:
+    tiles = [
+        TileResult("a", "1", "ok", scale=ScaleEstimate(1.0, "auto-rbc", 0.5)),
+        TileResult("a", "2", "ok", scale=ScaleEstimate(0.333, "auto-rbc", 0.45)),
+        TileResult("a", "3", "ok", scale=ScaleEstimate(0.47, "sample")),
+        TileResult("a", "4", "error"),
+        TileResult("b", "1", "ok", scale=ScaleEstimate(1.0, "default")),
+    ]
+    summary = scale_summary(tiles)
+    assert summary["a"]["consensus"] == pytest.approx(math.sqrt(0.5 * 0.45), abs=1e-4)
+    assert summary["a"]["tiles_by_source"] == {"auto-rbc": 2, "sample": 1}
+    assert summary["b"] == {"consensus": None, "estimates": None, "tiles_by_source": {"default": 1}}
+
+
+class _SizeBoundDetector:
+    """Stands in for the network: each image is filled with its true red-cell diameter
+    (pixels); at a pass of scale ``s`` the cells are ``D * s`` px, found only from 15 px up,
+    and measured as a network does, pulled into the 22-66 px it knows."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[int, float]] = []
+
+    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[list[Detection]]:
+        out = []
+        for image, s in zip(images, scales):
+            true_d = float(image[0, 0, 0])
+            self.passes.append((int(true_d), s))
+            seen = true_d * s
+            out.append([] if seen < 15 else _cells("rbc", min(max(seen, 22), 66) / s, 10))
+        return out
+
+
+@pytest.mark.parametrize("true_d", [25, 40, 55, 70, 90, 150, 180])
+def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: int) -> None:
+    detector = _SizeBoundDetector()
+    predictor = Predictor(tiny_model, device="cpu", scale="auto")
+    monkeypatch.setattr(predictor, "_detect", detector)
+    (pred,) = predictor.predict_scaled([np.full((300, 400, 3), true_d, np.uint8)])
+    truth = 40.0 / true_d
+    assert pred.scale.source == "auto-rbc"
+    assert pred.scale.estimate == pytest.approx(truth, rel=0.02)
+    assert keeps(pred.scale.scale, truth)  # analysed within the network's tolerance
+    assert len(detector.passes) <= 3 and detector.passes[0][1] == PROBE_SCALE
+    if 30 <= true_d <= 53:  # the usual magnifications: the probe and one full pass, no rescale
+        assert pred.scale.scale == 1.0 and len(detector.passes) == 2
+
+
+def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:
+    predictor = Predictor(tiny_model, device="cpu", scale="auto")
+    monkeypatch.setattr(predictor, "_detect", _SizeBoundDetector())
+    blank, known = np.full((64, 64, 3), 5, np.uint8), np.full((64, 64, 3), 80, np.uint8)
+    empty, fixed = predictor.predict_scaled([blank, known], [None, (0.5, "sample")])
+    assert empty.scale == ScaleEstimate(1.0, "default")
+    assert fixed.scale == ScaleEstimate(0.5, "sample")
+    given = Predictor(tiny_model, device="cpu", scale=0.25)
+    monkeypatch.setattr(given, "_detect", _SizeBoundDetector())
+    assert given.predict_scaled([known])[0].scale == ScaleEstimate(0.25, "given")
