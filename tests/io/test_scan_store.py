@@ -166,3 +166,20 @@ def test_readers_skip_a_write_in_progress_and_refuse_garbage(tmp_path: Path) -> 
         f.write(b"\n")
     with pytest.raises(OutputDirError, match=r"detections.jsonl, line 5: not a detection; re-run"):
         list(iter_detections(tmp_path))
+
+
+def test_a_folder_written_by_an_older_version_is_brought_up_to_date(tmp_path: Path) -> None:
+    """No scale columns and raw text cells: rewritten in the current layout, nothing rescanned."""
+    ScanStore(tmp_path, {"k": 1}).close()
+    old = ("sample,tile,status,error,width,height,rbc,platelet,nucleated,macrophage,hemophagocyte,ms\r\n"
+           "=cmd,a.png,ok,,8,8,1,0,0,0,0,1.0\r\n")  # fmt: skip
+    (tmp_path / TILES).write_text(old)
+    (tmp_path / DETECTIONS).write_text(
+        '{"sample": "=cmd", "tile": "a.png", "x1": 1, "y1": 1, "x2": 2, "y2": 2, "label": "rbc", '
+        '"score": 0.9}\n'
+    )
+    with ScanStore(tmp_path, {"k": 1}) as again:
+        assert again.rescanned == 0 and again.is_finished("=cmd", "a.png")
+    header, row = (tmp_path / TILES).read_text().splitlines()
+    assert header.split(",")[-3:] == ["scale", "scale_source", "scale_estimate"]
+    assert row.startswith("'=cmd,a.png,ok,") and [t.sample for t in iter_tiles(tmp_path)] == ["=cmd"]
