@@ -6,9 +6,9 @@ Registered in :mod:`hemoscan.cli.app` with ``app.command("scores")(scores_comman
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
