@@ -159,7 +159,12 @@ class TileResult:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What produced a result: software, model identity and the settings that change counts."""
+    """What produced a result: software, model identity and the settings that change counts.
+
+    ``model_sha256`` identifies the weights, ``model_config_sha256`` the model's ``config.json``
+    (classes, thresholds, scale): a shipped model's is checked against the manifest, a model
+    folder's own is recorded as found (empty in summaries written before it was recorded).
+    """
 
     hemoscan_version: str
     model_name: str
@@ -169,6 +174,7 @@ class Provenance:
     settings: dict[str, Any]
     started_at: str
     finished_at: str
+    model_config_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,7 +32,13 @@ class ModelConfigError(HemoscanError):
 
 
 class OutputDirError(HemoscanError):
-    """An output directory holds results of a different, incompatible run."""
+    """An output directory cannot be used: it holds results of a different, incompatible run,
+    it is not a writable folder, or another scan is writing to it."""
+
+
+class OutputWriteError(OutputDirError):
+    """Writing a scan's outputs failed (disk full, file-size limit, I/O error). The scan
+    stopped; every tile marked done is on disk, and re-running the same command resumes."""
 
 
 class LabValueError(HemoscanError):

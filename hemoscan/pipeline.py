@@ -31,6 +31,7 @@ from hemoscan.io.readers import read_source
 from hemoscan.io.scan_store import (
     SUMMARY,
     ScanStore,
+    guard_writes,
     iter_detections,
     read_results,
     read_run,
@@ -320,6 +321,7 @@ def scan(
                 "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp,
                 "quantization": predictor.quantization}  # fmt: skip
     started = time.perf_counter()
+    # The store holds the folder's lock until the summary and exports are written.
     with ScanStore(out, settings, retry_failed=options.retry_failed) as store:
         store.record_slides([plan.to_dict() for plan in slides])
         total = to_scan = 0
@@ -340,21 +342,23 @@ def scan(
             settled = (_settle(src, consensus.get(src.sample)) for src in unsettled)
             _record(out, store, options, _predictions(settled, predictor, model, options, streams),
                     progress, None)  # fmt: skip
-        started_at = store.started_at
-    seconds = time.perf_counter() - started
-    provenance = Provenance(
-        hemoscan_version=__version__,
-        model_name=model.config.name,
-        model_version=model.config.version,
-        model_sha256=model.sha256,
-        thresholds=predictor.thresholds,
-        settings={**tiling, "backend": options.backend, "quantization": predictor.quantization},
-        started_at=started_at,
-        finished_at=utc_now(),
-    )
-    findings = write_summary(out, provenance)
-    if options.exports:
-        export(out, options.exports)
+        store.sync()
+        seconds = time.perf_counter() - started
+        provenance = Provenance(
+            hemoscan_version=__version__,
+            model_name=model.config.name,
+            model_version=model.config.version,
+            model_sha256=model.sha256,
+            thresholds=predictor.thresholds,
+            settings={**tiling, "backend": options.backend, "quantization": predictor.quantization},
+            started_at=store.started_at,
+            finished_at=utc_now(),
+            model_config_sha256=model.config_sha256,
+        )
+        with guard_writes(out):
+            findings = write_summary(out, provenance)
+            if options.exports:
+                export(out, options.exports)
     return ScanSummary(
         out_dir=out,
         tiles_total=total,
@@ -412,7 +416,8 @@ def _record(
                 if image is None:  # decoded on a Dask worker: read it again here
                     image = _decode(source)[1]
                 if image is not None:
-                    _save_evidence(out, options, result, image, source)
+                    with guard_writes(out):
+                        _save_evidence(out, options, result, image, source)
             store.append(result)
             if progress:
                 progress(result)

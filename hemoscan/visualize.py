@@ -44,8 +44,14 @@ def crop_detection(image: np.ndarray, det: Detection, margin: float = 0.25) -> n
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    """Encode in memory, then write with Python, so a failed write raises its ``OSError``
+    (``cv2.imwrite`` only returns ``False``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise OSError(f"cannot encode {path} as JPEG")
+    path.write_bytes(data.tobytes())
 
 
 def save_overlay(

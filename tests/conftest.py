@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -138,3 +142,38 @@ def sample_detections() -> tuple[Detection, Detection, Detection]:
     rbc = Detection("rbc", 0.5, 10.123, 20.456, 30.0, 40.0)
     platelet = Detection("platelet", 0.6, 1.0, 2.0, 4.0, 6.0)
     return rbc, hemo, platelet
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_uint32) for f in ("effective", "permitted", "inheritable")]
+
+
+#: CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: what lets root ignore file permissions.
+_DAC_CAPABILITIES = (1 << 1) | (1 << 2)
+
+
+@contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block bound by file permissions: as root, without the capabilities that ignore
+    them (taken from this thread's effective set, and from threads started in the block;
+    restored after). For other users, file permissions bind already."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    saved = data[0].effective
+    data[0].effective = saved & ~_DAC_CAPABILITIES
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        libc.capset(ctypes.byref(header), data)

@@ -1,4 +1,5 @@
-"""Ship a trained model folder: copy it into ``weights/NAME`` and record its sha256.
+"""Ship a trained model folder: copy it into ``weights/NAME`` and record the sha256 of its
+weights and of its ``config.json`` in ``weights/manifest.json``.
 
     python training/publish_model.py runs/lite0-v2/best --name hemoscan-lite0-v2
 
@@ -14,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from hemoscan.models.loading import CONFIG_FILE, WEIGHTS_FILE, load_model, sha256_file, weights_dir
+from hemoscan.models.loading import CONFIG_FILE, WEIGHTS_FILE, load_model, manifest_entry, weights_dir
 
 
 def publish(source: Path, name: str) -> Path:
@@ -26,7 +27,7 @@ def publish(source: Path, name: str) -> Path:
         shutil.copy2(source / "thresholds.json", target / "thresholds.json")
     manifest_path = weights_dir() / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[name] = {"folder": name, "sha256": sha256_file(target / WEIGHTS_FILE)}
+    manifest[name] = manifest_entry(target)
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     load_model(name)
     return target

@@ -241,7 +241,7 @@ def scan(
                 progress=lambda _: progress.advance(task),
                 on_start=lambda total, todo: progress.update(task, total=todo),
             )
-    except (HemoscanError, ValueError) as e:
+    except (HemoscanError, ValueError, OSError) as e:
         _fail(str(e))
     failed_now = f", {summary.tiles_failed} failed" if summary.tiles_failed else ""
     hemo = sum(s.counts["hemophagocyte"] for s in summary.samples)
@@ -300,7 +300,7 @@ def report(
         )
         reports = build_reports(scan_dir, labs, rule)
         written = write_reports(reports, out, pdf)
-    except (HemoscanError, ValueError) as e:
+    except (HemoscanError, ValueError, OSError) as e:
         _fail(str(e))
     typer.echo(f"{len(reports)} sample report(s) -> {', '.join(str(p) for p in written[:3])}"
                f"{' ...' if len(written) > 3 else ''}")  # fmt: skip

@@ -6,6 +6,7 @@ Registered in :mod:`hemoscan.cli.app` with ``app.command("scores")(scores_comman
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -43,26 +44,39 @@ def scores_command(
 ) -> None:
     """HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and ferritin:ESR of lab panels."""
     from hemoscan.errors import HemoscanError
-    from hemoscan.labs import read_lab_panels
+    from hemoscan.labs.readers import iter_lab_panels
     from hemoscan.scores import ScoreSettings, compute_all
 
-    settings = ScoreSettings(
-        fever_threshold_c=None if fever_threshold is None else Decimal(str(fever_threshold)),
-        scd25_cutoff=scd25_cutoff,
-    )
     try:
-        reports = [compute_all(panel, settings=settings) for panel in read_lab_panels(labs)]
-    except HemoscanError as e:
+        settings = ScoreSettings(
+            fever_threshold_c=None if fever_threshold is None else Decimal(str(fever_threshold)),
+            scd25_cutoff=scd25_cutoff,
+        )
+        for _ in iter_lab_panels(labs):  # the whole file is checked before anything is printed
+            pass
+        # then streamed: one panel and one report in memory at a time, however many samples
+        reports = (compute_all(panel, settings=settings) for panel in iter_lab_panels(labs))
+        if json_output:
+            _print_json(reports)
+            return
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        for report in reports:
+            _print_report(console, report)
+    except (HemoscanError, OSError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    if json_output:
-        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
-        return
-    from rich.console import Console
 
-    console = Console(highlight=False)
+
+def _print_json(reports: Iterator[ScoreReport]) -> None:
+    """``json.dumps(list_of_reports, indent=2)``, written one report at a time."""
+    first = True
     for report in reports:
-        _print_report(console, report)
+        item = json.dumps(report.to_dict(), indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        typer.echo(("[\n  " if first else ",\n  ") + item, nl=False)
+        first = False
+    typer.echo("[]" if first else "\n]")
 
 
 def _text(value: object, digits: int = 3) -> str:

@@ -6,6 +6,7 @@ then turns each into its regions (one :class:`TileSource` per region, with ``reg
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -13,7 +14,7 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from hemoscan.errors import SourceError
 from hemoscan.io.images import SUPPORTED_EXTENSIONS
@@ -69,6 +70,15 @@ class TileSource:
         return (*self.region.core_size, self.region.to_slide(detections))
 
 
+class Unreachable(NamedTuple):
+    """Something met inside a folder that cannot be scanned: an unreadable folder, a broken
+    symbolic link or a symbolic-link loop. It becomes a failed tile with ``error``."""
+
+    path: str
+    sample: str
+    error: str
+
+
 class TileSources:
     """The tiles of scan ``sources``, expanded anew on each iteration, streamed (see
     :func:`expand_sources` for the rules and errors). Iterating holds one folder listing at a
@@ -89,13 +99,17 @@ class TileSources:
     def __iter__(self) -> Iterator[TileSource]:
         seen: set[bytes] = set()
         for source in self.sources:
-            for path in _expand(source, allow_list=True):
-                real = os.path.normcase(os.path.realpath(path)).encode("utf-8", "surrogateescape")
+            for found in _expand(source, allow_list=True):
+                if isinstance(found, Unreachable):
+                    sample = self.sample_id or found.sample
+                    yield TileSource(path=found.path, sample=sample, error=found.error)
+                    continue
+                real = os.path.normcase(os.path.realpath(found)).encode("utf-8", "surrogateescape")
                 key = hashlib.blake2b(real, digest_size=16).digest()
                 if key in seen:
                     continue
                 seen.add(key)
-                yield TileSource(path=path, sample=self.sample_id or _sample_of(path))
+                yield TileSource(path=found, sample=self.sample_id or _sample_of(found))
 
 
 def expand_sources(
@@ -113,7 +127,10 @@ def expand_sources(
       that a ``.txt`` line is taken as a plain file, not read as a list;
     * an existing folder: every file under it, recursively, with a supported image or slide
       extension (:data:`SCAN_EXTENSIONS`, any case); names starting with ``.``
-      (hidden files and folders) are skipped; symlinked folders are followed once;
+      (hidden files and folders) are skipped; symlinked folders are followed once (a link
+      back to a folder already walked adds nothing). What cannot be walked is never left
+      out silently: an unreadable folder, a broken symbolic link and a symbolic-link loop
+      each become a tile with ``error`` set (the reason), recorded as failed;
     * a pattern with ``*``, ``?`` or ``[``: ``glob.glob(pattern, recursive=True)``, keeping
       files with a supported image or slide extension (hidden names are not matched by ``*``).
 
@@ -154,7 +171,7 @@ def _natural_key(path: str) -> tuple[tuple[tuple[str | int, ...], ...], str]:
     return key, path
 
 
-def _expand(source: str, allow_list: bool, where: str = "") -> Iterator[str]:
+def _expand(source: str, allow_list: bool, where: str = "") -> Iterator[str | Unreachable]:
     try:
         mode = os.stat(source).st_mode
     except OSError:
@@ -174,7 +191,7 @@ def _expand(source: str, allow_list: bool, where: str = "") -> Iterator[str]:
         raise SourceError(f"{where}{source}: no such file or folder")
 
 
-def _expand_folder(folder: str, where: str) -> Iterator[str]:
+def _expand_folder(folder: str, where: str) -> Iterator[str | Unreachable]:
     found = 0
     for path in _walk_sorted(folder, set()):
         found += 1
@@ -183,26 +200,41 @@ def _expand_folder(folder: str, where: str) -> Iterator[str]:
         raise SourceError(f"{where}{folder}: folder holds no {_IMAGE_KINDS} images")
 
 
-def _walk_sorted(folder: str, visited: set[tuple[int, int]]) -> Iterator[str]:
+def _unreachable(path: str, sample: str, e: OSError) -> Unreachable:
+    if e.errno == errno.ENOENT:
+        reason = "broken symbolic link (its target does not exist)"
+    elif e.errno == errno.ELOOP:
+        reason = "symbolic link loop"
+    else:
+        reason = f"cannot read it ({e.strerror or e})"
+    return Unreachable(path, sample, f"{path}: {reason}")
+
+
+def _walk_sorted(folder: str, visited: set[tuple[int, int]]) -> Iterator[str | Unreachable]:
     """Image files under ``folder`` in natural order, one listing at a time; hidden names are
-    skipped, symlinked folders followed once (``visited``: their device and inode)."""
+    skipped, symlinked folders followed once (``visited``: their device and inode); what
+    cannot be read is yielded as :class:`Unreachable`."""
     try:
         st = os.stat(folder)
         if (st.st_dev, st.st_ino) in visited:
             return
         visited.add((st.st_dev, st.st_ino))
         with os.scandir(folder) as it:
-            entries = sorted(
-                ((e.name, e.is_dir()) for e in it if not e.name.startswith(".")),
-                key=lambda entry: _natural_key(entry[0]),
-            )
-    except OSError:
+            names = sorted((e.name for e in it if not e.name.startswith(".")), key=_natural_key)
+    except OSError as e:  # its own name is the sample its tiles would have belonged to
+        yield _unreachable(folder, os.path.basename(os.path.abspath(folder)), e)
         return
-    for name, is_dir in entries:
+    for name in names:
         path = os.path.join(folder, name)
-        if is_dir:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            if os.path.islink(path):
+                yield _unreachable(path, _sample_of(path), e)
+            continue  # vanished since the listing
+        if stat.S_ISDIR(mode):
             yield from _walk_sorted(path, visited)
-        elif _is_image_name(name) and os.path.isfile(path):
+        elif _is_image_name(name) and stat.S_ISREG(mode):
             yield path
 
 
@@ -227,7 +259,7 @@ def _list_lines(list_file: str) -> Iterator[str]:
         raise SourceError(f"{list_file}: cannot read list file ({e.strerror or e})") from None
 
 
-def _expand_list(list_file: str) -> Iterator[str]:
+def _expand_list(list_file: str) -> Iterator[str | Unreachable]:
     base = os.path.dirname(list_file)
     count = 0
     for number, line in enumerate(_list_lines(list_file), start=1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 
 from hemoscan.labs import units as u
@@ -108,6 +109,7 @@ def _key(name: str) -> str:
 _LOOKUP: dict[str, Analyte] = {_key(n): a for a in ANALYTES for n in (a.name, *a.aliases)}
 
 
+@lru_cache(maxsize=4096)
 def resolve_analyte(name: str) -> Analyte | None:
     """The analyte a (case-insensitive) name or alias refers to, or ``None``."""
     return _LOOKUP.get(_key(name))

@@ -24,7 +24,12 @@ _TRUE = frozenset({"yes", "y", "true", "t", "1", "present", "positive", "pos", "
 _FALSE = frozenset({"no", "n", "false", "f", "0", "absent", "negative", "neg", "-"})
 _PENDING = frozenset({"pending", "sent", "sent out", "awaited"})
 _NOT_AVAILABLE = frozenset({"", "n/a", "na", "nd", "not done", "unknown"})
-_NUMBER_UNIT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*)$")
+_NUMBER_UNIT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*)$", re.DOTALL)
+#: Most significant digits of a reported number, and the largest power of ten (either way)
+#: of its magnitude: far beyond any lab value, small enough that exact arithmetic never
+#: overflows or runs long.
+MAX_DIGITS = 30
+MAX_EXPONENT = 30
 _VALUE_KEYS = frozenset({"value", "unit", "note"})
 
 
@@ -145,11 +150,9 @@ def _split(raw: Any, problem: Callable[[str], LabValueError]) -> tuple[Decimal, 
         raw = raw["value"]
     number = _to_decimal(raw)
     if number is not None:
-        if not number.is_finite():
-            raise problem(f"{raw!r} is not a finite number")
-        return number, "", unit
+        return _bounded(number, raw, problem), "", unit
     if not isinstance(raw, str):
-        raise problem(f"expected a number with a unit, got {raw!r}")
+        raise problem(f"expected a number with a unit, got {_shown(raw)}")
     text = raw.strip().replace("−", "-")
     if text and text[0] in "<>≤≥":
         raise problem(f"censored value {raw!r} is not supported: give a number (e.g. the limit)")
@@ -157,12 +160,38 @@ def _split(raw: Any, problem: Callable[[str], LabValueError]) -> tuple[Decimal, 
         raise problem(f"{raw!r} is ambiguous: use '.' as decimal point, no thousands separator")
     match = _NUMBER_UNIT.match(text)
     if not match:
-        raise problem(f"{raw!r} is not a number with a unit")
+        raise problem(f"{_shown(raw)} is not a number with a unit")
+    if len(match.group(1)) > MAX_DIGITS + 12:
+        raise problem(f"{_shown(raw)}: {_out_of_bounds()}")
     try:
         number = Decimal(match.group(1))
     except InvalidOperation:
-        raise problem(f"{raw!r} is not a number") from None
-    return number, match.group(2).strip(), unit
+        raise problem(f"{_shown(raw)} is not a number") from None
+    return _bounded(number, raw, problem), match.group(2).strip(), unit
+
+
+def _out_of_bounds() -> str:
+    return (
+        f"a number hemoscan reads has at most {MAX_DIGITS} significant digits and a magnitude "
+        f"between 1e-{MAX_EXPONENT} and 1e{MAX_EXPONENT}"
+    )
+
+
+def _shown(raw: Any, limit: int = 60) -> str:
+    """``repr(raw)``, cut short: a hostile value does not flood the message."""
+    text = repr(raw)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _bounded(number: Decimal, raw: Any, problem: Callable[[str], LabValueError]) -> Decimal:
+    """``number`` if finite and within :data:`MAX_DIGITS` / :data:`MAX_EXPONENT`."""
+    if not number.is_finite():
+        raise problem(f"{_shown(raw)} is not a finite number")
+    digits, exponent = len(number.as_tuple().digits), number.as_tuple().exponent
+    magnitude = abs(number.adjusted()) if number else 0
+    if digits > MAX_DIGITS or magnitude > MAX_EXPONENT or abs(exponent) > MAX_DIGITS + MAX_EXPONENT:
+        raise problem(f"{_shown(raw)}: {_out_of_bounds()}")
+    return number
 
 
 def _find_measure(analyte: Analyte, unit_text: str) -> tuple[Measure, u.Unit] | None:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property, lru_cache
 
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 _SUPERSCRIPT_RUN = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
 
 
+@lru_cache(maxsize=4096)
 def normalize_unit(text: str) -> str:
     """A unit spelling reduced to a lookup key: ``"×10⁹ /L"``, ``"10E9/L"`` -> ``"10^9/l"``."""
     s = _SUPERSCRIPT_RUN.sub(lambda m: "^" + m.group(0).translate(_SUPERSCRIPTS), text.strip())
@@ -54,7 +56,7 @@ class Unit:
     offset: Decimal = Decimal(0)
     spellings: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def keys(self) -> frozenset[str]:
         return frozenset(normalize_unit(s) for s in (self.symbol, *self.spellings))
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,23 +60,30 @@ class ModelConfig:
     mpp: float | None = None
 
     def __post_init__(self) -> None:
+        for key, (valid, meaning) in _SCHEMA.items():
+            value = getattr(self, key)
+            if not valid(value):
+                raise ModelConfigError(
+                    f"model {self.name!r}: {key} must be {meaning} (got {value!r})"
+                )
         for c in self.classes:
             base = c.removeprefix(ENGULFED_PREFIX)
             if c not in CELL_CLASSES and not (
                 c.startswith(ENGULFED_PREFIX) and base in ENGULFED_TYPES
             ):
                 raise ModelConfigError(f"model {self.name!r}: unknown class {c!r} in config")
+        if len(set(self.classes)) != len(self.classes):
+            raise ModelConfigError(f"model {self.name!r}: a class is listed twice in {self.classes}")
+        for key in ("score_thresholds", "nms_ios"):
+            unknown = sorted(set(getattr(self, key)) - set(self.classes))
+            if unknown:
+                raise ModelConfigError(
+                    f"model {self.name!r}: {key} names classes the model does not have: {unknown}"
+                )
         if self.tile_size % 32 or self.overlap % 32 or not 0 <= self.overlap < self.tile_size:
             raise ModelConfigError(
                 f"model {self.name!r}: tile_size and overlap must be multiples of 32 with "
                 f"0 <= overlap < tile_size (got {self.tile_size}, {self.overlap})"
-            )
-        if self.mpp is not None and not self.mpp > 0:
-            raise ModelConfigError(f"model {self.name!r}: mpp must be positive (got {self.mpp})")
-        if not self.rbc_diameter_px > 0:
-            raise ModelConfigError(
-                f"model {self.name!r}: rbc_diameter_px must be positive "
-                f"(got {self.rbc_diameter_px})"
             )
 
     @property
@@ -95,24 +105,102 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise ModelConfigError(f"expected a JSON object, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise ModelConfigError(f"unknown config keys: {sorted(unknown)}")
+        missing = sorted(k for k in ("name", "version", "architecture", "classes") if k not in d)
+        if missing:
+            raise ModelConfigError(f"missing config keys: {missing}")
         d = dict(d)
         for key in ("classes", "mean", "std"):
-            if key in d:
+            if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
 
     @classmethod
     def read(cls, path: Path) -> ModelConfig:
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            return cls.parse(path.read_bytes(), path)
         except FileNotFoundError:
             raise ModelConfigError(f"{path}: model config not found") from None
-        except (json.JSONDecodeError, TypeError, ModelConfigError) as e:
+        except OSError as e:
+            raise ModelConfigError(f"{path}: cannot read model config ({e.strerror or e})") from None
+
+    @classmethod
+    def parse(cls, data: bytes, path: Path) -> ModelConfig:
+        """The config in the bytes of ``path`` (``config.json``), every field validated."""
+        try:
+            return cls.from_dict(json.loads(data))
+        except (ValueError, TypeError, ModelConfigError) as e:
             raise ModelConfigError(f"{path}: invalid model config: {e}") from None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _is_number(value: Any, low: float, high: float, low_open: bool = False) -> bool:
+    """A finite int or float (not a bool) in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_text(value: Any, non_empty: bool = False) -> bool:
+    return isinstance(value, str) and (bool(value.strip()) or not non_empty)
+
+
+def _is_triple(value: Any, low: float, high: float, low_open: bool = False) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 3 and all(
+        _is_number(v, low, high, low_open) for v in value
+    )
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: Every ``config.json`` field: ``(check, what it must be)``. Values outside these ranges are
+#: refused when a config is built or read, never clipped.
+_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: _is_text(v, non_empty=True), "a non-empty string"),
+    "version": (_is_text, "a string"),
+    "architecture": (lambda v: _is_text(v, non_empty=True), "a non-empty string"),
+    "classes": (
+        lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_text(c) for c in v),
+        "a non-empty list of class names",
+    ),
+    "mean": (lambda v: _is_triple(v, 0.0, 1.0), "three finite numbers in [0, 1]"),
+    "std": (lambda v: _is_triple(v, 0.0, 1.0, low_open=True), "three finite numbers in (0, 1]"),
+    "score_thresholds": (
+        lambda v: isinstance(v, dict)
+        and all(_is_text(k) and _is_number(t, 0.0, 1.0) for k, t in v.items()),
+        "an object of class name -> finite threshold in [0, 1]",
+    ),
+    "default_threshold": (lambda v: _is_number(v, 0.0, 1.0), "a finite number in [0, 1]"),
+    "nms_iou": (lambda v: _is_number(v, 0.0, 1.0, low_open=True), "a finite number in (0, 1]"),
+    "nms_ios": (
+        lambda v: isinstance(v, dict)
+        and all(_is_text(k) and _is_number(t, 0.0, 1.0, low_open=True) for k, t in v.items()),
+        "an object of class name -> finite number in (0, 1]",
+    ),
+    "max_detections": (lambda v: _is_int(v, 1, 100_000), "an integer in [1, 100000]"),
+    "rbc_diameter_px": (
+        lambda v: _is_number(v, 0.0, 1000.0, low_open=True), "a finite number in (0, 1000]"
+    ),
+    "tile_size": (lambda v: _is_int(v, 32, 16384), "an integer in [32, 16384]"),
+    "overlap": (lambda v: _is_int(v, 0, 16384), "an integer in [0, 16384]"),
+    "weights_sha256": (
+        lambda v: isinstance(v, str) and (v == "" or bool(_SHA256.match(v))),
+        "empty or 64 lower-case hex digits",
+    ),
+    "description": (_is_text, "a string"),
+    "mpp": (
+        lambda v: v is None or _is_number(v, 0.0, 100.0, low_open=True),
+        "null or a finite number in (0, 100] (µm per pixel)",
+    ),
+}

@@ -45,6 +45,7 @@ from hemoscan.models.loading import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     LoadedModel,
+    read_model_config,
     resolve_model_folder,
     sha256_file,
 )
@@ -69,6 +70,7 @@ class OnnxModel:
     ``quantization``: ``None`` for a full-precision export, else the quantization method
     (``"int8-static-qdq"``); ``quantization_record`` is then the sidecar's whole record
     (calibration, measured differences to float32, see :mod:`hemoscan.models.quantize`).
+    ``config_sha256`` is the sha256 of the folder's ``config.json``.
     """
 
     config: ModelConfig
@@ -80,6 +82,7 @@ class OnnxModel:
     folder: Path
     quantization: str | None = None
     quantization_record: dict[str, Any] | None = field(default=None, compare=False)
+    config_sha256: str = ""
 
 
 def _missing(package: str) -> HemoscanError:
@@ -269,7 +272,7 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
     without an export.
     """
     folder, expected_source = resolve_model_folder(name_or_path)
-    config = ModelConfig.read(folder / CONFIG_FILE)
+    config, config_sha256 = read_model_config(folder, name_or_path)
     sidecar = _read_sidecar(folder, name_or_path)
     onnx_path = folder / sidecar["file"]
     if not onnx_path.is_file():
@@ -316,4 +319,5 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
         folder=folder,
         quantization=record["method"] if record else None,
         quantization_record=record,
+        config_sha256=config_sha256,
     )

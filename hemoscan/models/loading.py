@@ -2,8 +2,11 @@
 
 A model folder holds ``config.json`` (:class:`~hemoscan.models.config.ModelConfig`, including
 the weights' sha256), ``model.safetensors`` and ``MODEL_CARD.md``. Shipped models live in the
-project's ``weights/`` folder, listed with their sha256 in ``weights/manifest.json``; that
-manifest, not the folder's own config, is the reference for a shipped model.
+project's ``weights/`` folder, listed in ``weights/manifest.json`` with the sha256 of their
+weights (``sha256``) and of their ``config.json`` (``config_sha256``); that manifest, not the
+folder's own config, is the reference for a shipped model: a changed weights file or config
+under a shipped name is refused. A user's own model folder may hold any valid config; scans
+record its sha256 in their provenance.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from hemoscan.errors import UnknownModelError, WeightsIntegrityError
+from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.registry import create_model
 
@@ -41,8 +44,18 @@ def sha256_file(path: Path) -> str:
 
 
 def read_manifest() -> dict[str, dict[str, str]]:
+    """``weights/manifest.json``: shipped name -> ``{"folder", "sha256", "config_sha256"}``."""
     path = weights_dir() / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def manifest_entry(folder: Path) -> dict[str, str]:
+    """The manifest entry of a model folder placed in ``weights/``."""
+    return {
+        "folder": folder.name,
+        "sha256": sha256_file(folder / WEIGHTS_FILE),
+        "config_sha256": sha256_file(folder / CONFIG_FILE),
+    }
 
 
 def list_shipped_models() -> list[str]:
@@ -51,12 +64,14 @@ def list_shipped_models() -> list[str]:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified model ready for a predictor: ``module`` is in eval mode on the CPU."""
+    """A verified model ready for a predictor: ``module`` is in eval mode on the CPU;
+    ``sha256`` is its weights', ``config_sha256`` its ``config.json``'s."""
 
     config: ModelConfig
     module: nn.Module
     sha256: str
     folder: Path
+    config_sha256: str = ""
 
 
 def resolve_model_folder(name_or_path: str) -> tuple[Path, str | None]:
@@ -76,13 +91,45 @@ def resolve_model_folder(name_or_path: str) -> tuple[Path, str | None]:
     )
 
 
+def read_model_config(folder: Path, name_or_path: str) -> tuple[ModelConfig, str]:
+    """The validated config of a model folder and the sha256 of its ``config.json`` bytes.
+
+    Under a shipped name, that sha256 must be the manifest's ``config_sha256``: a config
+    edited in place (thresholds, scale, classes) is refused like replaced weights."""
+    path = folder / CONFIG_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelConfigError(f"{path}: model config not found") from None
+    except OSError as e:
+        raise ModelConfigError(f"{path}: cannot read model config ({e.strerror or e})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    entry = read_manifest().get(name_or_path)
+    if entry is not None:
+        expected = entry.get("config_sha256")
+        if not expected:
+            raise WeightsIntegrityError(
+                f"{weights_dir() / 'manifest.json'}: the entry of {name_or_path!r} records no "
+                "config_sha256; publish the model again (training/publish_model.py)"
+            )
+        if actual != expected:
+            raise WeightsIntegrityError(
+                f"{path}: sha256 {actual[:16]}... does not match the {expected[:16]}... the "
+                f"manifest records for the shipped model {name_or_path!r}; the config was "
+                "changed or replaced. Restore it, or copy the folder and scan with "
+                "--model FOLDER (a model folder may hold any valid config)."
+            )
+    return ModelConfig.parse(data, path), actual
+
+
 def load_model(name_or_path: str = DEFAULT_MODEL) -> LoadedModel:
-    """Load a shipped model by name, or a model folder by path, checking its sha256 first."""
+    """Load a shipped model by name, or a model folder by path, checking its config and its
+    weights' sha256 first."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder, expected = resolve_model_folder(name_or_path)
-    config = ModelConfig.read(folder / CONFIG_FILE)
+    config, config_sha256 = read_model_config(folder, name_or_path)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise WeightsIntegrityError(f"{weights}: weights file not found")
@@ -102,7 +149,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL) -> LoadedModel:
         module.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError) as e:
         raise WeightsIntegrityError(f"{weights}: does not fit {config.architecture}: {e}") from None
-    return LoadedModel(config=config, module=module.eval(), sha256=actual, folder=folder)
+    return LoadedModel(config=config, module=module.eval(), sha256=actual, folder=folder,
+                       config_sha256=config_sha256)  # fmt: skip
 
 
 def save_model_folder(module: nn.Module, config: ModelConfig, folder: Path) -> ModelConfig:

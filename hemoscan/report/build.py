@@ -170,7 +170,7 @@ def build_reports(
     borderline_size: int = 6,
 ) -> list[SampleReport]:
     """One report per sample of ``scan_dir`` (a finished ``hemoscan scan`` folder)."""
-    from hemoscan.labs.readers import read_lab_panels
+    from hemoscan.labs.readers import iter_lab_panels
     from hemoscan.scores import (
         MarrowRule,
         compute_all,
@@ -186,7 +186,8 @@ def build_reports(
         raise HemoscanError(f"{scan_dir}: not a finished hemoscan scan folder ({e})") from None
     findings = [SampleFindings.from_dict(s) for s in summary["samples"]]
     rule = marrow_rule or MarrowRule()
-    panels = {p.sample: p for p in read_lab_panels(labs)} if labs else {}
+    wanted = {f.sample for f in findings}  # a large lab file is streamed, its other samples dropped
+    panels = {p.sample: p for p in iter_lab_panels(labs) if p.sample in wanted} if labs else {}
     tiles = read_tiles(scan_dir)
     ok_tiles: dict[str, list[str]] = defaultdict(list)
     failed: dict[str, list[tuple[str, str]]] = defaultdict(list)

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 from hemoscan.io.files import atomic_write_text, safe_stem
+from hemoscan.io.spreadsheet import neutralise
 from hemoscan.report.build import RESEARCH_USE, SampleReport
 
 
@@ -90,7 +91,9 @@ def write_reports(reports: list[SampleReport], out: Path, pdf: Path | None = Non
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(row for row, _ in rows)
+    writer.writerows(  # text cells spreadsheet-safe: a sample named "=HYPERLINK(..." stays text
+        {k: neutralise(v) if isinstance(v, str) else v for k, v in row.items()} for row, _ in rows
+    )
     atomic_write_text(csv_path, buf.getvalue())
     index = (
         _environment()

@@ -24,7 +24,7 @@ from hemoscan.cli.app import EXIT_TILES_FAILED, EXIT_USAGE, app
 from hemoscan.engines import dask_engine
 from hemoscan.errors import EngineError
 from hemoscan.io.sources import TileSource, expand_sources
-from hemoscan.models.loading import sha256_file
+from hemoscan.models.loading import manifest_entry, sha256_file
 from hemoscan.pipeline import ScanOptions, scan
 from tests.conftest import disc_image, write_image
 
@@ -176,8 +176,7 @@ def test_shipped_model_names_resolve_on_the_client(
     """``HEMOSCAN_WEIGHTS_DIR`` is set on the client only: workers get the resolved folder."""
     weights = tmp_path / "weights"
     shutil.copytree(tiny_model_dir, weights / "tiny-folder")
-    sha = sha256_file(weights / "tiny-folder" / "model.safetensors")
-    manifest = {"tiny-shipped": {"folder": "tiny-folder", "sha256": sha}}
+    manifest = {"tiny-shipped": manifest_entry(weights / "tiny-folder")}
     (weights / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("HEMOSCAN_WEIGHTS_DIR", str(weights))
     local, dask = tmp_path / "local", tmp_path / "dask"

@@ -27,7 +27,7 @@ def test_model_pixel_size_from_config() -> None:
     assert legacy.largest_cell_px == 240
     assert CONFIG.input_mpp == 0.5
     assert ModelConfig.from_dict(CONFIG.to_dict()) == CONFIG
-    with pytest.raises(ModelConfigError, match="mpp must be positive"):
+    with pytest.raises(ModelConfigError, match=r"mpp must be null or a finite number in \(0, 100\]"):
         ModelConfig(name="m", version="1", architecture="tiny_blob", classes=("rbc",), mpp=0.0)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from hemoscan.errors import SourceError
 from hemoscan.io.sources import TileSource, TileSources, expand_sources
+from tests.conftest import unprivileged
 
 
 def touch(root: Path, *names: str) -> None:
@@ -200,3 +201,24 @@ def test_tile_sources_stream_the_same_tiles_on_every_pass(in_tmp: Path) -> None:
     assert first == second == expand_sources(["l.txt", "s/2.png"], sample_id="P")
     with pytest.raises(SourceError, match="no sources given"):
         TileSources([])
+
+
+def test_what_cannot_be_walked_becomes_a_failed_tile(tmp_path: Path) -> None:
+    """An unreadable folder, a broken link and a link loop are never silently left out."""
+    root = tmp_path / "scans"
+    touch(root, "P1/a.png", "P1/locked/b.png", "P2/c.png")
+    os.symlink("gone.png", root / "P1" / "broken.png")
+    os.symlink("loop_b", root / "P1" / "loop_a")
+    os.symlink("loop_a", root / "P1" / "loop_b")
+    (root / "P1" / "locked").chmod(0)
+    with unprivileged():
+        tiles = expand_sources([str(root)])
+    failed = {os.path.basename(t.path): (t.sample, t.error) for t in tiles if t.error}
+    assert [os.path.basename(t.path) for t in tiles if not t.error] == ["a.png", "c.png"]
+    assert failed["broken.png"] == ("P1", f"{root / 'P1' / 'broken.png'}: broken symbolic link "
+                                          "(its target does not exist)")  # fmt: skip
+    assert failed["loop_a"][1].endswith("loop_a: symbolic link loop")
+    assert failed["loop_b"][1].endswith("loop_b: symbolic link loop")
+    assert failed["locked"][0] == "locked"  # the sample its tiles would have belonged to
+    assert "cannot read it (Permission denied)" in failed["locked"][1]
+    assert len(tiles) == 6

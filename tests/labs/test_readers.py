@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 from hemoscan.errors import LabFileError, LabValueError
-from hemoscan.labs import read_lab_panels
+from hemoscan.labs import read_lab_panels, readers
+from hemoscan.labs.readers import iter_lab_panels
 
 
 def _write(path: Path, text: str) -> Path:
@@ -172,3 +174,114 @@ def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
         read_lab_panels(tmp_path / "nope.json")
     with pytest.raises(LabFileError, match="holds no lab-panel file"):
         read_lab_panels(tmp_path)
+
+
+BILLION_LAUGHS = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("key.json", '{"sample": "P1", "ferritin": "3000 ng/mL", "ferritin": "9000 ng/mL"}',
+         "key 'ferritin' is given twice in one object ('3000 ng/mL' and '9000 ng/mL')"),
+        ("samples.json", '{"P1": {"fever": true}, "P1": {"fever": false}}',
+         "key 'P1' is given twice in one object"),
+        ("key.yaml", "sample: P1\nferritin: 3000 ng/mL\nferritin: 9000 ng/mL\n",
+         "key 'ferritin' is given twice in one mapping (lines 2 and 3)"),
+        ("columns.csv", "sample,ferritin,ferritin\nP1,3000 ng/mL,9000 ng/mL\n",
+         "columns 2 ('ferritin') and 3 ('ferritin') both give ferritin"),
+        ("aliases.csv", "sample,Ferritin (ng/mL),serum ferritin\nP1,3000,9000 ng/mL\n",
+         "columns 2 ('Ferritin (ng/mL)') and 3 ('serum ferritin') both give ferritin"),
+        ("bomb.yaml", BILLION_LAUGHS, "line 1: YAML anchors and aliases (& and *) are not accepted"),
+        ("anchor.yaml", "sample: P1\nferritin: &f 3000 ng/mL\n", "line 2: YAML anchors"),
+        ("merge.yaml", "base: &b {fever: true}\nP1:\n  <<: *b\n", "YAML anchors and aliases"),
+        ("int.json", '{"sample": "P1", "ferritin": {"value": 1' + "0" * 5000 + ', "unit": "ng/mL"}}',
+         "has more than 30 digits"),
+        ("nan.json", '{"sample": "P1", "ferritin": {"value": NaN, "unit": "ng/mL"}}',
+         "NaN is not a number"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("int.yaml", "sample: P1\nferritin: {value: 1" + "0" * 5000 + ", unit: ng/mL}\n",
+         "invalid YAML"),
+        ("utf8.csv", "sample,ferritin\nP1,3000 ng/mL\n", "cannot read lab-panel file"),
+    ],
+)  # fmt: skip
+def test_hostile_files_are_refused_naming_the_problem(
+    tmp_path: Path, name: str, text: str, fragment: str
+) -> None:
+    if name == "utf8.csv":
+        text += "P2,\udcff\n"
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(LabFileError) as info:
+        read_lab_panels(path)
+    assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("aliases.json", '{"sample": "P1", "ferritin": "3000 ng/mL", "serum ferritin": "9 ng/mL"}',
+         "sample 'P1', ferritin: given twice (as 'ferritin' and 'serum ferritin')"),
+        ("long.csv", "sample,analyte,value,unit\nP1,ferritin,3000,ng/mL\nP2,fever,yes,\n"
+                     "P1,Serum Ferritin,9000,ng/mL\n",
+         "sample 'P1', Serum Ferritin: given twice (data row 2 as 'ferritin' and data row 4 as "
+         "'Serum Ferritin')"),
+        ("exp.csv", "sample,ferritin\nP1,1e999999999 ng/mL\n",
+         "'1e999999999 ng/mL': a number hemoscan reads has at most 30 significant digits"),
+        ("exp.json", '{"sample": "P1", "ferritin": {"value": 1e999999999, "unit": "ng/mL"}}',
+         "at most 30 significant digits and a magnitude between 1e-30 and 1e30"),
+        ("tiny.json", '{"sample": "P1", "ferritin": {"value": 0E-99999999, "unit": "ng/mL"}}',
+         "at most 30 significant digits"),
+        ("digits.csv", "sample,ferritin\nP1," + "1" * 31 + " ng/mL\n", "at most 30 significant"),
+        ("long_token.csv", "sample,ferritin\nP1," + "1" * 100_000 + " ng/mL\n", "at most 30"),
+        ("inf.yaml", "sample: P1\nferritin: {value: 1.0e+999, unit: ng/mL}\n",
+         "inf is not a finite number"),
+    ],
+)  # fmt: skip
+def test_hostile_values_are_refused_naming_sample_and_analyte(
+    tmp_path: Path, name: str, text: str, fragment: str
+) -> None:
+    message = _file_error(tmp_path, name, text, LabValueError)
+    assert fragment in message and len(message) < 600
+
+
+def test_json_and_yaml_files_have_a_size_limit(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(readers.MAX_DOCUMENT_BYTES, ".json", 100)
+    text = json.dumps({"sample": "P1", "notes": "x" * 200, "ferritin": "1 ng/mL"})
+    assert "more than the 100 a .json lab file may hold" in _file_error(tmp_path, "big.json", text)
+
+
+def test_csv_files_are_streamed(tmp_path: Path) -> None:
+    """Panels come one at a time (an error further on is raised when reached), and memory
+    does not grow with the number of samples beyond the names kept to refuse repeats."""
+
+    def wide(n: int) -> Path:
+        rows = "".join(f"P{i:06d},{1000 + i} ng/mL,2.{i % 10} mmol/L,yes\n" for i in range(n))
+        return _write(tmp_path / f"w{n}.csv", "sample,ferritin,TG,fever\n" + rows)
+
+    def peak(path: Path) -> int:
+        tracemalloc.start()
+        for _ in iter_lab_panels(path):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    small, large = peak(wide(500)), peak(wide(5000))
+    assert (large - small) / 4500 < 400  # bytes per extra sample (about 1300 held whole)
+    broken = _write(tmp_path / "b.csv", "sample,ferritin\nP1,1 ng/mL\nP2,1 kg\n")
+    panels = iter_lab_panels(broken)
+    assert next(panels).sample == "P1"
+    with pytest.raises(LabValueError, match="sample 'P2', ferritin"):
+        next(panels)
+
+
+def test_long_csv_rows_of_a_sample_may_be_apart(tmp_path: Path) -> None:
+    f = _write(tmp_path / "long.csv", "sample,analyte,value,unit\nP1,ferritin,3000,ng/mL\n"
+               "P2,ferritin,200,ng/mL\nP1,TG,2.1,mmol/L\nP3,fever,no,\n")  # fmt: skip
+    p1, p2, p3 = read_lab_panels(f)  # in order of first appearance
+    assert (p1.sample, p2.sample, p3.sample) == ("P1", "P2", "P3")
+    assert p1.quantity("triglycerides", "mmol/L") == D("2.1") and p3.flag("fever") is False
