@@ -15,6 +15,7 @@ import pytest
 
 from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import OutputDirError
+from hemoscan.io.files import short_hash
 from hemoscan.io.scan_store import TILE_COLUMNS
 from hemoscan.pipeline import ScanOptions, scan
 from tests.conftest import disc_image, write_image
@@ -246,7 +247,8 @@ def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(
         and findings.hemophagocytes_by_engulfed["nucleated"] == 1
     )
     crops = sorted(p.relative_to(out).as_posix() for p in (out / "crops").rglob("*.jpg"))
-    stem = tile.as_posix().lstrip("/").replace("/", "__")
+    # an absolute path does not survive as a file name unchanged: a short hash keeps it unique
+    stem = f'{tile.as_posix().lstrip("/").replace("/", "__")}-{short_hash(str(tile))}'
     order = [d["label"] for d in _detections(out)]
     expected = [
         f"crops/s1/{lbl}/{stem}__{order.index(lbl):04d}.jpg"
