@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from hemoscan import __version__
-from hemoscan.datamodel import Provenance, SampleFindings, TileResult
+from hemoscan.datamodel import Detection, Provenance, SampleFindings, TileQC, TileResult
 from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
 from hemoscan.io.files import atomic_write_json
@@ -35,7 +35,9 @@ from hemoscan.io.scan_store import (
     utc_now,
 )
 from hemoscan.io.sources import TileSource, TileSources
+from hemoscan.io.tile_records import TileRecords, iter_tile_qc
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+from hemoscan.qc import QCThresholds, samples_qc, tile_flags, tile_qc
 
 if TYPE_CHECKING:
     from hemoscan.inference.predictor import Predictor
@@ -69,6 +71,9 @@ class ScanOptions:
     ``streams``: batches predicted at once, each in its own thread (with the onnx backend,
     the cores are shared out among them: ``cores // streams`` onnxruntime threads each);
     ``None``: :func:`~hemoscan.inference.backends.default_streams`. Outputs do not depend on it.
+
+    ``qc``: the thresholds of the image-quality checks recorded in ``qc.jsonl`` and
+    ``summary.json`` (see :mod:`hemoscan.qc`).
     """
 
     model: str = DEFAULT_MODEL
@@ -89,6 +94,7 @@ class ScanOptions:
     scheduler: str | None = None
     mpp: float | None = None
     streams: int | None = None
+    qc: QCThresholds = QCThresholds()
 
 
 @dataclass
@@ -206,7 +212,7 @@ def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[Scann
     if images:
         t0 = time.perf_counter()
         try:
-            found = iter(predictor.predict_batch(images))
+            found = iter(predictor.predict_with_near_misses(images))
         except Exception as e:  # noqa: BLE001 - record the batch as failed, go on
             log.exception("inference failed")
             failure = e
@@ -220,10 +226,25 @@ def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[Scann
                                 error=f"{src.name}: inference failed: {failure!r}")  # fmt: skip
             image = None
         else:
-            w, h, dets = src.place(image.shape[1], image.shape[0], next(found))
-            result = TileResult(src.sample, src.name, "ok", w, h, dets,
-                                ms=decode_ms + per_tile_ms)  # fmt: skip
+            found_here = next(found)
+            w, h, dets = src.place(image.shape[1], image.shape[0], found_here.detections)
+            near = src.place(image.shape[1], image.shape[0], found_here.near_misses)[2]
+            qc = _tile_qc(src, image, found_here.detections, predictor.scale)
+            result = TileResult(src.sample, src.name, "ok", w, h, dets, ms=decode_ms + per_tile_ms,
+                                qc=qc, near_misses=near)  # fmt: skip
         yield ScannedTile(src, result, image)
+
+
+def _tile_qc(
+    src: TileSource, image: np.ndarray, detections: list[Detection], scale: float
+) -> TileQC | None:
+    """The tile's image-quality measurements (at the model's scale), or ``None`` if they cannot
+    be made: a quality check never fails a tile."""
+    try:
+        return tile_qc(image, detections, scale)
+    except Exception:  # noqa: BLE001
+        log.warning("%s: image-quality measurement failed", src.name, exc_info=True)
+        return None
 
 
 def _tiling_settings(predictor: Predictor) -> dict[str, float]:
@@ -295,7 +316,10 @@ def scan(
                 "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp,
                 "quantization": predictor.quantization}  # fmt: skip
     started = time.perf_counter()
-    with ScanStore(out, settings, retry_failed=options.retry_failed) as store:
+    with (
+        ScanStore(out, settings, retry_failed=options.retry_failed) as store,
+        TileRecords(out, store.is_finished, lambda m: tile_flags(m, options.qc)) as records,
+    ):
         store.record_slides([plan.to_dict() for plan in slides])
         total = to_scan = 0
         for unit in units:  # a counting pass: sources are streamed, never held in a list
@@ -318,6 +342,7 @@ def scan(
                         image = _decode(source)[1]
                     if image is not None:
                         _save_evidence(out, options, result, image, source)
+                records.append(result)
                 store.append(result)
                 if progress:
                     progress(result)
@@ -333,7 +358,7 @@ def scan(
         started_at=started_at,
         finished_at=utc_now(),
     )
-    findings = write_summary(out, provenance)
+    findings = write_summary(out, provenance, options.qc)
     if options.exports:
         export(out, options.exports)
     return ScanSummary(
@@ -371,13 +396,18 @@ def _save_evidence(
         save_crops(out, result.sample, result.tile, image, result.detections)
 
 
-def write_summary(out: Path, provenance: Provenance) -> list[SampleFindings]:
-    """Aggregate the whole folder (streaming) and write ``summary.json`` atomically."""
+def write_summary(
+    out: Path, provenance: Provenance, qc: QCThresholds = QCThresholds()
+) -> list[SampleFindings]:
+    """Aggregate the whole folder (streaming), judge each sample's image quality under ``qc``,
+    and write ``summary.json`` atomically."""
     findings = aggregate(
         ((t.sample, t.ok) for t in iter_tiles(out)),
         ((sample, det) for sample, _, det in iter_detections(out)),
         provenance,
     )
+    checks = samples_qc(findings, iter_tile_qc(out), qc)
+    findings = [replace(f, qc=checks[f.sample]) for f in findings]
     doc = {"format": SUMMARY_FORMAT, "samples": [f.to_dict() for f in findings]}
     slides = read_run(out).get("slides")
     if slides:

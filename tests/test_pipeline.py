@@ -256,3 +256,27 @@ def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(
     ]
     assert crops == expected
     assert (out / "overlays").is_dir()
+
+
+def test_scan_records_image_quality_and_near_misses(tmp_path: Path) -> None:
+    """Every ok tile gets a qc.jsonl line, summary.json a qc record per sample; hemophagocyte
+    calls below the threshold go to near_misses.jsonl, never to detections.jsonl."""
+    from tests.conftest import HEMOPHAGOCYTE_SCENE, scripted_model
+
+    model = scripted_model([*HEMOPHAGOCYTE_SCENE, (4, 400.0, 300.0, 100.0, 100.0, -1.2)])
+    for i in range(2):
+        write_image(tmp_path / "s1" / f"f{i}.png", disc_image(512, 512, 6, seed=i)[0])
+    write_image(tmp_path / "s1" / "broken.png", disc_image(64, 64, 0)[0]).write_bytes(b"not a png")
+    out = tmp_path / "out"
+    summary = scan([str(tmp_path / "s1")], out, ScanOptions(), model=model)
+    assert all(d["score"] >= 0.3 for d in _detections(out))
+    qc_lines = [json.loads(line) for line in (out / "qc.jsonl").read_text().splitlines()]
+    assert sorted(Path(r["tile"]).name for r in qc_lines) == ["f0.png", "f1.png"]
+    assert set(qc_lines[0]["metrics"]) >= {"sharpness", "stain_density", "rbc_hue"}
+    near = [json.loads(line) for line in (out / "near_misses.jsonl").read_text().splitlines()]
+    assert len(near) == 2 and {round(r["score"], 3) for r in near} == {0.231}
+    (findings,) = summary.samples
+    assert findings.qc is not None and findings.qc.tiles_assessed == 2
+    assert findings.qc.codes == ("too_few_cells", "failed_tiles")
+    saved = json.loads((out / "summary.json").read_text())["samples"][0]
+    assert saved["qc"]["flags"][0]["code"] == "too_few_cells" and saved["qc"]["thresholds"]["min_nucleated"] == 500

@@ -83,13 +83,13 @@ def _assert_each_disc_found_once(dets: list[dict], tol: float = 6.0) -> None:
 def predicted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Shapes of every image the predictor is given."""
     shapes: list[tuple[int, int]] = []
-    original = Predictor.predict_batch
+    original = Predictor.predict_with_near_misses
 
     def counting(self, images):  # type: ignore[no-untyped-def]
         shapes.extend(img.shape[:2] for img in images)
         return original(self, images)
 
-    monkeypatch.setattr(Predictor, "predict_batch", counting)
+    monkeypatch.setattr(Predictor, "predict_with_near_misses", counting)
     return shapes
 
 

@@ -1,7 +1,8 @@
 """Run a loaded model over whole images, tiling those larger than the model's window.
 
 ``Predictor.predict_batch`` takes HWC uint8 RGB arrays and returns detections in each image's
-own pixel frame. Images are optionally rescaled (``scale``), split into an overlapping grid of
+own pixel frame (``predict_with_near_misses`` also the best hemophagocyte calls just below the
+threshold, for review). Images are optionally rescaled (``scale``), split into an overlapping grid of
 windows (:mod:`hemoscan.inference.tiling`), run in batches of same-shaped windows, decoded,
 kept where their centre lies in the window's core, and de-duplicated once per image, so
 tiled prediction equals whole-image prediction wherever the network sees the same pixels.
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from hemoscan.datamodel import Detection
 from hemoscan.inference.backends import create_backend, default_batch_size, resolve_device
@@ -25,6 +28,11 @@ from hemoscan.models.export import OnnxModel
 from hemoscan.models.loading import LoadedModel
 
 _ALIGN = 32  # every architecture's largest stride
+#: Near misses are hemophagocyte calls scoring below the threshold but at least this fraction of it.
+NEAR_MISS_FLOOR = 0.5
+#: Near misses kept per image, best first.
+NEAR_MISSES_PER_IMAGE = 3
+_NEAR_MISS_CLASS = "hemophagocyte"
 
 
 def _round_up(n: int, multiple: int = _ALIGN) -> int:
@@ -58,6 +66,21 @@ def pad_to_multiple(array: np.ndarray, multiple: int = _ALIGN) -> np.ndarray:
     out = np.zeros((c, _round_up(h, multiple), _round_up(w, multiple)), array.dtype)
     out[:, :h, :w] = array
     return out
+
+
+class Prediction(NamedTuple):
+    """What the model found in one image: ``detections`` (at or above the thresholds) and
+    ``near_misses``: hemophagocyte calls that scored below the hemophagocyte threshold (and at
+    least :data:`NEAR_MISS_FLOOR` of it), best first, at most :data:`NEAR_MISSES_PER_IMAGE`,
+    with the engulfed cells their box holds that no detected hemophagocyte holds. Near misses
+    are evidence for review, never counted; computing them leaves ``detections`` unchanged."""
+
+    detections: list[Detection]
+    near_misses: list[Detection]
+
+
+#: One window's peaks: ``(boxes float32 [N, 4], scores [N], labels int64 [N])``.
+_Peaks = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,10 @@ class Predictor:
         self.scale = scale
         self.thresholds = {c: (cfg.threshold(c) if conf is None else conf) for c in cfg.classes}
         self._threshold_tensor = torch.tensor([self.thresholds[c] for c in cfg.classes])
+        self._near_miss_tensor = torch.tensor(
+            [NEAR_MISS_FLOOR * self.thresholds[c] if c == _NEAR_MISS_CLASS else float("inf")
+             for c in cfg.classes]
+        )  # fmt: skip
         self._mean, self._inv_std = normalisation(cfg)
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
@@ -127,6 +154,10 @@ class Predictor:
 
     def predict_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Detections for each HWC uint8 RGB image, in that image's pixel coordinates."""
+        return [p.detections for p in self.predict_with_near_misses(images)]
+
+    def predict_with_near_misses(self, images: list[np.ndarray]) -> list[Prediction]:
+        """A :class:`Prediction` for each HWC uint8 RGB image, in that image's pixel coordinates."""
         arrays = [self.normalise(img) for img in images]
         by_shape: dict[tuple[int, int], list[_Job]] = defaultdict(list)
         for i, arr in enumerate(arrays):
@@ -139,7 +170,7 @@ class Predictor:
                 )
                 by_shape[shape].append(_Job(i, win))
 
-        found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
+        found: list[list[tuple[_Peaks, _Peaks]]] = [[] for _ in images]
         for (ph, pw), jobs in by_shape.items():
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
@@ -159,20 +190,53 @@ class Predictor:
 
     def _decode_window(
         self, outputs: tuple[torch.Tensor, ...], b: int, win: Window
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[_Peaks, _Peaks]:
+        """The window's detections and near-miss candidates, in image pixels, core only."""
         heat, size, offset = (o[b] for o in outputs)
-        boxes, scores, labels = decode_heatmaps(
+        found = decode_heatmaps(
             heat, size, offset, self.stride, self._threshold_tensor, self.config.max_detections
         )
-        boxes += np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
-        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        inside = (cx >= win.cx0) & (cx < win.cx1) & (cy >= win.cy0) & (cy < win.cy1)
-        return boxes[inside], scores[inside], labels[inside]
+        near = decode_heatmaps(
+            heat, size, offset, self.stride, self._near_miss_tensor, self.config.max_detections
+        )
+        return self._in_core(found, win), self._in_core(near, win, below=self._threshold_tensor)
 
-    def _merge(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Detection]:
-        boxes = np.concatenate([p[0] for p in parts]).reshape(-1, 4)
-        scores = np.concatenate([p[1] for p in parts])
-        labels = np.concatenate([p[2] for p in parts]).astype(np.int64)
-        keep = suppress_duplicates(boxes, scores, labels, self.config.classes, self.config.nms_iou)
-        boxes = boxes[keep] / self.scale
-        return to_detections(boxes, scores[keep], labels[keep], self.config.classes)
+    @staticmethod
+    def _in_core(peaks: _Peaks, win: Window, below: torch.Tensor | None = None) -> _Peaks:
+        boxes, scores, labels = peaks
+        boxes = boxes + np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        keep = (cx >= win.cx0) & (cx < win.cx1) & (cy >= win.cy0) & (cy < win.cy1)
+        if below is not None:
+            keep &= scores < below.numpy()[labels]
+        return boxes[keep], scores[keep], labels[keep]
+
+    def _merge(self, parts: list[tuple[_Peaks, _Peaks]]) -> Prediction:
+        boxes, scores, labels = (np.concatenate([p[0][i] for p in parts]) for i in range(3))
+        boxes, labels = boxes.reshape(-1, 4), labels.astype(np.int64)
+        classes = self.config.classes
+        keep = suppress_duplicates(boxes, scores, labels, classes, self.config.nms_iou)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        near = self._near_misses([p[1] for p in parts], boxes, labels)
+        # Near misses ride at the end: every detection keeps its place and its engulfed cells
+        # (a detected hemophagocyte outscores any near miss, so it is offered each cell first).
+        cells = to_detections(np.concatenate([boxes, near[0]]) / self.scale,
+                              np.concatenate([scores, near[1]]),
+                              np.concatenate([labels, near[2]]), classes)  # fmt: skip
+        split = len(cells) - len(near[1])
+        return Prediction(cells[:split], cells[split:])
+
+    def _near_misses(self, parts: list[_Peaks], boxes: np.ndarray, labels: np.ndarray) -> _Peaks:
+        """The best near-miss candidates that are not a detected hemophagocyte's own peak."""
+        near_boxes, near_scores, near_labels = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        near_boxes, near_labels = near_boxes.reshape(-1, 4), near_labels.astype(np.int64)
+        if not len(near_scores):
+            return near_boxes, near_scores, near_labels
+        keep = suppress_duplicates(near_boxes, near_scores, near_labels, self.config.classes,
+                                   self.config.nms_iou)  # fmt: skip
+        hosts = boxes[labels == self.config.classes.index(_NEAR_MISS_CLASS)]
+        if len(hosts):
+            overlap = box_iou(torch.as_tensor(near_boxes[keep]), torch.as_tensor(hosts))
+            keep = keep[(overlap <= self.config.nms_iou).all(dim=1).numpy()]
+        keep = keep[:NEAR_MISSES_PER_IMAGE]
+        return near_boxes[keep], near_scores[keep], near_labels[keep]

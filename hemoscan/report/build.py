@@ -17,7 +17,7 @@ from hemoscan.errors import HemoscanError
 from hemoscan.io.scan_store import SUMMARY, iter_detections, read_run, read_tiles, utc_now
 from hemoscan.report.evidence import EvidenceCrop, collect_crops
 from hemoscan.report.plots import bar_chart_svg, histogram_svg
-from hemoscan.report.stats import wilson_interval
+from hemoscan.stats import wilson_interval
 
 RESEARCH_USE = (
     "hemoscan's image findings are automated suggestions for a pathologist to "
