@@ -59,6 +59,17 @@ def count_engulfed(cells: tuple[EngulfedCell, ...]) -> dict[str, int]:
     return counts
 
 
+def describe_engulfed(counts: dict[str, int]) -> str:
+    """What a hemophagocyte holds, for a reader: ``"2 rbc, 1 nucleated (1 granulocyte)"``
+    (typed nucleated subtypes in brackets, as they are included in ``nucleated``)."""
+    subtypes = ", ".join(f"{counts[t]} {t}" for t in NUCLEATED_SUBTYPES if counts.get(t))
+    parts = []
+    for kind in ("rbc", "nucleated", "platelet"):
+        if counts.get(kind):
+            parts.append(f"{counts[kind]} {kind}" + (f" ({subtypes})" if kind == "nucleated" and subtypes else ""))
+    return ", ".join(parts) or "no engulfed cell"
+
+
 @dataclass(frozen=True)
 class Detection:
     """One detected cell.
