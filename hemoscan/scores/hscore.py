@@ -93,7 +93,7 @@ CYTOPENIAS = (
     ("Leukocytes", "leukocytes", cut("<=", "5.0", "×10⁹/L")),
     ("Platelets", "platelets", cut("<=", "110", "×10⁹/L")),
 )
-NO_MARROW_NOTE = "computed without the marrow item (no pathologist value or image suggestion)"
+NO_MARROW_NOTE = "marrow item unknown: its 35 points are open (in the upper bound only)"
 #: Fardet 2014 Table 3: (HScore, probability of hemophagocytic syndrome in %).
 PROBABILITY_TABLE: tuple[tuple[int, int], ...] = (
     (100, 1), (110, 3), (120, 5), (130, 9), (140, 16), (150, 25), (160, 40), (170, 54), (180, 70),
