@@ -195,10 +195,11 @@ def hscore(panel: LabPanel, marrow_hemophagocytosis: bool | None = None) -> HSco
     )  # fmt: skip
     lower = sum(int(i.points_lower or 0) for i in items)
     upper = sum(int(i.points_upper or 0) for i in items)
+    low_label, high_label = probability(lower)[0], probability(upper)[0]
     if lower == upper:
         label, percent = probability(lower)
     else:
-        label, percent = f"{probability(lower)[0]} to {probability(upper)[0]}", None
+        label, percent = low_label if low_label == high_label else f"{low_label} to {high_label}", None
     note = "" if marrow is not None else NO_MARROW_NOTE
     positive = side(lower, upper, CUTOFF)
     missing = missing_names(items)
