@@ -63,10 +63,9 @@ def describe_engulfed(counts: dict[str, int]) -> str:
     """What a hemophagocyte holds, for a reader: ``"2 rbc, 1 nucleated (1 granulocyte)"``
     (typed nucleated subtypes in brackets, as they are included in ``nucleated``)."""
     subtypes = ", ".join(f"{counts[t]} {t}" for t in NUCLEATED_SUBTYPES if counts.get(t))
-    parts = []
-    for kind in ("rbc", "nucleated", "platelet"):
-        if counts.get(kind):
-            parts.append(f"{counts[kind]} {kind}" + (f" ({subtypes})" if kind == "nucleated" and subtypes else ""))
+    parts = [f"{counts[k]} {k}" for k in ("rbc", "nucleated", "platelet") if counts.get(k)]
+    if subtypes and counts.get("nucleated"):
+        parts = [f"{p} ({subtypes})" if p.endswith(" nucleated") else p for p in parts]
     return ", ".join(parts) or "no engulfed cell"
 
 

@@ -94,7 +94,8 @@ class QCThresholds:
         changes: dict[str, Any] = {}
         for key, value in values.items():
             if key not in known:
-                raise HemoscanError(f"{source}: unknown QC threshold {key!r} (known: {', '.join(known)})")
+                names = ", ".join(known)
+                raise HemoscanError(f"{source}: unknown QC threshold {key!r} (known: {names})")
             default = getattr(cls(), key)
             try:
                 if isinstance(default, tuple):
@@ -105,9 +106,9 @@ class QCThresholds:
                 else:
                     changes[key] = type(default)(value)
             except (TypeError, ValueError):
-                raise HemoscanError(f"{source}: QC threshold {key!r} must be "
-                                    f"{'two angles' if isinstance(default, tuple) else 'a number'}, "
-                                    f"not {value!r}") from None  # fmt: skip
+                wanted = "two angles" if isinstance(default, tuple) else "a number"
+                message = f"{source}: QC threshold {key!r} must be {wanted}, not {value!r}"
+                raise HemoscanError(message) from None
         return replace(cls(), **changes)
 
     @classmethod
@@ -180,7 +181,8 @@ def tile_metrics(
     if scale != 1.0:
         h, w = image.shape[:2]
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, size, interpolation=interpolation)
         dets = [replace(d, x1=d.x1 * scale, y1=d.y1 * scale, x2=d.x2 * scale, y2=d.y2 * scale)
                 for d in dets]  # fmt: skip
     rgb = image.astype(np.float32)
@@ -245,8 +247,13 @@ def _dark(m: dict[str, float | None], t: QCThresholds) -> bool:
     return glass is not None and glass < t.min_glass_brightness
 
 
-def _off_hue(key: str, span: Callable[[QCThresholds], tuple[float, float]]):  # type: ignore[no-untyped-def]
-    def test(m: dict[str, float | None], t: QCThresholds) -> bool:
+_Metrics = dict[str, float | None]
+
+
+def _off_hue(
+    key: str, span: Callable[[QCThresholds], tuple[float, float]]
+) -> Callable[[_Metrics, QCThresholds], bool]:
+    def test(m: _Metrics, t: QCThresholds) -> bool:
         hue = _value(m, key)
         return hue is not None and not _in_hue_range(hue, span(t))
 
@@ -258,7 +265,8 @@ def _span(span: tuple[float, float]) -> str:
 
 
 TILE_CHECKS: tuple[TileCheck, ...] = (
-    TileCheck("out_of_focus", "out of focus", lambda t: f"sharpness < {t.min_sharpness:g}", _blurred),
+    TileCheck("out_of_focus", "out of focus",
+              lambda t: f"sharpness < {t.min_sharpness:g}", _blurred),
     TileCheck("washed_out", "washed out (pale stain)",
               lambda t: f"densest stain OD < {t.min_stain_density:g}", _washed_out),
     TileCheck("over_stained", "dark: over-stained or under-exposed",

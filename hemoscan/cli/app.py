@@ -297,7 +297,8 @@ def report(
     fever_threshold: Annotated[
         Optional[float],
         typer.Option(
-            help="Derive a missing fever finding from the temperature, °C (e.g. 38.5; not part of HLH-2004).",
+            help="Derive a missing fever finding from the temperature, °C "
+            "(e.g. 38.5; not part of HLH-2004).",
             show_default="the fever finding only",
         ),
     ] = None,
@@ -311,9 +312,11 @@ def report(
     ] = None,
     min_nucleated: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Nucleated cells a sample needs not to be flagged as too few.",
-                     show_default="500"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            min=1, help="Nucleated cells a sample needs not to be flagged as too few.",
+            show_default="500",
+        ),
+    ] = None,
 ) -> None:
     """Write a per-sample report: the result, image-quality flags, the lab scores, the evidence.
 
@@ -357,8 +360,8 @@ def report(
         typer.secho(f"lab panel {name!r} in {labs} matches no scanned sample{hint}",
                     fg=typer.colors.YELLOW, err=True)  # fmt: skip
     if result.labs_mismatch and not allow_missing_labs:
-        typer.secho("samples and lab panels do not match (reports written; "
-                    "--allow-missing-labs accepts this)", fg=typer.colors.RED, err=True)  # fmt: skip
+        message = "samples and lab panels do not match (reports written; --allow-missing-labs accepts this)"
+        typer.secho(message, fg=typer.colors.RED, err=True)
         raise typer.Exit(EXIT_LABS_MISMATCH)
 
 

@@ -228,7 +228,8 @@ class Predictor:
 
     def _near_misses(self, parts: list[_Peaks], boxes: np.ndarray, labels: np.ndarray) -> _Peaks:
         """The best near-miss candidates that are not a detected hemophagocyte's own peak."""
-        near_boxes, near_scores, near_labels = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        near_boxes, near_scores, near_labels = (np.concatenate([p[i] for p in parts])
+                                                for i in range(3))  # fmt: skip
         near_boxes, near_labels = near_boxes.reshape(-1, 4), near_labels.astype(np.int64)
         if not len(near_scores):
             return near_boxes, near_scores, near_labels

@@ -85,7 +85,8 @@ def _tile_features(result: TileResult) -> list[dict[str, Any]]:
             extra["name"] = f"{det.label}: {describe_engulfed(engulfed)}"
         extra["metadata"] = {"hemoscan_id": fid, "detection": ref}
         geometry = _polygon(det.x1, det.y1, det.x2, det.y2)
-        features.append(_feature(fid, geometry, det.label, _color(det.label), measurements, **extra))
+        color = _color(det.label)
+        features.append(_feature(fid, geometry, det.label, color, measurements, **extra))
         for j, cell in enumerate(det.engulfed_cells):
             cid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{ref}/{j}"))
             features.append(

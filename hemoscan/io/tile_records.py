@@ -69,14 +69,15 @@ class TileRecords:
         for name in (QC_FILE, NEAR_MISSES_FILE):
             path = self.dir / name
             if path.exists():
-                kept = (r for r in _lines(path) if is_finished(str(r.get("sample")), str(r.get("tile"))))
-                _rewrite(path, kept)
+                _rewrite(path, (r for r in _lines(path)
+                                if is_finished(str(r.get("sample")), str(r.get("tile")))))  # fmt: skip
             self._files[name] = open(path, "a", encoding="utf-8")
 
     def append(self, result: TileResult) -> None:
         head = {"sample": result.sample, "tile": result.tile}
         if result.qc is not None:
-            record = {**head, "metrics": result.qc.metrics, "flags": list(self._flags(result.qc.metrics))}
+            flags = list(self._flags(result.qc.metrics))
+            record = {**head, "metrics": result.qc.metrics, "flags": flags}
             self._files[QC_FILE].write(json.dumps(record, ensure_ascii=False) + "\n")
         for det in result.near_misses:
             record = {**head, **det.to_dict()}
@@ -85,7 +86,8 @@ class TileRecords:
             f.flush()
 
     def close(self) -> None:
-        """Flush to disk, then keep the best :data:`NEAR_MISSES_PER_SAMPLE` near misses per sample."""
+        """Flush to disk, then keep the best :data:`NEAR_MISSES_PER_SAMPLE` near misses of
+        each sample."""
         for f in self._files.values():
             f.flush()
             os.fsync(f.fileno())

@@ -257,7 +257,10 @@ def _tile_link(scan_dir: Path, tile: str, base_dirs: list[Path]) -> Path | None:
     return next((p.resolve() for p in candidates if p.is_file()), None)
 
 
-def _panel_mismatch(samples: list[str], panels: list[str]) -> tuple[list[str], list[tuple[str, str | None]]]:
+def _panel_mismatch(
+    samples: list[str], panels: list[str]
+) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """Samples without a panel; panels without a sample, each with the closest sample name."""
     missing = [s for s in samples if s not in panels]
     unmatched = [(p, next(iter(difflib.get_close_matches(p, missing or samples, 1, 0.6)), None))
                  for p in panels if p not in samples]  # fmt: skip
@@ -325,8 +328,8 @@ def build_report_set(
         bins = max(counts, default=0) + 1
         plots = {
             "per_tile": bar_chart_svg([sum(1 for c in counts if c == k) for k in range(bins)],
-                                      [str(k) for k in range(bins)], "Tiles by number of hemophagocytes",
-                                      "hemophagocytes in the tile"),
+                                      [str(k) for k in range(bins)],
+                                      "Tiles by number of hemophagocytes", "hemophagocytes in the tile"),
             "scores": histogram_svg(p.scores, title="Hemophagocyte confidence", xlabel="model score"),
         }  # fmt: skip
         panel = panels.get(f.sample)
@@ -357,11 +360,15 @@ def build_report_set(
             report.lab_values = panel_rows(panel)
         elif labs:
             report.labs = LABS_MISSING
-            report.warnings.append(f"no lab panel for sample {f.sample!r} in {labs}: scores not computed")
+            report.warnings.append(
+                f"no lab panel for sample {f.sample!r} in {labs}: scores not computed"
+            )
         else:
             report.warnings.append("no lab file given (--labs): scores not computed")
         reports.append(report)
-    missing, unmatched = _panel_mismatch([f.sample for f in findings], list(panels)) if labs else ([], [])
+    missing, unmatched = ([], []) if not labs else _panel_mismatch(
+        [f.sample for f in findings], list(panels)
+    )
     for name, closest in unmatched:
         hint = f" (closest sample: {closest!r})" if closest else ""
         for r in reports:

@@ -182,7 +182,8 @@ def fever(panel: LabPanel, threshold_c: Decimal | None) -> tuple[bool | None, st
         return None, (f"no fever finding recorded ({measured} given; record fever yes/no, or set "
                       f"a fever threshold such as 38.5 °C, {FEVER_THRESHOLD_SOURCE})")  # fmt: skip
     febrile = temperature >= threshold_c
-    note = f"from {measured} {'≥' if febrile else '<'} {fmt(threshold_c)} °C (user-set threshold)"
+    relation = "≥" if febrile else "<"
+    note = f"from {measured} {relation} {fmt(threshold_c)} °C (user-set threshold)"
     return febrile, note
 
 

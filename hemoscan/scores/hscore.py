@@ -199,7 +199,8 @@ def hscore(panel: LabPanel, marrow_hemophagocytosis: bool | None = None) -> HSco
     if lower == upper:
         label, percent = probability(lower)
     else:
-        label, percent = low_label if low_label == high_label else f"{low_label} to {high_label}", None
+        same = low_label == high_label
+        label, percent = low_label if same else f"{low_label} to {high_label}", None
     note = "" if marrow is not None else NO_MARROW_NOTE
     positive = side(lower, upper, CUTOFF)
     missing = missing_names(items)

@@ -128,8 +128,8 @@ def marrow_item(
     suggestion = suggest_marrow_hemophagocytosis(findings, rule)
     if pathologist is not None:
         label = f"pathologist: {'yes' if pathologist else 'no'}"
-        return MarrowItem("pathologist", pathologist, label,
-                          f"lab panel (marrow_hemophagocytosis); the image: {suggestion.reason}")  # fmt: skip
+        basis = f"lab panel (marrow_hemophagocytosis); the image: {suggestion.reason}"
+        return MarrowItem("pathologist", pathologist, label, basis)
     if suggestion.value:
         return MarrowItem("suggested present", True, "suggested present", suggestion.reason)
     label = f"not seen ({findings.nucleated_cells_assessed} cells assessed)"
