@@ -5,9 +5,9 @@ washed-out or over-stained one changes what the model sees, and a few dozen cell
 too imprecise to read. These checks say so next to the result; they never change it.
 
 **Tile metrics** (:func:`tile_metrics`, at the model's scale: the image resized by the scan's
-``scale`` so a red cell is about the size the model was trained on). Brightness is the mean of
-R, G and B; the *glass* is the 99th percentile of brightness (the brightest thing on a
-brightfield smear); optical density (OD) is ``log10(glass / brightness)``.
+``scale`` so a red cell is about the size the model was trained on). Brightness is the
+luminance (0.299 R + 0.587 G + 0.114 B); the *glass* is the 99th percentile of brightness (the
+brightest thing on a brightfield smear); optical density (OD) is ``log10(glass / brightness)``.
 
 ========================  ======================================================================
 ``sharpness``             variance of the Laplacian of the image smoothed at σ = 1 px, divided by
@@ -62,6 +62,8 @@ from hemoscan.stats import wilson_interval
 EXAMPLES_PER_FLAG = 5
 #: A cell's colour must be at least this saturated for its hue to be measured.
 MIN_HUE_SATURATION = 0.05
+#: Cells of each kind whose colour is measured per tile (the best-scoring first).
+MAX_CELLS_FOR_HUE = 30
 
 
 @dataclass(frozen=True)
@@ -138,38 +140,42 @@ def _circular_mean(degrees: list[float]) -> float:
     return float(np.rad2deg(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean())) % 360)
 
 
-def _hue(rgb: np.ndarray) -> float | None:
-    """Hue in degrees of the mean colour of ``(N, 3)`` RGB pixels; ``None`` for a grey one
-    (saturation below :data:`MIN_HUE_SATURATION`), whose hue means nothing."""
-    mean = rgb.reshape(-1, 3).mean(axis=0).astype(np.float32)
-    hue, saturation, _ = cv2.cvtColor(mean[None, None, :] / 255.0, cv2.COLOR_RGB2HSV)[0, 0]
+def _hue(mean_rgb: tuple[float, ...]) -> float | None:
+    """Hue in degrees of a mean RGB colour; ``None`` for a grey one (saturation below
+    :data:`MIN_HUE_SATURATION`), whose hue means nothing."""
+    colour = np.array([[mean_rgb[:3]]], np.float32) / 255.0
+    hue, saturation, _ = cv2.cvtColor(colour, cv2.COLOR_RGB2HSV)[0, 0]
     return float(hue) if saturation >= MIN_HUE_SATURATION else None
 
 
-def _hue_of(cells: list[np.ndarray], minimum: int) -> float | None:
-    hues = [h for h in map(_hue, cells) if h is not None]
-    return _circular_mean(hues) if len(hues) >= minimum else None
-
-
-def _centres(
-    image: np.ndarray, boxes: list[Detection], darkest_fraction: float | None
-) -> list[np.ndarray]:
-    """The pixels of the central half (in each direction) of each box, optionally only the
-    darkest ``darkest_fraction`` of them."""
-    h, w = image.shape[:2]
-    out = []
-    for d in boxes:
+def _cell_hue(
+    image: np.ndarray, gray: np.ndarray, cells: list[Detection], darkest: float | None, minimum: int
+) -> float | None:
+    """Circular mean hue of the central half (in each direction) of at most
+    :data:`MAX_CELLS_FOR_HUE` ``cells``, optionally of only their ``darkest`` fraction of
+    pixels; ``None`` with fewer than ``minimum`` cells measured."""
+    h, w = gray.shape
+    hues = []
+    for d in cells[:MAX_CELLS_FOR_HUE]:
         cx, cy, qw, qh = (d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2, (d.x2 - d.x1) / 4, (d.y2 - d.y1) / 4
         x0, x1 = max(0, int(cx - qw)), min(w, int(np.ceil(cx + qw)))
         y0, y1 = max(0, int(cy - qh)), min(h, int(np.ceil(cy + qh)))
-        pixels = image[y0:y1, x0:x1].reshape(-1, 3)
-        if len(pixels) == 0:
+        if x1 <= x0 or y1 <= y0:
             continue
-        if darkest_fraction is not None:
-            brightness = pixels.mean(axis=1)
-            pixels = pixels[brightness <= np.quantile(brightness, darkest_fraction)]
-        out.append(pixels)
-    return out
+        mask = None
+        if darkest is not None:
+            patch = gray[y0:y1, x0:x1]
+            mask = (patch <= np.quantile(patch, darkest)).astype(np.uint8)
+        hue = _hue(cv2.mean(image[y0:y1, x0:x1], mask=mask))
+        if hue is not None:
+            hues.append(hue)
+    return _circular_mean(hues) if len(hues) >= minimum else None
+
+
+def _laplacian_variance(brightness: np.ndarray, sigma: float) -> float:
+    """Variance of the Laplacian of float32 ``brightness`` smoothed by a Gaussian of ``sigma`` px."""
+    laplacian = cv2.Laplacian(cv2.GaussianBlur(brightness, (0, 0), sigma), cv2.CV_32F)
+    return float(cv2.meanStdDev(laplacian)[1][0, 0]) ** 2
 
 
 def tile_metrics(
@@ -185,25 +191,22 @@ def tile_metrics(
         image = cv2.resize(image, size, interpolation=interpolation)
         dets = [replace(d, x1=d.x1 * scale, y1=d.y1 * scale, x2=d.x2 * scale, y2=d.y2 * scale)
                 for d in dets]  # fmt: skip
-    rgb = image.astype(np.float32)
-    brightness = rgb.mean(axis=2)
-    top, bottom = rgb.max(axis=2), rgb.min(axis=2)
-    saturation = (top - bottom) / np.maximum(top, 1.0)
-    glass = max(float(np.percentile(brightness, 99)), 1.0)
-    density = np.log10(glass / np.maximum(brightness, 1.0))
-    stained = (density >= 0.10) | (saturation >= 0.12)
-    fine = float(cv2.Laplacian(cv2.GaussianBlur(brightness, (0, 0), 1.0), cv2.CV_32F).var())
-    coarse = float(cv2.Laplacian(cv2.GaussianBlur(brightness, (0, 0), 2.0), cv2.CV_32F).var())
-    rbcs = _centres(image, [d for d in dets if d.label == "rbc"], None)
-    nuclei = _centres(image, [d for d in dets if d.label == "nucleated"], 0.3)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # brightness: luminance, 0-255
+    saturation = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[..., 1]  # (max - min) / max, 0-255
+    histogram = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    glass = max(float(np.searchsorted(histogram, 0.99 * histogram[-1])), 1.0)
+    darkest = max(float(np.searchsorted(histogram, 0.01 * histogram[-1])), 1.0)
+    stained = (gray <= glass / 10**0.10) | (saturation >= round(0.12 * 255))  # OD >= 0.10
+    brightness = gray.astype(np.float32)
+    fine, coarse = _laplacian_variance(brightness, 1.0), _laplacian_variance(brightness, 2.0)
     metrics: dict[str, float | None] = {
         "sharpness": fine / coarse if coarse > 1e-6 else None,
         "laplacian_variance": fine,
-        "stained_fraction": float(stained.mean()),
+        "stained_fraction": float(np.count_nonzero(stained)) / stained.size,
         "glass_brightness": glass,
-        "stain_density": float(np.log10(glass / max(float(np.percentile(brightness, 1)), 1.0))),
-        "rbc_hue": _hue_of(rbcs, 3),
-        "nucleus_hue": _hue_of(nuclei, 2),
+        "stain_density": float(np.log10(glass / darkest)),
+        "rbc_hue": _cell_hue(image, gray, [d for d in dets if d.label == "rbc"], None, 3),
+        "nucleus_hue": _cell_hue(image, gray, [d for d in dets if d.label == "nucleated"], 0.3, 2),
     }
     return {k: None if v is None else round(v, 4) for k, v in metrics.items()}
 

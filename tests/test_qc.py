@@ -50,13 +50,13 @@ def test_a_blurred_field_is_out_of_focus(field, sigma: float) -> None:
 
 
 def test_focus_is_judged_at_the_models_scale(field) -> None:
-    """A field twice the model's scale looks soft pixel by pixel; shrunk to the model's scale
-    (as the scan does with --scale 0.5) it is sharp again."""
+    """A field at three times the model's scale looks soft pixel by pixel; shrunk to the
+    model's scale (as the scan does with --scale 0.333) it is sharp again."""
     image, dets = field
-    big = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-    big_dets = [Detection(d.label, 1.0, d.x1 * 2, d.y1 * 2, d.x2 * 2, d.y2 * 2) for d in dets]
+    big = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    big_dets = [Detection(d.label, 1.0, d.x1 * 3, d.y1 * 3, d.x2 * 3, d.y2 * 3) for d in dets]
     assert "out_of_focus" in tile_qc(big, big_dets).flags
-    assert "out_of_focus" not in tile_qc(big, big_dets, scale=0.5).flags
+    assert "out_of_focus" not in tile_qc(big, big_dets, scale=1 / 3).flags
 
 
 def test_washed_out_and_dark_fields(field) -> None:
