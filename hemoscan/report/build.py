@@ -165,13 +165,18 @@ _TITLES = {
 def score_views(panel: Any, marrow: MarrowItem, settings: ScoreSettings) -> list[ScoreView]:
     """Every score of ``panel`` with the marrow item in its state; HScore and HLH-2004 also
     without the image's suggestion when the image suggests the item present."""
-    from hemoscan.scores import compute_all
+    from hemoscan.scores import compute_all, hlh2004, hscore
     from hemoscan.scores.summary import summary_lines
 
     with_item = compute_all(panel, marrow.value if marrow.from_image else None, settings)
     without = compute_all(panel, None, settings) if marrow.from_image else with_item
     data, data_without = with_item.to_dict(), without.to_dict()
     lines_without = {line.key: line.text for line in summary_lines(without)}
+    if marrow.state == "not seen":
+        for key, name in (("hscore", hscore.MARROW_ITEM), ("hlh2004", hlh2004.MARROW_ITEM)):
+            for item in data[key]["items"]:
+                if item["name"] == name and item["value"] is None:
+                    item["note"] = f"{marrow.label} in the scan: unknown, not absent"
     views = []
     for line in summary_lines(with_item):
         split = marrow.from_image and line.uses_marrow

@@ -161,6 +161,8 @@ def test_not_seen_is_unknown_and_keeps_the_marrow_points_open(tmp_path: Path) ->
     assert (hscore["lower"], hscore["upper"]) == (264, 264 + 35)  # not collapsed to 264-264
     assert all(not v.text_without for v in report.scores)  # nothing to compare with
     assert report.summary_row()["marrow_item"] == "not seen (4 cells assessed)"
+    marrow_row = next(i for i in hscore["items"] if i["name"].startswith("Hemophagocytosis"))
+    assert marrow_row["note"] == "not seen (4 cells assessed) in the scan: unknown, not absent"
 
 
 def test_pathologist_value_always_wins(tmp_path: Path) -> None:
