@@ -95,7 +95,7 @@ class SampleReport:
     @property
     def marrow_suggested(self) -> bool:
         """Whether the image's rule is met (whatever the pathologist said)."""
-        return self.marrow is not None and "rule met" in self.marrow.basis
+        return self.marrow is not None and self.marrow.rule_met
 
     @property
     def qc_flags(self) -> tuple[str, ...]:

@@ -106,13 +106,15 @@ class MarrowItem:
     ``state``: ``"suggested present"``, ``"not seen"`` or ``"pathologist"``; ``value``: what
     the scores use (``True``; ``None``, unknown; or the pathologist's ``True``/``False``);
     ``label``: ``suggested present``, ``not seen (26 cells assessed)`` or ``pathologist: yes``;
-    ``basis``: why (the rule and the counts, or the lab panel).
+    ``basis``: why (the rule and the counts, or the lab panel); ``rule_met``: whether the image
+    meets the rule, whatever the pathologist said.
     """
 
     state: str
     value: bool | None
     label: str
     basis: str
+    rule_met: bool
 
     @property
     def from_image(self) -> bool:
@@ -129,13 +131,13 @@ def marrow_item(
     if pathologist is not None:
         label = f"pathologist: {'yes' if pathologist else 'no'}"
         basis = f"lab panel (marrow_hemophagocytosis); the image: {suggestion.reason}"
-        return MarrowItem("pathologist", pathologist, label, basis)
+        return MarrowItem("pathologist", pathologist, label, basis, bool(suggestion.value))
     if suggestion.value:
-        return MarrowItem("suggested present", True, "suggested present", suggestion.reason)
+        return MarrowItem("suggested present", True, "suggested present", suggestion.reason, True)
     label = f"not seen ({findings.nucleated_cells_assessed} cells assessed)"
     basis = (f"{suggestion.reason}; not seeing it is no evidence of absence, so the scores keep "
              "its points open")  # fmt: skip
-    return MarrowItem("not seen", None, label, basis)
+    return MarrowItem("not seen", None, label, basis, False)
 
 
 def gars_research_context(findings: SampleFindings) -> list[str]:
