@@ -2,8 +2,8 @@
 
 ``Predictor.predict_batch`` takes HWC uint8 RGB arrays and returns detections in each image's
 own pixel frame (``predict_with_near_misses`` also the best hemophagocyte calls just below the
-threshold, for review). Images are optionally rescaled (``scale``), split into an overlapping grid of
-windows (:mod:`hemoscan.inference.tiling`), run in batches of same-shaped windows, decoded,
+threshold, for review). Images are optionally rescaled (``scale``), split into an overlapping
+grid of windows (:mod:`hemoscan.inference.tiling`), run in batches of same-shaped windows, decoded,
 kept where their centre lies in the window's core, and de-duplicated once per image, so
 tiled prediction equals whole-image prediction wherever the network sees the same pixels.
 """

@@ -56,10 +56,6 @@ class ScoreView:
     text_without: str = ""
     data_without: dict[str, Any] | None = None
 
-    @property
-    def headline(self) -> str:
-        return self.text
-
 
 @dataclass(frozen=True)
 class ReviewVerdict:
