@@ -59,6 +59,16 @@ def count_engulfed(cells: tuple[EngulfedCell, ...]) -> dict[str, int]:
     return counts
 
 
+def describe_engulfed(counts: dict[str, int]) -> str:
+    """What a hemophagocyte holds, for a reader: ``"2 rbc, 1 nucleated (1 granulocyte)"``
+    (typed nucleated subtypes in brackets, as they are included in ``nucleated``)."""
+    subtypes = ", ".join(f"{counts[t]} {t}" for t in NUCLEATED_SUBTYPES if counts.get(t))
+    parts = [f"{counts[k]} {k}" for k in ("rbc", "nucleated", "platelet") if counts.get(k)]
+    if subtypes and counts.get("nucleated"):
+        parts = [f"{p} ({subtypes})" if p.endswith(" nucleated") else p for p in parts]
+    return ", ".join(parts) or "no engulfed cell"
+
+
 @dataclass(frozen=True)
 class Detection:
     """One detected cell.
@@ -132,9 +142,31 @@ class ScaleEstimate:
 
 
 @dataclass(frozen=True)
+class TileQC:
+    """Image-quality measurements of one tile and the flags they raised (see :mod:`hemoscan.qc`
+    for each metric's meaning and the thresholds). ``metrics`` values are ``None`` where a
+    metric could not be measured (e.g. no red cells to judge their colour)."""
+
+    metrics: dict[str, float | None]
+    flags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": dict(self.metrics), "flags": list(self.flags)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TileQC:
+        return cls(dict(d["metrics"]), tuple(d.get("flags", ())))
+
+
+@dataclass(frozen=True)
 class TileResult:
-    """The outcome of scanning one input image (a tile): its detections, or why it failed,
-    and how it was scaled (``None`` for a tile that failed before prediction)."""
+    """The outcome of scanning one input image (a tile): its detections, or why it failed.
+
+    ``scale`` says how it was scaled (``None`` for a tile that failed before prediction);
+    ``qc`` holds the tile's image-quality measurements; ``near_misses`` the hemophagocyte calls
+    that scored just below the threshold (evidence for review, not detections), in the same
+    frame as ``detections``. Neither ``qc`` nor ``near_misses`` is part of ``detections.jsonl``.
+    """
 
     sample: str
     tile: str
@@ -145,6 +177,8 @@ class TileResult:
     error: str = ""
     ms: float = 0.0
     scale: ScaleEstimate | None = None
+    qc: TileQC | None = None
+    near_misses: tuple[Detection, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -185,12 +219,60 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class QCFlag:
+    """One image-quality finding of a sample: a stable ``code`` and a sentence for the reader."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SampleQC:
+    """Image-quality checks of one sample (see :mod:`hemoscan.qc`).
+
+    ``tiles_assessed``: ok tiles with measurements; ``tiles_flagged[code]``: how many of them
+    raised each tile flag, ``examples[code]`` a few of their names; ``measures``: the
+    sample-level numbers the checks used (``nucleated_cells_assessed``,
+    ``ci95_width_per_1000``, the mean of each tile metric, ...); ``thresholds``: those applied.
+    """
+
+    flags: tuple[QCFlag, ...]
+    tiles_assessed: int
+    tiles_flagged: dict[str, int]
+    examples: dict[str, tuple[str, ...]]
+    measures: dict[str, Any]
+    thresholds: dict[str, Any]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(f.code for f in self.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["examples"] = {k: list(v) for k, v in self.examples.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SampleQC:
+        return cls(
+            flags=tuple(QCFlag(**f) for f in d["flags"]),
+            tiles_assessed=d["tiles_assessed"],
+            tiles_flagged=dict(d["tiles_flagged"]),
+            examples={k: tuple(v) for k, v in d["examples"].items()},
+            measures=dict(d["measures"]),
+            thresholds=dict(d["thresholds"]),
+        )
+
+
+@dataclass(frozen=True)
 class SampleFindings:
     """Per-sample aggregate of every tile scanned for one sample.
 
     ``hemophagocytes_by_engulfed[t]`` counts hemophagocytes holding at least one cell of
     type ``t``; ``engulfed_cells_total[t]`` counts the engulfed cells themselves. ``scale``
-    summarises how its tiles were scaled (:func:`hemoscan.inference.scale.scale_summary`).
+    summarises how its tiles were scaled (:func:`hemoscan.inference.scale.scale_summary`);
+    ``qc``: the sample's image-quality checks (``None`` in summaries written before they
+    existed).
     """
 
     sample: str
@@ -205,14 +287,17 @@ class SampleFindings:
     tiles_failed: int
     provenance: Provenance | None = None
     scale: dict[str, Any] | None = None
+    qc: SampleQC | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["provenance"] = self.provenance.to_dict() if self.provenance else None
+        d["qc"] = self.qc.to_dict() if self.qc else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SampleFindings:
         d = dict(d)
-        prov = d.pop("provenance", None)
-        return cls(**d, provenance=Provenance.from_dict(prov) if prov else None)
+        prov, qc = d.pop("provenance", None), d.pop("qc", None)
+        return cls(**d, provenance=Provenance.from_dict(prov) if prov else None,
+                   qc=SampleQC.from_dict(qc) if qc else None)  # fmt: skip

@@ -39,6 +39,12 @@ MIN_VISIBLE_FRACTION = 0.4
 #: Red-cell diameter of the example sample drawn at a 100x oil-immersion magnification.
 HIGH_MAGNIFICATION_RBC_PX = 90.0
 
+#: The example tile written deliberately out of focus (0-based: ``tile_005``), so that a demo
+#: shows hemoscan's image-quality flag; its ground truth is that of the sharp drawing.
+BLURRED_TILE = 4
+#: The defocus of that tile: a Gaussian blur of this sigma, pixels (at the model's scale).
+DEFOCUS_SIGMA_PX = 3.0
+
 README_TEXT = """\
 hemoscan example tiles
 ======================
@@ -55,7 +61,8 @@ clinical or research conclusion. A model's performance on them says nothing abou
 performance on real smears.
 
 Layout: one sub-folder per (fictitious) sample, `sample_01`, `sample_02`, ...; each JPEG is
-one tile. `ground_truth.json` maps each tile path (relative to this folder) to the list of
+one tile. `tile_005.jpg` is deliberately out of focus (blurred), to show hemoscan's
+image-quality check. `ground_truth.json` maps each tile path (relative to this folder) to the list of
 objects drawn on it: label (rbc, platelet, nucleated, macrophage, hemophagocyte), box
 x1, y1, x2, y2 in pixels (origin top-left), and for hemophagocytes the engulfed cells
 (label rbc, nucleated or platelet, and box). The last sample is drawn as a 100x oil-immersion
@@ -690,7 +697,8 @@ def write_example_tiles(
 
     Tiles are split in consecutive blocks over ``samples`` sub-folders ``sample_01``,
     ``sample_02``, ... (one sample per folder, as ``hemoscan scan`` assigns samples). Tile ``i``
-    (0-based) gets ``i % 2`` hemophagocytes and ``(i + 1) % 2`` macrophages. Also writes
+    (0-based) gets ``i % 2`` hemophagocytes and ``(i + 1) % 2`` macrophages; tile
+    :data:`BLURRED_TILE` is blurred (:data:`DEFOCUS_SIGMA_PX`) to show the focus check. Also writes
     ``ground_truth.json`` (tile path relative to ``out_dir`` -> list of cell dicts, see
     :meth:`ExampleCell.to_dict`), ``labs.json`` (invented lab values, :data:`EXAMPLE_LABS`) and ``README.txt`` stating that the tiles are procedurally
     generated and not real patient data. Same seed, same bytes. Returns the tile paths.
@@ -723,6 +731,8 @@ def write_example_tiles(
         image, cells = render_example_tile(
             rng, (side, side), rbc_px, hemophagocytes=i % 2, macrophages=(i + 1) % 2
         )
+        if i == BLURRED_TILE:
+            image = cv2.GaussianBlur(image, (0, 0), DEFOCUS_SIGMA_PX)
         folder = out / f"sample_{sample_of[i] + 1:02d}"
         folder.mkdir(exist_ok=True)
         path = folder / f"tile_{i + 1:03d}.jpg"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from hemoscan import __version__
-from hemoscan.datamodel import Provenance, SampleFindings, TileResult
+from hemoscan.datamodel import Detection, Provenance, SampleFindings, TileQC, TileResult
 from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
 from hemoscan.inference.scale import AUTO, scale_summary
@@ -39,7 +39,9 @@ from hemoscan.io.scan_store import (
     utc_now,
 )
 from hemoscan.io.sources import TileSource, TileSources
+from hemoscan.io.tile_records import TileRecords, iter_tile_qc
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+from hemoscan.qc import QCThresholds, samples_qc, tile_flags, tile_qc
 
 if TYPE_CHECKING:
     from hemoscan.inference.predictor import Predictor
@@ -78,6 +80,9 @@ class ScanOptions:
     ``streams``: batches predicted at once, each in its own thread (with the onnx backend,
     the cores are shared out among them: ``cores // streams`` onnxruntime threads each);
     ``None``: :func:`~hemoscan.inference.backends.default_streams`. Outputs do not depend on it.
+
+    ``qc``: the thresholds of the image-quality checks recorded in ``qc.jsonl`` and
+    ``summary.json`` (see :mod:`hemoscan.qc`).
     """
 
     model: str = DEFAULT_MODEL
@@ -98,6 +103,7 @@ class ScanOptions:
     scheduler: str | None = None
     mpp: float | None = None
     streams: int | None = None
+    qc: QCThresholds = QCThresholds()
 
 
 @dataclass
@@ -246,9 +252,24 @@ def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[Scann
         else:
             prediction = next(found)
             w, h, dets = src.place(image.shape[1], image.shape[0], prediction.detections)
+            near = src.place(image.shape[1], image.shape[0], prediction.near_misses)[2]
+            qc = _tile_qc(src, image, prediction.detections, prediction.scale.scale)
             result = TileResult(src.sample, src.name, "ok", w, h, dets,
-                                ms=decode_ms + per_tile_ms, scale=prediction.scale)  # fmt: skip
+                                ms=decode_ms + per_tile_ms, scale=prediction.scale, qc=qc,
+                                near_misses=near)  # fmt: skip
         yield ScannedTile(src, result, image)
+
+
+def _tile_qc(
+    src: TileSource, image: np.ndarray, detections: list[Detection], scale: float
+) -> TileQC | None:
+    """The tile's image-quality measurements (at the model's scale), or ``None`` if they cannot
+    be made: a quality check never fails a tile."""
+    try:
+        return tile_qc(image, detections, scale)
+    except Exception:  # noqa: BLE001
+        log.warning("%s: image-quality measurement failed", src.name, exc_info=True)
+        return None
 
 
 def _tiling_settings(predictor: Predictor) -> dict[str, float | str]:
@@ -322,7 +343,10 @@ def scan(
                 "quantization": predictor.quantization}  # fmt: skip
     started = time.perf_counter()
     # The store holds the folder's lock until the summary and exports are written.
-    with ScanStore(out, settings, retry_failed=options.retry_failed) as store:
+    with (
+        ScanStore(out, settings, retry_failed=options.retry_failed) as store,
+        TileRecords(out, store.is_finished, lambda m: tile_flags(m, options.qc)) as records,
+    ):
         store.record_slides([plan.to_dict() for plan in slides])
         total = to_scan = 0
         for unit in units:  # a counting pass: sources are streamed, never held in a list
@@ -335,13 +359,13 @@ def scan(
         # tiles too poor in cells to measure their own scale wait for their sample's consensus
         unsettled: list[TileSource] = []
         _record(out, store, options, _predictions(todo, predictor, model, options, streams),
-                progress, unsettled if predictor.scale == AUTO else None, seams)  # fmt: skip
+                progress, unsettled if predictor.scale == AUTO else None, seams, records)  # fmt: skip
         if unsettled:
             store.sync()
             consensus = {s: v["consensus"] for s, v in scale_summary(iter_tiles(out)).items()}
             settled = (_settle(src, consensus.get(src.sample)) for src in unsettled)
             _record(out, store, options, _predictions(settled, predictor, model, options, streams),
-                    progress, None)  # fmt: skip
+                    progress, None, seams, records)  # fmt: skip
         store.sync()
         seconds = time.perf_counter() - started
         provenance = Provenance(
@@ -356,7 +380,7 @@ def scan(
             model_config_sha256=model.config_sha256,
         )
         with guard_writes(out):
-            findings = write_summary(out, provenance)
+            findings = write_summary(out, provenance, options.qc)
             if options.exports:
                 export(out, options.exports)
     return ScanSummary(
@@ -394,7 +418,8 @@ def _record(
     results: Iterator[ScannedTile],
     progress: Callable[[TileResult], None] | None,
     unsettled: list[TileSource] | None,
-    seams: SeamSuppressor | None = None,
+    seams: SeamSuppressor | None,
+    records: TileRecords,
 ) -> None:
     """Store each result with its evidence; with ``unsettled`` (a list), hold back instead
     the tiles whose scale could not be estimated (source ``default``), to be settled on their
@@ -418,6 +443,7 @@ def _record(
                 if image is not None:
                     with guard_writes(out):
                         _save_evidence(out, options, result, image, source)
+            records.append(result)
             store.append(result)
             if progress:
                 progress(result)
@@ -465,8 +491,11 @@ def _save_evidence(
         save_crops(out, result.sample, result.tile, image, result.detections)
 
 
-def write_summary(out: Path, provenance: Provenance) -> list[SampleFindings]:
-    """Aggregate the whole folder (streaming) and write ``summary.json`` atomically."""
+def write_summary(
+    out: Path, provenance: Provenance, qc: QCThresholds = QCThresholds()
+) -> list[SampleFindings]:
+    """Aggregate the whole folder (streaming), judge each sample's image quality under ``qc``,
+    and write ``summary.json`` atomically."""
     findings = aggregate(
         ((t.sample, t.ok) for t in iter_tiles(out)),
         ((sample, det) for sample, _, det in iter_detections(out)),
@@ -474,6 +503,8 @@ def write_summary(out: Path, provenance: Provenance) -> list[SampleFindings]:
     )
     scales = scale_summary(iter_tiles(out))
     findings = [replace(f, scale=scales.get(f.sample)) for f in findings]
+    checks = samples_qc(findings, iter_tile_qc(out), qc)
+    findings = [replace(f, qc=checks[f.sample]) for f in findings]
     doc = {"format": SUMMARY_FORMAT, "samples": [f.to_dict() for f in findings]}
     slides = read_run(out).get("slides")
     if slides:

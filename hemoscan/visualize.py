@@ -9,7 +9,7 @@ import numpy as np
 
 from hemoscan.datamodel import Detection
 from hemoscan.io.exports import CLASS_COLORS
-from hemoscan.io.files import safe_stem
+from hemoscan.io.files import unique_stem
 
 #: Classes whose every detection gets a crop with ``--save-crops`` (rare, reviewed by a person).
 CROP_CLASSES = ("hemophagocyte", "macrophage")
@@ -54,17 +54,24 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     path.write_bytes(data.tobytes())
 
 
+def overlay_path(out_dir: Path, tile: str) -> Path:
+    """Where the overlay of ``tile`` goes: one file per tile name, never shared (see
+    :func:`~hemoscan.io.files.unique_stem`)."""
+    return out_dir / "overlays" / f"{unique_stem(tile)}.jpg"
+
+
 def save_overlay(
     out_dir: Path, tile: str, image: np.ndarray, detections: tuple[Detection, ...]
 ) -> Path:
-    path = out_dir / "overlays" / f"{safe_stem(tile)}.jpg"
+    path = overlay_path(out_dir, tile)
     _write_jpeg(path, draw_overlay(image, detections))
     return path
 
 
 def crop_path(out_dir: Path, sample: str, tile: str, label: str, index: int) -> Path:
     """Where the crop of detection number ``index`` (order in ``detections.jsonl``) goes."""
-    return out_dir / "crops" / safe_stem(sample) / label / f"{safe_stem(tile)}__{index:04d}.jpg"
+    folder = out_dir / "crops" / unique_stem(sample) / label
+    return folder / f"{unique_stem(tile)}__{index:04d}.jpg"
 
 
 def save_crops(

@@ -82,14 +82,15 @@ HOST_CLASSES = (*CELL_CLASSES, "engulfed_rbc", "engulfed_nucleated", "engulfed_p
 
 
 class ScriptedNet(torch.nn.Module):
-    """Returns the same CenterNet outputs for any input: fixed boxes ``(class, cx, cy, w, h)``.
+    """Returns the same CenterNet outputs for any input: fixed boxes ``(class, cx, cy, w, h)``,
+    each a peak of logit 3 (score 0.95) unless a sixth value gives its logit.
 
     Lets pipeline tests exercise hemophagocytes and engulfed cells without a trained model.
     """
 
     stride = 8
 
-    def __init__(self, boxes: list[tuple[int, float, float, float, float]]) -> None:
+    def __init__(self, boxes: list[tuple[float, ...]]) -> None:
         super().__init__()
         self.boxes = boxes
 
@@ -99,29 +100,37 @@ class ScriptedNet(torch.nn.Module):
         heat = torch.full((b, len(HOST_CLASSES), h // s, w // s), -20.0)
         size = torch.zeros((b, 2, h // s, w // s))
         offset = torch.zeros((b, 2, h // s, w // s))
-        for k, cx, cy, bw, bh in self.boxes:
+        for k, cx, cy, bw, bh, *logit in self.boxes:
             ix, iy = int(cx // s), int(cy // s)
-            heat[:, k, iy, ix] = 3.0
+            heat[:, int(k), iy, ix] = logit[0] if logit else 3.0
             size[:, :, iy, ix] = torch.tensor([math.log(bw / s), math.log(bh / s)])
             offset[:, :, iy, ix] = torch.tensor([cx / s - ix, cy / s - iy])
         return heat, size, offset
+
+
+#: What :func:`hemophagocyte_model` finds in every image.
+HEMOPHAGOCYTE_SCENE: list[tuple[float, ...]] = [
+    (4, 100.0, 100.0, 120.0, 110.0),  # hemophagocyte
+    (5, 80.0, 90.0, 24.0, 24.0),  # engulfed rbc
+    (5, 120.0, 110.0, 24.0, 24.0),  # engulfed rbc
+    (6, 100.0, 70.0, 30.0, 30.0),  # engulfed nucleated
+    (3, 200.0, 200.0, 90.0, 80.0),  # macrophage
+    (0, 240.0, 40.0, 30.0, 30.0),  # rbc
+]
+
+
+def scripted_model(boxes: list[tuple[float, ...]]) -> LoadedModel:
+    """A model whose network is :class:`ScriptedNet` (``boxes``); every threshold is 0.3."""
+    config = ModelConfig(name="scripted", version="0", architecture="tiny_blob", classes=HOST_CLASSES,
+                         tile_size=512, overlap=128, weights_sha256="0" * 64)  # fmt: skip
+    return LoadedModel(config=config, module=ScriptedNet(boxes), sha256="0" * 64, folder=Path("."))
 
 
 @pytest.fixture
 def hemophagocyte_model() -> LoadedModel:
     """A scripted model that finds one hemophagocyte holding two red cells and a nucleated cell,
     a macrophage and a free red cell in every (at least 256 x 256) image."""
-    boxes = [
-        (4, 100.0, 100.0, 120.0, 110.0),  # hemophagocyte
-        (5, 80.0, 90.0, 24.0, 24.0),  # engulfed rbc
-        (5, 120.0, 110.0, 24.0, 24.0),  # engulfed rbc
-        (6, 100.0, 70.0, 30.0, 30.0),  # engulfed nucleated
-        (3, 200.0, 200.0, 90.0, 80.0),  # macrophage
-        (0, 240.0, 40.0, 30.0, 30.0),  # rbc
-    ]
-    config = ModelConfig(name="scripted", version="0", architecture="tiny_blob", classes=HOST_CLASSES,
-                         tile_size=512, overlap=128, weights_sha256="0" * 64)  # fmt: skip
-    return LoadedModel(config=config, module=ScriptedNet(boxes), sha256="0" * 64, folder=Path("."))
+    return scripted_model(HEMOPHAGOCYTE_SCENE)
 
 
 def sample_detections() -> tuple[Detection, Detection, Detection]:

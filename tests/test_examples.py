@@ -161,3 +161,13 @@ def test_write_example_tiles_is_deterministic(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     c = write_example_tiles(tmp_path / "c", n_tiles=3, seed=2, size=128, samples=2)
     assert a[0].read_bytes() != c[0].read_bytes() or a[1].read_bytes() != c[1].read_bytes()
+
+
+def test_one_example_tile_is_blurred_and_flagged_out_of_focus(tmp_path):
+    from hemoscan.examples import BLURRED_TILE
+    from hemoscan.qc import tile_qc
+
+    paths = write_example_tiles(tmp_path, n_tiles=BLURRED_TILE + 2)
+    flags = [tile_qc(np.asarray(Image.open(p).convert("RGB"))).flags for p in paths]
+    assert [i for i, f in enumerate(flags) if "out_of_focus" in f] == [BLURRED_TILE]
+    assert "tile_005.jpg` is deliberately out of focus" in (tmp_path / "README.txt").read_text()

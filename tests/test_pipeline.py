@@ -15,6 +15,7 @@ import pytest
 
 from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import OutputDirError
+from hemoscan.io.files import short_hash
 from hemoscan.io.scan_store import TILE_COLUMNS
 from hemoscan.pipeline import ScanOptions, scan
 from tests.conftest import disc_image, write_image
@@ -248,7 +249,8 @@ def test_hemophagocytes_carry_their_engulfed_cells_and_evidence(
         and findings.hemophagocytes_by_engulfed["nucleated"] == 1
     )
     crops = sorted(p.relative_to(out).as_posix() for p in (out / "crops").rglob("*.jpg"))
-    stem = tile.as_posix().lstrip("/").replace("/", "__")
+    # an absolute path does not survive as a file name unchanged: a short hash keeps it unique
+    stem = f'{tile.as_posix().lstrip("/").replace("/", "__")}-{short_hash(str(tile))}'
     order = [d["label"] for d in _detections(out)]
     expected = [
         f"crops/s1/{lbl}/{stem}__{order.index(lbl):04d}.jpg"
@@ -305,3 +307,25 @@ def test_tiles_too_poor_in_cells_settle_on_their_samples_consensus(
     # resuming the finished folder scans nothing again
     again = scan([str(tiles)], out, _options(tiny_model_dir, scale="auto"))
     assert again.tiles_scanned_now == 0 and len(_rows(out)) == 4
+def test_scan_records_image_quality_and_near_misses(tmp_path: Path) -> None:
+    """Every ok tile gets a qc.jsonl line, summary.json a qc record per sample; hemophagocyte
+    calls below the threshold go to near_misses.jsonl, never to detections.jsonl."""
+    from tests.conftest import HEMOPHAGOCYTE_SCENE, scripted_model
+
+    model = scripted_model([*HEMOPHAGOCYTE_SCENE, (4, 400.0, 300.0, 100.0, 100.0, -1.2)])
+    for i in range(2):
+        write_image(tmp_path / "s1" / f"f{i}.png", disc_image(512, 512, 6, seed=i)[0])
+    write_image(tmp_path / "s1" / "broken.png", disc_image(64, 64, 0)[0]).write_bytes(b"not a png")
+    out = tmp_path / "out"
+    summary = scan([str(tmp_path / "s1")], out, ScanOptions(), model=model)
+    assert all(d["score"] >= 0.3 for d in _detections(out))
+    qc_lines = [json.loads(line) for line in (out / "qc.jsonl").read_text().splitlines()]
+    assert sorted(Path(r["tile"]).name for r in qc_lines) == ["f0.png", "f1.png"]
+    assert set(qc_lines[0]["metrics"]) >= {"sharpness", "stain_density", "rbc_hue"}
+    near = [json.loads(line) for line in (out / "near_misses.jsonl").read_text().splitlines()]
+    assert len(near) == 2 and {round(r["score"], 3) for r in near} == {0.231}
+    (findings,) = summary.samples
+    assert findings.qc is not None and findings.qc.tiles_assessed == 2
+    assert findings.qc.codes == ("too_few_cells", "failed_tiles")
+    saved = json.loads((out / "summary.json").read_text())["samples"][0]
+    assert saved["qc"]["flags"][0]["code"] == "too_few_cells" and saved["qc"]["thresholds"]["min_nucleated"] == 500

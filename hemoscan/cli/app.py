@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 
 EXIT_TILES_FAILED = 1
+EXIT_LABS_MISMATCH = 1
 EXIT_USAGE = 2
 
 
@@ -179,6 +180,10 @@ def scan(
             show_default="a local cluster of --workers processes",
         ),
     ] = None,
+    qc_config: Annotated[
+        Optional[Path],
+        typer.Option(help="JSON or YAML file overriding image-quality thresholds (see README)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Scan smear tiles or whole-slide images into OUT (detections.jsonl, tiles.csv, summary.json)."""
@@ -196,6 +201,7 @@ def scan(
     from hemoscan.models.loading import DEFAULT_MODEL
     from hemoscan.pipeline import ScanOptions
     from hemoscan.pipeline import scan as run_scan
+    from hemoscan.qc import QCThresholds
 
     class _TilesPerSecond(ProgressColumn):
         def render(self, task) -> Text:  # type: ignore[no-untyped-def]
@@ -207,6 +213,10 @@ def scan(
         scale_value = parse_scale(scale)
     except ValueError as e:
         _fail(f"--scale: {e}")
+    try:
+        qc = QCThresholds.from_file(qc_config) if qc_config else QCThresholds()
+    except HemoscanError as e:
+        _fail(str(e))
     options = ScanOptions(
         model=model or DEFAULT_MODEL,
         batch_size=batch_size,
@@ -226,6 +236,7 @@ def scan(
         scheduler=scheduler,
         mpp=mpp,
         streams=streams,
+        qc=qc,
     )
     progress = Progress(
         TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), _TilesPerSecond(), TimeElapsedColumn(),
@@ -287,23 +298,82 @@ def report(
             help="Engulfed type(s) for the marrow-item rule (repeatable).", show_default="nucleated"
         ),
     ] = None,
+    allow_missing_labs: Annotated[
+        bool,
+        typer.Option(
+            help="Exit 0 even when scanned samples have no lab panel or panels match no sample "
+            "(they are still listed)."
+        ),
+    ] = False,
+    fever_threshold: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Derive a missing fever finding from the temperature, °C "
+            "(e.g. 38.5; not part of HLH-2004).",
+            show_default="the fever finding only",
+        ),
+    ] = None,
+    scd25_cutoff: Annotated[
+        Optional[str],
+        typer.Option(help="Laboratory sCD25 cut-off, e.g. '1800 U/mL'.", show_default="2400 U/mL"),
+    ] = None,
+    qc_config: Annotated[
+        Optional[Path],
+        typer.Option(help="JSON or YAML file overriding image-quality thresholds (see README)."),
+    ] = None,
+    min_nucleated: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, help="Nucleated cells a sample needs not to be flagged as too few.",
+            show_default="500",
+        ),
+    ] = None,
 ) -> None:
-    """Write a per-sample report: image findings with their evidence, and the lab scores."""
+    """Write a per-sample report: the result, image-quality flags, the lab scores, the evidence.
+
+    Exits 1 (after writing the reports) when scanned samples have no lab panel or lab panels
+    match no scanned sample, unless --allow-missing-labs.
+    """
+    from dataclasses import replace
+    from decimal import Decimal
+
     from hemoscan.errors import HemoscanError
-    from hemoscan.report.build import build_reports
+    from hemoscan.qc import QCThresholds
+    from hemoscan.report.build import build_report_set
     from hemoscan.report.render import write_reports
-    from hemoscan.scores import MarrowRule
+    from hemoscan.scores import MarrowRule, ScoreSettings
 
     try:
         rule = MarrowRule(
             min_count=min_hemophagocytes, engulfed_types=tuple(engulfed_type or ("nucleated",))
         )
-        reports = build_reports(scan_dir, labs, rule)
-        written = write_reports(reports, out, pdf)
+        settings = ScoreSettings(
+            fever_threshold_c=None if fever_threshold is None else Decimal(str(fever_threshold)),
+            scd25_cutoff=scd25_cutoff,
+        )
+        qc = QCThresholds.from_file(qc_config) if qc_config else QCThresholds()
+        if min_nucleated is not None:
+            qc = replace(qc, min_nucleated=min_nucleated)
+        result = build_report_set(scan_dir, labs, rule, settings=settings, qc=qc)
+        written = write_reports(result.reports, out, pdf)
     except (HemoscanError, ValueError, OSError) as e:
         _fail(str(e))
-    typer.echo(f"{len(reports)} sample report(s) -> {', '.join(str(p) for p in written[:3])}"
+    typer.echo(f"{len(result.reports)} sample report(s) -> {', '.join(str(p) for p in written[:3])}"
                f"{' ...' if len(written) > 3 else ''}")  # fmt: skip
+    if labs is None:
+        typer.echo("no --labs given: scores not computed")
+        return
+    for sample in result.samples_without_labs:
+        typer.secho(f"no lab panel for scanned sample {sample!r} in {labs}: its scores are not "
+                    "computed", fg=typer.colors.YELLOW, err=True)  # fmt: skip
+    for name, closest in result.panels_without_sample:
+        hint = f"; did you mean {closest!r}?" if closest else ""
+        typer.secho(f"lab panel {name!r} in {labs} matches no scanned sample{hint}",
+                    fg=typer.colors.YELLOW, err=True)  # fmt: skip
+    if result.labs_mismatch and not allow_missing_labs:
+        message = "samples and lab panels do not match (reports written; --allow-missing-labs accepts this)"
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(EXIT_LABS_MISMATCH)
 
 
 @app.command("export")

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from hemoscan.scores import ScoreItem, ScoreReport
 
 EXIT_USAGE = 2
-_CALL = {True: "positive", False: "negative", None: "undecided"}
 
 
 def scores_command(
@@ -79,71 +78,29 @@ def _print_json(reports: Iterator[ScoreReport]) -> None:
     typer.echo("[]" if first else "\n]")
 
 
-def _text(value: object, digits: int = 3) -> str:
-    from hemoscan.labs.panel import fmt
-
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, Decimal):
-        return fmt(round(value, digits))
-    return str(value)
-
-
-def _range(lower: object, upper: object) -> str:
-    return _text(lower) if lower == upper else f"{_text(lower)} to {_text(upper)}"
-
-
 def _outcome(item: ScoreItem) -> str:
+    from hemoscan.scores.summary import text
+
     if item.status == "scored":
-        return _text(item.points, 4)
+        return text(item.points, 4)
     if item.points_lower is not None and item.points_lower != item.points_upper:
-        return f"{item.status} ({_text(item.points_lower, 4)} to {_text(item.points_upper, 4)})"
+        return f"{item.status} ({text(item.points_lower, 4)} to {text(item.points_upper, 4)})"
     return item.status
 
 
-def _missing(names: tuple[str, ...]) -> str:
-    return f"; missing: {', '.join(names)}" if names else ""
-
-
-def _summary(report: ScoreReport) -> list[tuple[str, str]]:
-    hs, hlh, mas = report.hscore, report.hlh2004, report.mas2016
-    ms, mh, fe = report.ms_score, report.mh_score, report.ferritin_esr
-    hs_text = (f"{_range(hs.lower, hs.upper)} ({hs.probability}), {_CALL[hs.positive]} "
-               f"(>= {hs.cutoff}){_missing(hs.missing)}")  # fmt: skip
-    if hs.note:
-        hs_text += f"; {hs.note}"
-    ms_text = ms.reason
-    if ms.value is not None:
-        bounds = "" if ms.lower == ms.upper else f" (range {_range(ms.lower, ms.upper)})"
-        ms_text = f"{_text(ms.value)}{bounds}, {_CALL[ms.positive]} (>= {ms.cutoff})" + (
-            f"; {ms.reason}" if ms.reason else "")  # fmt: skip
-    mh_call = f"favours {mh.favours}" if mh.favours else "undecided"
-    fe_text = fe.reason
-    if fe.ratio is not None:
-        side = "at or above" if fe.above_cutoff else "below"
-        fe_text = f"{_text(fe.ratio, 2)}, {side} {fe.cutoff}"
-    return [
-        ("HScore", hs_text),
-        ("HLH-2004", f"{hlh.result} ({hlh.reason})"),
-        ("MAS 2016 (sJIA)", f"{mas.result} ({mas.reason})"),
-        ("MS score", ms_text),
-        ("MH score", f"{_range(mh.lower, mh.upper)}, {mh_call} (>= {mh.cutoff}: primary HLH)"
-                     f"{_missing(mh.missing)}"),
-        ("Ferritin:ESR", fe_text),
-    ]  # fmt: skip
-
-
 def _print_report(console: Console, report: ScoreReport) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
+    from hemoscan.scores.summary import summary_lines, text
+
     source = f" ({report.marrow_source})" if report.marrow_source else ""
-    marrow = _text(report.marrow_hemophagocytosis)
-    console.print(f"[bold]Sample {report.sample}[/bold]  marrow hemophagocytosis: {marrow}{source}")
+    marrow = text(report.marrow_hemophagocytosis)
+    console.print(f"[bold]Sample {escape(report.sample)}[/bold]  marrow hemophagocytosis: "
+                  f"{marrow}{source}")  # fmt: skip
     summary = Table("Score", "Result", header_style="bold")
-    for name, text in _summary(report):
-        summary.add_row(name, text)
+    for line in summary_lines(report):
+        summary.add_row(line.name, escape(line.text))
     console.print(summary)
     results = (
         ("HScore", report.hscore), ("HLH-2004", report.hlh2004), ("MAS 2016", report.mas2016),
@@ -156,7 +113,7 @@ def _print_report(console: Console, report: ScoreReport) -> None:
                       header_style="bold")  # fmt: skip
         for item in result.items:
             for row, indent in ((item, ""), *((part, "  ") for part in item.parts)):
-                value = "-" if row.value is None else f"{_text(row.value)} {row.unit}".strip()
+                value = "-" if row.value is None else f"{text(row.value)} {row.unit}".strip()
                 table.add_row(indent + row.name, value, row.threshold, _outcome(row), row.note)
         console.print(table)
     console.print()

@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 from hemoscan.datamodel import Detection, ScaleEstimate
 from hemoscan.inference.backends import create_backend, default_batch_size, resolve_device
@@ -37,6 +39,11 @@ from hemoscan.models.loading import LoadedModel
 
 _ALIGN = 32  # every architecture's largest stride
 _MAX_PASSES = 4  # network passes over one image with scale="auto", at most
+#: Near misses are hemophagocyte calls scoring below the threshold but at least this fraction of it.
+NEAR_MISS_FLOOR = 0.5
+#: Near misses kept per image, best first.
+NEAR_MISSES_PER_IMAGE = 3
+_NEAR_MISS_CLASS = "hemophagocyte"
 
 
 def _round_up(n: int, multiple: int = _ALIGN) -> int:
@@ -72,6 +79,21 @@ def pad_to_multiple(array: np.ndarray, multiple: int = _ALIGN) -> np.ndarray:
     return out
 
 
+class Prediction(NamedTuple):
+    """What the model found in one image: ``detections`` (at or above the thresholds) and
+    ``near_misses``: hemophagocyte calls that scored below the hemophagocyte threshold (and at
+    least :data:`NEAR_MISS_FLOOR` of it), best first, at most :data:`NEAR_MISSES_PER_IMAGE`,
+    with the engulfed cells their box holds that no detected hemophagocyte holds. Near misses
+    are evidence for review, never counted; computing them leaves ``detections`` unchanged."""
+
+    detections: list[Detection]
+    near_misses: list[Detection]
+
+
+#: One window's peaks: ``(boxes float32 [N, 4], scores [N], labels int64 [N])``.
+_Peaks = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass(frozen=True)
 class _Job:
     image_index: int
@@ -80,10 +102,16 @@ class _Job:
 
 @dataclass(frozen=True)
 class ScaledPrediction:
-    """One image's detections (its input pixels) and how it was scaled."""
+    """One image's detections (its input pixels), how it was scaled, and its near misses (see
+    :class:`Prediction`)."""
 
     detections: list[Detection]
     scale: ScaleEstimate
+    near_misses: tuple[Detection, ...] = ()
+
+
+def _scaled(prediction: Prediction, scale: ScaleEstimate) -> ScaledPrediction:
+    return ScaledPrediction(prediction.detections, scale, tuple(prediction.near_misses))
 
 
 #: A scale fixed for one image by the caller: ``(factor, source)``, source one of
@@ -140,6 +168,10 @@ class Predictor:
         self.scale: float | str = parse_scale(scale)
         self.thresholds = {c: (cfg.threshold(c) if conf is None else conf) for c in cfg.classes}
         self._threshold_tensor = torch.tensor([self.thresholds[c] for c in cfg.classes])
+        self._near_miss_tensor = torch.tensor(
+            [NEAR_MISS_FLOOR * self.thresholds[c] if c == _NEAR_MISS_CLASS else float("inf")
+             for c in cfg.classes]
+        )  # fmt: skip
         self._mean, self._inv_std = normalisation(cfg)
 
     def normalise(self, image: np.ndarray, scale: float | None = None) -> np.ndarray:
@@ -173,9 +205,9 @@ class Predictor:
         chosen = [i for i, f in enumerate(fixed) if f is not None]
         if chosen:
             found = self._detect([images[i] for i in chosen], [fixed[i][0] for i in chosen])  # type: ignore[index]
-            for i, dets in zip(chosen, found):
+            for i, pred in zip(chosen, found):
                 factor, source = fixed[i]  # type: ignore[misc]
-                out[i] = ScaledPrediction(dets, ScaleEstimate(factor, source))
+                out[i] = _scaled(pred, ScaleEstimate(factor, source))
         auto = [i for i, f in enumerate(fixed) if f is None]
         if auto:
             for i, pred in zip(auto, self._predict_auto([images[i] for i in auto])):
@@ -187,7 +219,7 @@ class Predictor:
         scale 1 and at the probe scale, then one at the estimate of the most confident
         trusted pass unless a pass already run is close enough to it. Images without an
         estimate keep their scale-1 pass (``default``)."""
-        passes: list[dict[float, list[Detection]]] = [{} for _ in images]
+        passes: list[dict[float, Prediction]] = [{} for _ in images]
         plan: list[list[float]] = [[1.0, PROBE_SCALE] for _ in images]
         done: list[ScaledPrediction | None] = [None] * len(images)
         while True:
@@ -195,37 +227,38 @@ class Predictor:
             if not jobs:
                 return done  # type: ignore[return-value]
             found = self._detect([images[i] for i, _ in jobs], [s for _, s in jobs])
-            for (i, s), dets in zip(jobs, found):
-                passes[i][s] = dets
+            for (i, s), pred in zip(jobs, found):
+                passes[i][s] = pred
             for i in {i for i, _ in jobs}:
                 plan[i] = []
                 best = self._best_measure(passes[i])
                 if best is None:
-                    done[i] = ScaledPrediction(passes[i][1.0], ScaleEstimate(1.0, "default"))
+                    done[i] = _scaled(passes[i][1.0], ScaleEstimate(1.0, "default"))
                     continue
                 kept = [s for s in passes[i] if keeps(s, best.estimate)]
                 if kept or len(passes[i]) >= _MAX_PASSES:
                     s = min(kept or passes[i], key=lambda s: abs(np.log(best.estimate / s)))
-                    done[i] = ScaledPrediction(passes[i][s], ScaleEstimate(
+                    done[i] = _scaled(passes[i][s], ScaleEstimate(
                         s, best.source, best.estimate, best.cell_px, best.cells
                     ))  # fmt: skip
                 else:
                     plan[i] = [float(f"{best.estimate:.3g}")]
 
-    def _best_measure(self, passes: dict[float, list[Detection]]) -> Measurement | None:
+    def _best_measure(self, passes: dict[float, Prediction]) -> Measurement | None:
         """The measurement of the pass that saw its cells at sizes it measures reliably and
         is most confident of them (red cells before nucleated ones; ties: the pass closest to
         its own estimate); ``None`` when no pass did."""
         candidates = []
-        for pass_scale, dets in passes.items():
-            m = measure(dets, self.config.rbc_diameter_px)
+        for pass_scale, pred in passes.items():
+            m = measure(pred.detections, self.config.rbc_diameter_px)
             if m and trusted(m.estimate, pass_scale):
                 rank = (m.source != "auto-rbc", -m.confidence, abs(np.log(m.estimate / pass_scale)))
                 candidates.append((rank, m))
         return min(candidates, key=lambda c: c[0])[1] if candidates else None
 
-    def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[list[Detection]]:
-        """Detections for each image predicted at its scale, in the image's input pixels."""
+    def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+        """What the model finds in each image predicted at its scale, in the image's input
+        pixels."""
         arrays = [self.normalise(img, s) for img, s in zip(images, scales)]
         by_shape: dict[tuple[int, int], list[_Job]] = defaultdict(list)
         for i, arr in enumerate(arrays):
@@ -238,7 +271,7 @@ class Predictor:
                 )
                 by_shape[shape].append(_Job(i, win))
 
-        found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
+        found: list[list[tuple[_Peaks, _Peaks]]] = [[] for _ in images]
         for (ph, pw), jobs in by_shape.items():
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
@@ -258,23 +291,53 @@ class Predictor:
 
     def _decode_window(
         self, outputs: tuple[torch.Tensor, ...], b: int, win: Window
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[_Peaks, _Peaks]:
+        """The window's detections and near-miss candidates, in image pixels, core only."""
         heat, size, offset = (o[b] for o in outputs)
-        boxes, scores, labels = decode_heatmaps(
+        found = decode_heatmaps(
             heat, size, offset, self.stride, self._threshold_tensor, self.config.max_detections
         )
-        boxes += np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
-        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        inside = (cx >= win.cx0) & (cx < win.cx1) & (cy >= win.cy0) & (cy < win.cy1)
-        return boxes[inside], scores[inside], labels[inside]
+        near = decode_heatmaps(
+            heat, size, offset, self.stride, self._near_miss_tensor, self.config.max_detections
+        )
+        return self._in_core(found, win), self._in_core(near, win, below=self._threshold_tensor)
 
-    def _merge(
-        self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], scale: float
-    ) -> list[Detection]:
-        boxes = np.concatenate([p[0] for p in parts]).reshape(-1, 4)
-        scores = np.concatenate([p[1] for p in parts])
-        labels = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    @staticmethod
+    def _in_core(peaks: _Peaks, win: Window, below: torch.Tensor | None = None) -> _Peaks:
+        boxes, scores, labels = peaks
+        boxes = boxes + np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        keep = (cx >= win.cx0) & (cx < win.cx1) & (cy >= win.cy0) & (cy < win.cy1)
+        if below is not None:
+            keep &= scores < below.numpy()[labels]
+        return boxes[keep], scores[keep], labels[keep]
+
+    def _merge(self, parts: list[tuple[_Peaks, _Peaks]], scale: float) -> Prediction:
+        boxes, scores, labels = (np.concatenate([p[0][i] for p in parts]) for i in range(3))
+        boxes, labels = boxes.reshape(-1, 4), labels.astype(np.int64)
         cfg = self.config
         keep = suppress_duplicates(boxes, scores, labels, cfg.classes, cfg.nms_iou, cfg.nms_ios)
-        boxes = boxes[keep] / scale
-        return to_detections(boxes, scores[keep], labels[keep], self.config.classes)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        near = self._near_misses([p[1] for p in parts], boxes, labels)
+        # Near misses ride at the end: every detection keeps its place and its engulfed cells
+        # (a detected hemophagocyte outscores any near miss, so it is offered each cell first).
+        cells = to_detections(np.concatenate([boxes, near[0]]) / scale,
+                              np.concatenate([scores, near[1]]),
+                              np.concatenate([labels, near[2]]), cfg.classes)  # fmt: skip
+        split = len(cells) - len(near[1])
+        return Prediction(cells[:split], cells[split:])
+    def _near_misses(self, parts: list[_Peaks], boxes: np.ndarray, labels: np.ndarray) -> _Peaks:
+        """The best near-miss candidates that are not a detected hemophagocyte's own peak."""
+        near_boxes, near_scores, near_labels = (np.concatenate([p[i] for p in parts])
+                                                for i in range(3))  # fmt: skip
+        near_boxes, near_labels = near_boxes.reshape(-1, 4), near_labels.astype(np.int64)
+        if not len(near_scores):
+            return near_boxes, near_scores, near_labels
+        keep = suppress_duplicates(near_boxes, near_scores, near_labels, self.config.classes,
+                                   self.config.nms_iou)  # fmt: skip
+        hosts = boxes[labels == self.config.classes.index(_NEAR_MISS_CLASS)]
+        if len(hosts):
+            overlap = box_iou(torch.as_tensor(near_boxes[keep]), torch.as_tensor(hosts))
+            keep = keep[(overlap <= self.config.nms_iou).all(dim=1).numpy()]
+        keep = keep[:NEAR_MISSES_PER_IMAGE]
+        return near_boxes[keep], near_scores[keep], near_labels[keep]

@@ -14,7 +14,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hemoscan.datamodel import CELL_CLASSES, NUCLEATED_SUBTYPES, Detection, TileResult
+from hemoscan.datamodel import (
+    CELL_CLASSES,
+    NUCLEATED_SUBTYPES,
+    Detection,
+    TileResult,
+    describe_engulfed,
+)
 from hemoscan.io.files import atomic_write_json, atomic_writer, safe_stem, short_hash
 from hemoscan.io.regions import parse_region_name
 
@@ -46,14 +52,14 @@ def _polygon(x1: float, y1: float, x2: float, y2: float) -> dict[str, Any]:
 def _feature(
     fid: str,
     geometry: dict[str, Any],
-    name: str,
+    class_name: str,
     color: list[int],
     measurements: dict[str, float],
     **extra: Any,
 ) -> dict[str, Any]:
     props: dict[str, Any] = {
         "objectType": "detection",
-        "classification": {"name": name, "color": color},
+        "classification": {"name": class_name, "color": color},
         "isLocked": False,
         "measurements": measurements,
         **extra,
@@ -62,17 +68,27 @@ def _feature(
 
 
 def _tile_features(result: TileResult) -> list[dict[str, Any]]:
+    """Features of one tile's detections. What QuPath keeps on import and writes back on export
+    carries the links: the feature ``id`` (a UUID: the object's ID), ``properties.name`` (a
+    hemophagocyte's contents; an engulfed cell's host, by the first 8 characters of its ID) and
+    ``properties.metadata`` (string values: ``hemoscan_id``, ``detection``, and ``host_id`` for
+    engulfed cells). ``parent_id`` is kept for other readers; QuPath drops it."""
     features: list[dict[str, Any]] = []
     for i, det in enumerate(result.detections):
-        fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{result.tile}#{i}"))
+        ref = f"{result.tile}#{i}"
+        fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{ref}"))
         measurements: dict[str, float] = {"score": round(det.score, 5)}
         engulfed = det.engulfed
+        extra: dict[str, Any] = {}
         if engulfed is not None:
             measurements.update({f"engulfed_{k}": v for k, v in engulfed.items()})
+            extra["name"] = f"{det.label}: {describe_engulfed(engulfed)}"
+        extra["metadata"] = {"hemoscan_id": fid, "detection": ref}
         geometry = _polygon(det.x1, det.y1, det.x2, det.y2)
-        features.append(_feature(fid, geometry, det.label, _color(det.label), measurements))
+        color = _color(det.label)
+        features.append(_feature(fid, geometry, det.label, color, measurements, **extra))
         for j, cell in enumerate(det.engulfed_cells):
-            cid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{result.tile}#{i}/{j}"))
+            cid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{ref}/{j}"))
             features.append(
                 _feature(
                     cid,
@@ -80,6 +96,8 @@ def _tile_features(result: TileResult) -> list[dict[str, Any]]:
                     f"engulfed_{cell.label}",
                     _engulfed_color(cell.label),
                     {"score": round(cell.score, 5)},
+                    name=f"engulfed {cell.label} in {det.label} {fid[:8]}",
+                    metadata={"hemoscan_id": cid, "detection": f"{ref}/{j}", "host_id": fid},
                     parent_id=fid,
                 )
             )
@@ -117,7 +135,7 @@ def write_geojson(results: Iterable[TileResult], out_dir: Path) -> list[Path]:
     Files go to ``out_dir/"geojson"/<name>.geojson``, ``<name>`` being the tile's (or slide's)
     path with its parts joined by ``__`` and unsafe characters replaced; names that would
     clash get a hash of the path appended. Engulfed cells become their own
-    ``engulfed_<type>`` detections with a ``parent_id`` property naming their hemophagocyte.
+    ``engulfed_<type>`` detections linked to their hemophagocyte (see :func:`_tile_features`).
     Returns the paths written.
     """
     geo_dir = Path(out_dir) / "geojson"

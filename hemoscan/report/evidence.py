@@ -10,18 +10,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hemoscan.datamodel import Detection
+from hemoscan.datamodel import Detection, describe_engulfed
 from hemoscan.errors import HemoscanError
 from hemoscan.io.images import read_tile
 from hemoscan.io.regions import parse_region_name
 from hemoscan.visualize import crop_detection
 
 CROP_SIDE_PX = 180
+#: Box colours on crops (RGB); the report's legend names them.
+HOST_COLOUR = (40, 200, 60)
+ENGULFED_COLOUR = (255, 255, 255)
 
 
 @dataclass(frozen=True)
 class EvidenceCrop:
-    """One detection shown to the reader: where it is, how sure the model is, and its crop."""
+    """One detection shown to the reader: where it is, how sure the model is, and its crop.
+
+    ``link`` is the picture of its whole tile (the scan's overlay, else the tile), if any;
+    ``note`` a remark for the caption (e.g. what a near miss was counted as instead).
+    """
 
     tile: str
     label: str
@@ -29,6 +36,13 @@ class EvidenceCrop:
     box: tuple[float, float, float, float]
     engulfed: dict[str, int] | None
     image_uri: str  # "" when the tile could not be read
+    link: Path | None = None
+    note: str = ""
+
+    @property
+    def holds(self) -> str:
+        """What a hemophagocyte holds, for a caption (``""`` for other cells)."""
+        return describe_engulfed(self.engulfed) if self.engulfed else ""
 
 
 def _jpeg_uri(image: np.ndarray) -> str:
@@ -39,15 +53,16 @@ def _jpeg_uri(image: np.ndarray) -> str:
 
 
 def render_crop(image: np.ndarray, det: Detection) -> np.ndarray:
-    """The detection's crop with its box (green) and engulfed cells (white), about 180 px."""
+    """The detection's crop with its box (green; :data:`HOST_COLOUR`) and engulfed cells (white;
+    :data:`ENGULFED_COLOUR`), about 180 px."""
     crop = crop_detection(image, det).copy()
     mx, my = (det.x2 - det.x1) * 0.25, (det.y2 - det.y1) * 0.25
     ox, oy = max(0, int(det.x1 - mx)), max(0, int(det.y1 - my))
     cv2.rectangle(crop, (round(det.x1 - ox), round(det.y1 - oy)), (round(det.x2 - ox), round(det.y2 - oy)),
-                  (40, 200, 60), 2)  # fmt: skip
+                  HOST_COLOUR, 2)  # fmt: skip
     for c in det.engulfed_cells:
         cv2.rectangle(crop, (round(c.x1 - ox), round(c.y1 - oy)), (round(c.x2 - ox), round(c.y2 - oy)),
-                      (255, 255, 255), 1)  # fmt: skip
+                      ENGULFED_COLOUR, 1)  # fmt: skip
     side = max(crop.shape[:2])
     if side and side != CROP_SIDE_PX:
         f = CROP_SIDE_PX / side

@@ -12,13 +12,16 @@ Modules: :mod:`.hscore` (Fardet 2014), :mod:`.hlh2004` (Henter 2007), :mod:`.mas
 from hemoscan.scores.base import ScoreItem
 from hemoscan.scores.compute import ScoreReport, ScoreSettings, compute_all
 from hemoscan.scores.image_finding import (
+    MarrowItem,
     MarrowRule,
     Suggestion,
     gars_research_context,
+    marrow_item,
     suggest_marrow_hemophagocytosis,
 )
 
 __all__ = [
+    "MarrowItem",
     "MarrowRule",
     "ScoreItem",
     "ScoreReport",
@@ -26,5 +29,6 @@ __all__ = [
     "Suggestion",
     "compute_all",
     "gars_research_context",
+    "marrow_item",
     "suggest_marrow_hemophagocytosis",
 ]

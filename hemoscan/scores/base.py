@@ -163,16 +163,28 @@ def missing_names(items: Iterable[ScoreItem]) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Where the common 38.5 °C fever threshold comes from (it is not in HLH-2004, spec §2.5).
+FEVER_THRESHOLD_SOURCE = "Jordan et al., Blood 2011"
+
+
 def fever(panel: LabPanel, threshold_c: Decimal | None) -> tuple[bool | None, str]:
-    """The fever flag; when absent and ``threshold_c`` is set, ``temperature >= threshold_c``."""
+    """The fever flag and a note: the clinician's ``fever`` when given; else, with
+    ``threshold_c``, ``temperature >= threshold_c``; else unknown, and a temperature that was
+    given is named in the note (it is not a fever finding by itself: spec §2.5)."""
     flag = panel.flag("fever")
-    if flag is not None or threshold_c is None:
+    if flag is not None:
         return flag, ""
     temperature = panel.quantity("temperature", "°C")
     if temperature is None:
         return None, ""
-    note = f"from temperature {fmt(round(temperature, 2))} °C ≥ {fmt(threshold_c)} °C"
-    return temperature >= threshold_c, note
+    measured = f"temperature {fmt(round(temperature, 2))} °C"
+    if threshold_c is None:
+        return None, (f"no fever finding recorded ({measured} given; record fever yes/no, or set "
+                      f"a fever threshold such as 38.5 °C, {FEVER_THRESHOLD_SOURCE})")  # fmt: skip
+    febrile = temperature >= threshold_c
+    relation = "≥" if febrile else "<"
+    note = f"from {measured} {relation} {fmt(threshold_c)} °C (user-set threshold)"
+    return febrile, note
 
 
 def resolve_marrow(panel: LabPanel, suggested: bool | None) -> tuple[bool | None, str]:

@@ -2,7 +2,8 @@
 
 Ratio = ferritin (ng/mL) / ESR (mm/h); Youden-optimal cut-point 21.5 (sensitivity 82%,
 specificity 78%, sJIA-MAS versus active sJIA). The abstract does not state the operator;
-hemoscan flags ``>= 21.5`` (so exactly 21.5 is above). An ESR of 0 makes the ratio undefined.
+hemoscan flags ``>= 21.5`` (so exactly 21.5 is above; documented in the README, not printed on
+the report). An ESR of 0 makes the ratio undefined.
 """
 
 from __future__ import annotations
@@ -64,6 +65,5 @@ def ferritin_esr(panel: LabPanel, *, cutoff: Decimal = CUTOFF) -> FerritinESRRes
     ratio = ferritin / esr
     above = ratio >= cutoff
     items.append(ScoreItem("Ferritin:ESR ratio", ratio, "ng/mL per mm/h", f"≥ {cutoff}", SOURCE,
-                           "met" if above else "not met", met=above,
-                           note="operator not stated in the abstract; >= chosen"))  # fmt: skip
+                           "met" if above else "not met", met=above))  # fmt: skip
     return FerritinESRResult(tuple(items), ratio, above, "", cutoff)

@@ -56,6 +56,7 @@ TRIGLYCERIDES = {"mmol/L": cut(">=", "3.0", "mmol/L"), "mg/dL": cut(">=", "265",
 FIBRINOGEN = cut("<=", "1.5", "g/L")
 FERRITIN = cut(">=", "500", "µg/L")
 SCD25 = cut(">=", "2400", "U/mL")
+MARROW_ITEM = "5. Hemophagocytosis (bone marrow, spleen or lymph nodes)"
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def hlh2004(
         _any_of("3. Cytopenias (>= 2 of 3 lineages)", ">= 2 of: Hb, platelets, neutrophils low",
                 lineages, 2),
         _any_of("4. Hypertriglyceridaemia and/or hypofibrinogenaemia", "either", lipids, 1),
-        flag_item(panel, "5. Hemophagocytosis (bone marrow, spleen or lymph nodes)",
+        flag_item(panel, MARROW_ITEM,
                   "marrow_hemophagocytosis", SOURCE, value=marrow,
                   note="; ".join(n for n in (source, malignancy) if n)),
         flag_item(panel, "6. Low or absent NK-cell activity", "nk_activity_low", SOURCE,

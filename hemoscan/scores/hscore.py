@@ -84,6 +84,7 @@ AST = cut(">=", "30", "U/L")
 AST_POINTS = 19
 IMMUNOSUPPRESSION_POINTS = 18
 MARROW_POINTS = 35
+MARROW_ITEM = "Hemophagocytosis on bone-marrow aspirate"
 #: Organomegaly points by number of enlarged organs (liver, spleen).
 ORGANOMEGALY_POINTS = (0, 23, 38)
 #: Cytopenia points by number of cytopenic lineages; one lineage scores 0.
@@ -93,7 +94,7 @@ CYTOPENIAS = (
     ("Leukocytes", "leukocytes", cut("<=", "5.0", "×10⁹/L")),
     ("Platelets", "platelets", cut("<=", "110", "×10⁹/L")),
 )
-NO_MARROW_NOTE = "computed without the marrow item (no pathologist value or image suggestion)"
+NO_MARROW_NOTE = "the marrow item's 35 points are in the upper bound only"
 #: Fardet 2014 Table 3: (HScore, probability of hemophagocytic syndrome in %).
 PROBABILITY_TABLE: tuple[tuple[int, int], ...] = (
     (100, 1), (110, 3), (120, 5), (130, 9), (140, 16), (150, 25), (160, 40), (170, 54), (180, 70),
@@ -190,15 +191,17 @@ def hscore(panel: LabPanel, marrow_hemophagocytosis: bool | None = None) -> HSco
         _banded(panel, TRIGLYCERIDES),
         criterion(panel, "Fibrinogen", "fibrinogen", FIBRINOGEN, SOURCE, points=FIBRINOGEN_POINTS),
         criterion(panel, "AST (SGOT)", "ast", AST, SOURCE, points=AST_POINTS),
-        flag_item(panel, "Hemophagocytosis on bone-marrow aspirate", "marrow_hemophagocytosis",
+        flag_item(panel, MARROW_ITEM, "marrow_hemophagocytosis",
                   SOURCE, points=MARROW_POINTS, value=marrow, note=source),
     )  # fmt: skip
     lower = sum(int(i.points_lower or 0) for i in items)
     upper = sum(int(i.points_upper or 0) for i in items)
+    low_label, high_label = probability(lower)[0], probability(upper)[0]
     if lower == upper:
         label, percent = probability(lower)
     else:
-        label, percent = f"{probability(lower)[0]} to {probability(upper)[0]}", None
+        same = low_label == high_label
+        label, percent = low_label if same else f"{low_label} to {high_label}", None
     note = "" if marrow is not None else NO_MARROW_NOTE
     positive = side(lower, upper, CUTOFF)
     missing = missing_names(items)

@@ -1,10 +1,12 @@
-"""From scan findings to the yes/no marrow-hemophagocytosis item, and research context.
+"""From scan findings to the marrow-hemophagocytosis item, and research context.
 
 Neither HScore nor HLH-2004 defines marrow hemophagocytosis by a count, and no consensus threshold
 exists (spec §7.1), so the suggestion uses an explicit, configurable :class:`MarrowRule`. Default:
-at least one definite hemophagocyte holding a nucleated cell (spec §7.3). A pathologist's value in
-the lab panel always takes precedence (:func:`hemoscan.scores.base.resolve_marrow`); the report
-shows the scores with and without the suggestion.
+at least one definite hemophagocyte holding a nucleated cell (spec §7.3). The item has three
+states (:func:`marrow_item`): ``suggested present`` when the rule is met; ``not seen`` otherwise,
+which the scores treat as unknown (not seeing something among the cells scanned is no evidence
+that it is absent, so its points stay open); and the pathologist's yes/no from the lab panel,
+which always wins (:func:`hemoscan.scores.base.resolve_marrow`).
 
 :func:`gars_research_context` reports the quantitative thresholds of Gars et al. 2018 as research
 context only: none of these counts is a validated stand-alone diagnostic criterion, and Ho et al.
@@ -73,9 +75,11 @@ DEFAULT_RULE = MarrowRule()
 
 @dataclass(frozen=True)
 class Suggestion:
-    """The suggested marrow item and why; a suggestion for a pathologist to confirm."""
+    """The image's suggestion for the marrow item and why, for a pathologist to confirm:
+    ``value`` is ``True`` when the rule is met, ``None`` (unknown) when it is not: the image
+    never suggests that hemophagocytosis is absent."""
 
-    value: bool
+    value: bool | None
     reason: str
 
 
@@ -86,13 +90,54 @@ def suggest_marrow_hemophagocytosis(
     assessed = findings.nucleated_cells_assessed
     if assessed == 0:
         tiles = findings.tiles_scanned
-        return Suggestion(False, f"no nucleated cells assessed in {tiles} tile(s): no evidence")
+        return Suggestion(None, f"no nucleated cells assessed in {tiles} tile(s): no evidence")
     counts = {t: findings.hemophagocytes_by_engulfed.get(t, 0) for t in rule.engulfed_types}
     met = any(n >= rule.min_count for n in counts.values())
     found = ", ".join(f"{n} holding {t}" for t, n in counts.items())
     verdict = "rule met" if met else "rule not met"
     reason = f"{verdict} ({rule.describe()}): {found} among {assessed} nucleated cells assessed"
-    return Suggestion(met, reason)
+    return Suggestion(True if met else None, reason)
+
+
+@dataclass(frozen=True)
+class MarrowItem:
+    """The marrow-hemophagocytosis item of one sample as the scores use it and a reader sees it.
+
+    ``state``: ``"suggested present"``, ``"not seen"`` or ``"pathologist"``; ``value``: what
+    the scores use (``True``; ``None``, unknown; or the pathologist's ``True``/``False``);
+    ``label``: ``suggested present``, ``not seen (26 cells assessed)`` or ``pathologist: yes``;
+    ``basis``: why (the rule and the counts, or the lab panel); ``rule_met``: whether the image
+    meets the rule, whatever the pathologist said.
+    """
+
+    state: str
+    value: bool | None
+    label: str
+    basis: str
+    rule_met: bool
+
+    @property
+    def from_image(self) -> bool:
+        """Whether the scores use the image's suggestion (so with/without differ)."""
+        return self.state == "suggested present"
+
+
+def marrow_item(
+    findings: SampleFindings, pathologist: bool | None = None, rule: MarrowRule = DEFAULT_RULE
+) -> MarrowItem:
+    """The item's state: the pathologist's value (``pathologist``, from the lab panel) when
+    given, else the image's suggestion under ``rule``."""
+    suggestion = suggest_marrow_hemophagocytosis(findings, rule)
+    if pathologist is not None:
+        label = f"pathologist: {'yes' if pathologist else 'no'}"
+        basis = f"lab panel (marrow_hemophagocytosis); the image: {suggestion.reason}"
+        return MarrowItem("pathologist", pathologist, label, basis, bool(suggestion.value))
+    if suggestion.value:
+        return MarrowItem("suggested present", True, "suggested present", suggestion.reason, True)
+    label = f"not seen ({findings.nucleated_cells_assessed} cells assessed)"
+    basis = (f"{suggestion.reason}; not seeing it is no evidence of absence, so the scores keep "
+             "its points open")  # fmt: skip
+    return MarrowItem("not seen", None, label, basis, False)
 
 
 def gars_research_context(findings: SampleFindings) -> list[str]:

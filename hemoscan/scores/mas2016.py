@@ -34,7 +34,7 @@ LABS = (
     ("Fibrinogen", "fibrinogen", cut("<=", "360", "mg/dL")),
 )
 REQUIRED = 2
-EXCLUSION_NOTE = "user-asserted exclusion from the paper's footnote [R]; excludes when present"
+EXCLUSION_NOTE = "excludes the classification when present (clinician-asserted)"
 
 
 @dataclass(frozen=True)

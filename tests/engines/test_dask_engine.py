@@ -92,6 +92,9 @@ def test_dask_and_local_runs_write_identical_outputs(
     summary = scan([str(tiles)], dask, _dask(tiny_model_dir, cluster, batch_size=batch_size))
     dets, rows, doc = _outputs(dask)
     assert (dets, rows, doc) == _outputs(local)
+    # image-quality measurements made on the workers come back with each tile
+    assert (dask / "qc.jsonl").read_bytes() == (local / "qc.jsonl").read_bytes()
+    assert sum(s["qc"]["tiles_assessed"] for s in doc["samples"]) == 7
     assert (
         json.loads((dask / "run.json").read_text())["settings"]
         == json.loads((local / "run.json").read_text())["settings"]

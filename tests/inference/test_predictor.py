@@ -64,3 +64,24 @@ def test_conf_overrides_thresholds(tiny_model) -> None:
 def test_bad_tiling_is_refused(tiny_model, tile: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="multiples of 32"):
         Predictor(tiny_model, tile_size=tile, overlap=overlap)
+
+
+def test_near_misses_are_kept_apart_and_change_no_detection() -> None:
+    """Hemophagocyte calls just below the threshold come back as near misses, with the engulfed
+    cells only they hold; the detections are exactly those of the same scene without them."""
+    from tests.conftest import HEMOPHAGOCYTE_SCENE, scripted_model
+
+    extra = [
+        (4, 400.0, 300.0, 100.0, 100.0, -1.2),  # a host scoring 0.23, below the 0.3 threshold
+        (5, 390.0, 290.0, 24.0, 24.0),  # an engulfed red cell only it holds
+        (4, 124.0, 100.0, 120.0, 110.0, -1.0),  # a weaker peak of the detected hemophagocyte
+        (4, 100.0, 330.0, 90.0, 90.0, -3.0),  # 0.05: below the near-miss floor (0.15)
+    ]
+    image = np.full((512, 512, 3), 230, np.uint8)
+    plain = Predictor(scripted_model(HEMOPHAGOCYTE_SCENE)).predict_batch([image])[0]
+    (found,) = Predictor(scripted_model(HEMOPHAGOCYTE_SCENE + extra)).predict_with_near_misses([image])
+    assert found.detections == plain and len(plain) == 3
+    (near,) = found.near_misses
+    assert near.label == "hemophagocyte" and near.score == pytest.approx(1 / (1 + np.exp(1.2)))
+    assert (near.x1, near.y1, near.x2, near.y2) == (350.0, 250.0, 450.0, 350.0)
+    assert near.engulfed == {"rbc": 1, "nucleated": 0, "platelet": 0}

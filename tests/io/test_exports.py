@@ -92,6 +92,57 @@ def test_geojson_structure(tmp_path: Path) -> None:
     assert "parent_id" not in hemo["properties"]
 
 
+def _qupath_read(feature: dict) -> dict:
+    """What QuPath keeps of a GeoJSON feature, as its reader does (qupath-core
+    ``PathObjectTypeAdapters.PathObjectTypeAdapter.read``, v0.4-0.6): ``id`` only when it parses
+    as a UUID; ``name`` as a string; ``classification``; ``measurements`` (an object or a list of
+    name/value pairs); ``metadata``: its primitive values, as strings (kept on detections from
+    v0.6); unknown properties (``parent_id``) are dropped."""
+    import uuid
+
+    props = feature.get("properties", {})
+    try:
+        object_id = str(uuid.UUID(feature["id"]))
+    except (KeyError, ValueError):
+        object_id = None
+    measurements = props.get("measurements", {})
+    if isinstance(measurements, list):
+        measurements = {m["name"]: m["value"] for m in measurements}
+    metadata = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in props.get("metadata", {}).items() if not isinstance(v, (dict, list))}  # fmt: skip
+    return {"id": object_id, "type": props.get("objectType", "annotation"), "name": props.get("name"),
+            "class": (props.get("classification") or {}).get("name"), "geometry": feature["geometry"],
+            "measurements": {k: float(v) for k, v in measurements.items()}, "metadata": metadata}  # fmt: skip
+
+
+def _qupath_write(obj: dict) -> dict:
+    """The feature QuPath writes for an object it read (``PathObjectTypeAdapter.write``)."""
+    props = {"objectType": obj["type"], "classification": {"name": obj["class"]},
+             "measurements": obj["measurements"]}  # fmt: skip
+    if obj["name"] is not None:
+        props["name"] = obj["name"]
+    if obj["metadata"]:
+        props["metadata"] = obj["metadata"]
+    return {"type": "Feature", "id": obj["id"], "geometry": obj["geometry"], "properties": props}
+
+
+def test_qupath_keeps_the_host_link_names_and_ids_through_a_round_trip(tmp_path: Path) -> None:
+    fc = _load(write_geojson(_results(), tmp_path)[0])
+    objects = [_qupath_read(_qupath_write(_qupath_read(f))) for f in fc["features"]]
+    rbc, hemo, eng_rbc, eng_gran = objects
+    assert [o["id"] for o in objects] == [f["id"] for f in fc["features"]]  # object IDs survive
+    assert hemo["name"] == "hemophagocyte: 1 rbc, 1 nucleated (1 granulocyte)"
+    assert rbc["name"] is None and rbc["metadata"]["detection"] == "s1/tile_0.png#0"
+    assert hemo["metadata"] == {"hemoscan_id": hemo["id"], "detection": "s1/tile_0.png#1"}
+    for cell, j in ((eng_rbc, 0), (eng_gran, 1)):
+        assert cell["metadata"]["host_id"] == hemo["id"]  # read from metadata (QuPath >= 0.6)
+        assert cell["name"].endswith(f"in hemophagocyte {hemo['id'][:8]}")  # and from the name
+        assert cell["metadata"]["detection"] == f"s1/tile_0.png#1/{j}"
+    assert eng_gran["name"].startswith("engulfed granulocyte")
+    assert "parent_id" not in str(objects)  # what QuPath would have lost without the above
+    assert hemo["measurements"]["engulfed_nucleated"] == 1.0
+
+
 def test_geojson_ids_are_deterministic(tmp_path: Path) -> None:
     a = _load(write_geojson(_results(), tmp_path / "a")[0])
     b = _load(write_geojson(_results(), tmp_path / "b")[0])

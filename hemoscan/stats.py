@@ -1,4 +1,4 @@
-"""Small statistics for the report."""
+"""Small statistics shared by the scan summary (QC) and the report."""
 
 from __future__ import annotations
 

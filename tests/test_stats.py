@@ -1,6 +1,6 @@
 import pytest
 
-from hemoscan.report.stats import wilson_interval
+from hemoscan.stats import wilson_interval
 
 
 def test_wilson_interval_known_values() -> None:
