@@ -125,11 +125,19 @@ def test_write_example_tiles(tmp_path):
     folders = sorted(p.parent.name for p in paths)
     assert folders == ["sample_01", "sample_01", "sample_02", "sample_02"]
     assert sorted(d.name for d in out.iterdir() if d.is_dir()) == ["sample_01", "sample_02"]
-    for p in paths:
+    for p in paths:  # the last sample is drawn at a 100x oil magnification, on larger tiles
         with Image.open(p) as im:
             assert im.format == "JPEG"
-            assert im.size == (256, 256)
+            assert im.size == ((384, 384) if p.parent.name == "sample_02" else (256, 256))
             assert im.mode == "RGB"
+    truth = json.loads((out / "ground_truth.json").read_text())
+    diameters = {
+        folder: np.median([c["x2"] - c["x1"] for k, cells in truth.items() if k.startswith(folder)
+                           for c in cells if c["label"] == "rbc"])
+        for folder in ("sample_01", "sample_02")
+    }  # fmt: skip
+    assert diameters["sample_01"] == pytest.approx(40, rel=0.15)
+    assert diameters["sample_02"] == pytest.approx(90, rel=0.15)
 
     readme = (out / "README.txt").read_text(encoding="utf-8")
     assert "PROCEDURALLY GENERATED" in readme

@@ -269,7 +269,8 @@ def test_tiles_too_poor_in_cells_settle_on_their_samples_consensus(
     def scripted_auto(self, images):  # type: ignore[no-untyped-def]
         """Stands in for the estimate: 0.1 per disc found at scale 1, none without discs."""
         out = []
-        for dets in self._detect(images, [1.0] * len(images)):
+        for found in self._detect(images, [1.0] * len(images)):
+            dets = found.detections
             scale = ScaleEstimate(1.0, "auto-rbc", 0.1 * len(dets)) if dets else ScaleEstimate(1.0, "default")
             out.append(ScaledPrediction(dets, scale))
         return out
@@ -317,7 +318,7 @@ def test_scan_records_image_quality_and_near_misses(tmp_path: Path) -> None:
         write_image(tmp_path / "s1" / f"f{i}.png", disc_image(512, 512, 6, seed=i)[0])
     write_image(tmp_path / "s1" / "broken.png", disc_image(64, 64, 0)[0]).write_bytes(b"not a png")
     out = tmp_path / "out"
-    summary = scan([str(tmp_path / "s1")], out, ScanOptions(), model=model)
+    summary = scan([str(tmp_path / "s1")], out, ScanOptions(scale=1.0), model=model)
     assert all(d["score"] >= 0.3 for d in _detections(out))
     qc_lines = [json.loads(line) for line in (out / "qc.jsonl").read_text().splitlines()]
     assert sorted(Path(r["tile"]).name for r in qc_lines) == ["f0.png", "f1.png"]

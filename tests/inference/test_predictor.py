@@ -79,7 +79,7 @@ def test_near_misses_are_kept_apart_and_change_no_detection() -> None:
     ]
     image = np.full((512, 512, 3), 230, np.uint8)
     plain = Predictor(scripted_model(HEMOPHAGOCYTE_SCENE)).predict_batch([image])[0]
-    (found,) = Predictor(scripted_model(HEMOPHAGOCYTE_SCENE + extra)).predict_with_near_misses([image])
+    (found,) = Predictor(scripted_model(HEMOPHAGOCYTE_SCENE + extra)).predict_scaled([image])
     assert found.detections == plain and len(plain) == 3
     (near,) = found.near_misses
     assert near.label == "hemophagocyte" and near.score == pytest.approx(1 / (1 + np.exp(1.2)))

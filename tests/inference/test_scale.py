@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hemoscan.datamodel import Detection, ScaleEstimate, TileResult
-from hemoscan.inference.predictor import Predictor
+from hemoscan.inference.predictor import Prediction, Predictor
 from hemoscan.inference.scale import (
     MIN_RBC,
     NUCLEATED_TO_RBC,
@@ -72,14 +72,15 @@ class _SizeBoundDetector:
     def __init__(self) -> None:
         self.passes: list[tuple[int, float]] = []
 
-    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[list[Detection]]:
+    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
         out = []
         for image, s in zip(images, scales):
             true_d = float(image[0, 0, 0])
             self.passes.append((int(true_d), s))
             seen = true_d * s
             score = max(0.1, 0.9 - 0.01 * abs(seen - 40))
-            out.append([] if seen < 15 else _cells("rbc", min(max(seen, 22), 66) / s, 10, score))
+            cells = [] if seen < 15 else _cells("rbc", min(max(seen, 22), 66) / s, 10, score)
+            out.append(Prediction(cells, []))
         return out
 
 

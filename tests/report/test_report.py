@@ -131,7 +131,7 @@ def _scan(tmp_path: Path, samples: dict[str, int], scene: list | None = None, **
         for i in range(n):
             write_image(tmp_path / "tiles" / sample / f"f{i}.png", disc_image(512, 512, 8, seed=i)[0])
     out = tmp_path / "scan"
-    scan([str(tmp_path / "tiles")], out, ScanOptions(**options),
+    scan([str(tmp_path / "tiles")], out, ScanOptions(**{"scale": 1.0, **options}),
          model=scripted_model(scene or HEMOPHAGOCYTE_SCENE))  # fmt: skip
     return out
 
