@@ -3,10 +3,12 @@
 Conventions: boxes are ``x1, y1, x2, y2`` float pixels in the frame of the image they were
 found in (a tile's own pixels for plain tiles), origin top-left, x to the right, y down.
 No torch or numpy here: these records are plain Python so every layer can use them.
+Every detection of a scan folder has a stable id (:func:`detection_id`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +27,9 @@ ENGULFED_TYPES: tuple[str, ...] = (
     "lymphocyte",
 )
 NUCLEATED_SUBTYPES: tuple[str, ...] = ("granulocyte", "erythroblast", "lymphocyte")
+
+#: Classes whose every detection is a suggestion a pathologist reviews (crops, ``hemoscan review``).
+REVIEWED_CLASSES: tuple[str, ...] = ("hemophagocyte", "macrophage")
 
 #: Classes that are nucleated cells: the denominator of "per 1000 nucleated cells".
 NUCLEATED_CLASSES: tuple[str, ...] = ("nucleated", "macrophage", "hemophagocyte")
@@ -120,6 +125,17 @@ class Detection:
             y2=float(d["y2"]),
             engulfed_cells=cells,
         )
+
+
+def detection_id(sample: str, tile: str, ordinal: int) -> str:
+    """The stable id of a detection: ``d`` and 16 hex digits of the blake2b digest (8 bytes) of
+    ``"<sample>\\0<tile>\\0<ordinal>"`` (UTF-8, lone surrogates of non-UTF-8 file names kept),
+    ``ordinal`` being the detection's place (0, 1, ...) among its tile's lines of
+    ``detections.jsonl``, whose order inference fixes. It depends on nothing else, so a
+    resumed, distributed or repeated scan gives every cell the same id; ids start with a
+    letter so that no spreadsheet reads one as a number."""
+    key = f"{sample}\0{tile}\0{ordinal}".encode("utf-8", "surrogatepass")
+    return "d" + hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)

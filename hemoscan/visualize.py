@@ -7,12 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hemoscan.datamodel import Detection
+from hemoscan.datamodel import REVIEWED_CLASSES, Detection
 from hemoscan.io.exports import CLASS_COLORS
 from hemoscan.io.files import unique_stem
 
 #: Classes whose every detection gets a crop with ``--save-crops`` (rare, reviewed by a person).
-CROP_CLASSES = ("hemophagocyte", "macrophage")
+CROP_CLASSES = REVIEWED_CLASSES
 
 
 def draw_overlay(

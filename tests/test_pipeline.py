@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hemoscan.datamodel import CELL_CLASSES
+from hemoscan.datamodel import CELL_CLASSES, detection_id
 from hemoscan.errors import OutputDirError
 from hemoscan.io.files import short_hash
 from hemoscan.io.scan_store import TILE_COLUMNS
@@ -47,8 +47,11 @@ def test_outputs_follow_the_documented_schema(
     assert all(r["nucleated"] == "4" and r["width"] == "200" and r["height"] == "160" for r in rows)
     dets = _detections(out)
     assert len(dets) == 24
+    ordinal: dict[str, int] = {}
     for d in dets:
-        assert set(d) == {"sample", "tile", "x1", "y1", "x2", "y2", "label", "score"}
+        assert set(d) == {"id", "sample", "tile", "x1", "y1", "x2", "y2", "label", "score"}
+        n = ordinal[d["tile"]] = ordinal.get(d["tile"], -1) + 1  # its place among its tile's lines
+        assert d["id"] == detection_id(d["sample"], d["tile"], n)
         assert d["tile"].startswith(str(tile_folder)) and d["sample"] in ("patient_A", "patient_B")
         assert 0 <= d["x1"] < d["x2"] <= 200 and 0 <= d["y1"] < d["y2"] <= 160
         assert d["label"] in CELL_CLASSES and 0 < d["score"] <= 1
@@ -141,6 +144,10 @@ def test_rerun_skips_finished_tiles_and_never_duplicates(
     assert (again.tiles_skipped, again.tiles_scanned_now) == (3, 3)
     assert len(_rows(out)) == 6 and len(_detections(out)) == 24
     assert len({(d["tile"], d["x1"], d["y1"]) for d in _detections(out)}) == 24
+    straight = tmp_path / "straight"
+    scan([str(tile_folder)], straight, _options(tiny_model_dir))
+    ids = {d["id"]: d for d in _detections(straight)}
+    assert len(ids) == 24 and ids == {d["id"]: d for d in _detections(out)}  # resuming keeps ids
 
 
 def test_torn_writes_are_repaired_on_resume(

@@ -17,9 +17,11 @@ from typing import Any
 from hemoscan.datamodel import (
     CELL_CLASSES,
     NUCLEATED_SUBTYPES,
+    REVIEWED_CLASSES,
     Detection,
     TileResult,
     describe_engulfed,
+    detection_id,
 )
 from hemoscan.io.files import atomic_write_json, atomic_writer, safe_stem, short_hash
 from hemoscan.io.regions import parse_region_name
@@ -67,37 +69,51 @@ def _feature(
     return {"type": "Feature", "id": fid, "geometry": geometry, "properties": props}
 
 
+def object_uuid(hemoscan_id: str) -> str:
+    """The QuPath object ID (a UUID, as QuPath requires) of the object with ``hemoscan_id``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{hemoscan_id}"))
+
+
+def engulfed_id(host_id: str, index: int) -> str:
+    """The id of the ``index``-th engulfed cell of the detection ``host_id``: ``<host id>/<index>``."""
+    return f"{host_id}/{index}"
+
+
 def _tile_features(result: TileResult) -> list[dict[str, Any]]:
     """Features of one tile's detections. What QuPath keeps on import and writes back on export
-    carries the links: the feature ``id`` (a UUID: the object's ID), ``properties.name`` (a
-    hemophagocyte's contents; an engulfed cell's host, by the first 8 characters of its ID) and
-    ``properties.metadata`` (string values: ``hemoscan_id``, ``detection``, and ``host_id`` for
-    engulfed cells). ``parent_id`` is kept for other readers; QuPath drops it."""
+    carries the links: the feature ``id`` (a UUID derived from the detection id: the object's
+    ID), ``properties.name`` (a host's label, detection id and contents; an engulfed cell's
+    host by its detection id) and ``properties.metadata`` (string values: ``hemoscan_id``,
+    the detection id of ``detections.jsonl``; ``detection``; ``host_id`` for engulfed cells).
+    ``parent_id`` is kept for other readers; QuPath drops it."""
     features: list[dict[str, Any]] = []
     for i, det in enumerate(result.detections):
         ref = f"{result.tile}#{i}"
-        fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{ref}"))
+        hid = detection_id(result.sample, result.tile, i)
+        fid = object_uuid(hid)
         measurements: dict[str, float] = {"score": round(det.score, 5)}
         engulfed = det.engulfed
         extra: dict[str, Any] = {}
         if engulfed is not None:
             measurements.update({f"engulfed_{k}": v for k, v in engulfed.items()})
-            extra["name"] = f"{det.label}: {describe_engulfed(engulfed)}"
-        extra["metadata"] = {"hemoscan_id": fid, "detection": ref}
+            extra["name"] = f"{det.label} {hid}: {describe_engulfed(engulfed)}"
+        elif det.label in REVIEWED_CLASSES:
+            extra["name"] = f"{det.label} {hid}"
+        extra["metadata"] = {"hemoscan_id": hid, "detection": ref}
         geometry = _polygon(det.x1, det.y1, det.x2, det.y2)
         color = _color(det.label)
         features.append(_feature(fid, geometry, det.label, color, measurements, **extra))
         for j, cell in enumerate(det.engulfed_cells):
-            cid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hemoscan:{ref}/{j}"))
+            cid = engulfed_id(hid, j)
             features.append(
                 _feature(
-                    cid,
+                    object_uuid(cid),
                     _polygon(cell.x1, cell.y1, cell.x2, cell.y2),
                     f"engulfed_{cell.label}",
                     _engulfed_color(cell.label),
                     {"score": round(cell.score, 5)},
-                    name=f"engulfed {cell.label} in {det.label} {fid[:8]}",
-                    metadata={"hemoscan_id": cid, "detection": f"{ref}/{j}", "host_id": fid},
+                    name=f"engulfed {cell.label} in {det.label} {hid}",
+                    metadata={"hemoscan_id": cid, "detection": f"{ref}/{j}", "host_id": hid},
                     parent_id=fid,
                 )
             )
@@ -154,7 +170,7 @@ def write_geojson(results: Iterable[TileResult], out_dir: Path) -> list[Path]:
     return written
 
 
-def _coco_result(image_id: int, det: Detection) -> dict[str, Any]:
+def _coco_result(image_id: int, det: Detection, hemoscan_id: str) -> dict[str, Any]:
     if det.label not in CELL_CLASSES:
         raise ValueError(f"detection label {det.label!r} is not one of {CELL_CLASSES}")
     x1, y1, x2, y2 = (round(v, 2) for v in (det.x1, det.y1, det.x2, det.y2))
@@ -163,6 +179,7 @@ def _coco_result(image_id: int, det: Detection) -> dict[str, Any]:
         "category_id": CELL_CLASSES.index(det.label) + 1,
         "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
         "score": round(det.score, 5),
+        "hemoscan_id": hemoscan_id,
     }
     if det.engulfed is not None:
         d["engulfed"] = det.engulfed
@@ -173,7 +190,7 @@ def write_coco(
     results: Iterable[TileResult], out_dir: Path, slides: Sequence[Mapping[str, Any]] = ()
 ) -> tuple[Path, Path]:
     """Writes ``coco_images.json`` (dataset skeleton of ok tiles, ids 1..N in order given) and
-    ``coco_detections.json`` (COCO results list) to ``out_dir``; returns both paths.
+    ``coco_detections.json`` (COCO results list, each with its ``hemoscan_id``) to ``out_dir``; returns both paths.
 
     A whole-slide image is one COCO image (``file_name`` its path, boxes in level-0 pixels);
     its width and height come from its record in ``slides`` (``run.json``'s), else from the
@@ -194,7 +211,8 @@ def write_coco(
             width, height = sizes.get((sample, name), extent)
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for result in group:
-            detections.extend(_coco_result(image_id, det) for det in result.detections)
+            detections.extend(_coco_result(image_id, det, detection_id(result.sample, result.tile, i))
+                              for i, det in enumerate(result.detections))  # fmt: skip
     categories = [
         {"id": i + 1, "name": c, "supercategory": "cell"} for i, c in enumerate(CELL_CLASSES)
     ]

@@ -51,7 +51,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from hemoscan.datamodel import CELL_CLASSES, Detection, ScaleEstimate, TileResult
+from hemoscan.datamodel import CELL_CLASSES, Detection, ScaleEstimate, TileResult, detection_id
 from hemoscan.errors import OutputDirError, OutputWriteError
 from hemoscan.io.files import atomic_write_json, atomic_writer
 from hemoscan.io.output_lock import OutputLock
@@ -163,8 +163,9 @@ def _csv_line(cells: list[Any]) -> bytes:
     return buf.getvalue().encode("utf-8", _ERRORS)
 
 
-def _detection_line(sample: str, tile: str, det: Detection) -> bytes:
-    record = {"sample": sample, "tile": tile, **det.to_dict()}
+def _detection_line(sample: str, tile: str, ordinal: int, det: Detection) -> bytes:
+    record = {"id": detection_id(sample, tile, ordinal), "sample": sample, "tile": tile,
+              **det.to_dict()}  # fmt: skip
     # lone surrogates (non-UTF-8 file names) become \udcXX escapes, which json reads back
     return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
@@ -445,7 +446,8 @@ class ScanStore:
         """Record one finished tile: its detections and its row (which marks it done) are
         buffered and committed together by :meth:`sync`, detections first."""
         self._check_usable()
-        lines = b"".join(_detection_line(result.sample, result.tile, d) for d in result.detections)
+        lines = b"".join(_detection_line(result.sample, result.tile, i, d)
+                         for i, d in enumerate(result.detections))  # fmt: skip
         counts = result.counts()
         row = _csv_line(
             [neutralise(result.sample), neutralise(result.tile), result.status,
@@ -524,13 +526,10 @@ def read_tiles(out_dir: Path) -> list[TileResult]:
     return list(iter_tiles(out_dir))
 
 
-def iter_detections(out_dir: Path) -> Iterator[tuple[str, str, Detection]]:
-    """``(sample, tile, detection)`` for every line of ``detections.jsonl``, streamed.
-
-    A last line without its newline is a write in progress (a scan running) and is not read;
-    any other unreadable line raises :class:`~hemoscan.errors.OutputDirError` (re-running the
-    scan command repairs the folder)."""
-    path = Path(out_dir) / DETECTIONS
+def _committed_lines(path: Path) -> Iterator[tuple[int, bytes, tuple[str, str, Detection]]]:
+    """``(byte offset, line, parsed)`` of every complete line of ``detections.jsonl`` (see
+    :func:`iter_detections`)."""
+    offset = 0
     with open(path, "rb") as f:
         for number, line in enumerate(f, 1):
             if not line.endswith(b"\n"):
@@ -541,7 +540,61 @@ def iter_detections(out_dir: Path) -> Iterator[tuple[str, str, Detection]]:
                     f"{path}, line {number}: not a detection; re-run the scan command on this "
                     "folder to repair it (its tile is scanned again)"
                 )
-            yield parsed
+            yield offset, line, parsed
+            offset += len(line)
+
+
+def iter_detections(out_dir: Path) -> Iterator[tuple[str, str, Detection]]:
+    """``(sample, tile, detection)`` for every line of ``detections.jsonl``, streamed.
+
+    A last line without its newline is a write in progress (a scan running) and is not read;
+    any other unreadable line raises :class:`~hemoscan.errors.OutputDirError` (re-running the
+    scan command repairs the folder)."""
+    for _, _, parsed in _committed_lines(Path(out_dir) / DETECTIONS):
+        yield parsed
+
+
+class TileBlock(NamedTuple):
+    """One tile's lines of ``detections.jsonl`` (a tile's lines are always consecutive):
+    where they lie (``offset`` and ``size`` in bytes, for :func:`read_tile_block`) and what
+    they hold. ``detections[n]`` has ordinal ``n``, so its id is
+    ``detection_id(sample, tile, n)``."""
+
+    sample: str
+    tile: str
+    offset: int
+    size: int
+    detections: tuple[Detection, ...]
+
+
+def iter_tile_blocks(out_dir: Path) -> Iterator[TileBlock]:
+    """Every tile's block of ``detections.jsonl``, streamed, read like :func:`iter_detections`."""
+    key: TileKey | None = None
+    start = end = 0
+    found: list[Detection] = []
+    for offset, line, (sample, tile, det) in _committed_lines(Path(out_dir) / DETECTIONS):
+        if (sample, tile) != key:
+            if key is not None:
+                yield TileBlock(*key, start, end - start, tuple(found))
+            key, start, found = (sample, tile), offset, []
+        found.append(det)
+        end = offset + len(line)
+    if key is not None:
+        yield TileBlock(*key, start, end - start, tuple(found))
+
+
+def read_tile_block(out_dir: Path, offset: int, size: int) -> list[Detection]:
+    """The detections of the block at ``offset`` (see :class:`TileBlock`), in ordinal order."""
+    with open(Path(out_dir) / DETECTIONS, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    out = []
+    for line in data.splitlines(keepends=True):
+        parsed = _parse_detection(line)
+        if parsed is None:
+            raise OutputDirError(f"{Path(out_dir) / DETECTIONS}: changed while being read")
+        out.append(parsed[2])
+    return out
 
 
 def read_results(out_dir: Path) -> list[TileResult]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult
-from hemoscan.io.exports import CLASS_COLORS, write_coco, write_geojson
+from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult, detection_id
+from hemoscan.io.exports import CLASS_COLORS, object_uuid, write_coco, write_geojson
 from tests.conftest import sample_detections
 
 RBC, HEMO, PLATELET = sample_detections()
@@ -131,12 +131,16 @@ def test_qupath_keeps_the_host_link_names_and_ids_through_a_round_trip(tmp_path:
     objects = [_qupath_read(_qupath_write(_qupath_read(f))) for f in fc["features"]]
     rbc, hemo, eng_rbc, eng_gran = objects
     assert [o["id"] for o in objects] == [f["id"] for f in fc["features"]]  # object IDs survive
-    assert hemo["name"] == "hemophagocyte: 1 rbc, 1 nucleated (1 granulocyte)"
+    hid = detection_id("s1", "s1/tile_0.png", 1)  # the id of its line in detections.jsonl
+    assert hemo["id"] == object_uuid(hid)
+    assert hemo["name"] == f"hemophagocyte {hid}: 1 rbc, 1 nucleated (1 granulocyte)"
     assert rbc["name"] is None and rbc["metadata"]["detection"] == "s1/tile_0.png#0"
-    assert hemo["metadata"] == {"hemoscan_id": hemo["id"], "detection": "s1/tile_0.png#1"}
+    assert rbc["metadata"]["hemoscan_id"] == detection_id("s1", "s1/tile_0.png", 0)
+    assert hemo["metadata"] == {"hemoscan_id": hid, "detection": "s1/tile_0.png#1"}
     for cell, j in ((eng_rbc, 0), (eng_gran, 1)):
-        assert cell["metadata"]["host_id"] == hemo["id"]  # read from metadata (QuPath >= 0.6)
-        assert cell["name"].endswith(f"in hemophagocyte {hemo['id'][:8]}")  # and from the name
+        assert cell["metadata"]["host_id"] == hid  # read from metadata (QuPath >= 0.6)
+        assert cell["name"].endswith(f"in hemophagocyte {hid}")  # and from the name
+        assert cell["metadata"]["hemoscan_id"] == f"{hid}/{j}"
         assert cell["metadata"]["detection"] == f"s1/tile_0.png#1/{j}"
     assert eng_gran["name"].startswith("engulfed granulocyte")
     assert "parent_id" not in str(objects)  # what QuPath would have lost without the above
@@ -192,6 +196,7 @@ def test_coco_files(tmp_path: Path) -> None:
         "category_id": 1,
         "bbox": [10.12, 20.46, 19.88, 19.54],
         "score": 0.5,
+        "hemoscan_id": detection_id("s1", "s1/tile_0.png", 0),
     }
     assert dets[1]["bbox"] == [100.0, 50.0, 80.5, 90.25]
     assert dets[1]["engulfed"] == {"rbc": 1, "nucleated": 1, "platelet": 0, "granulocyte": 1}

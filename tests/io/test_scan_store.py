@@ -97,7 +97,7 @@ def test_a_torn_or_garbage_last_line_is_repaired(tmp_path: Path, tail: bytes) ->
     _finished_folder(tmp_path)
     with open(tmp_path / DETECTIONS, "r+b") as f:  # tile_3's only line replaced by the tail
         text = f.read()
-        f.seek(text.index(b'{"sample": "S", "tile": "tile_3.png"'))
+        f.seek(text.rindex(b"\n", 0, text.index(b'"sample": "S", "tile": "tile_3.png"')) + 1)
         f.truncate()
         f.write(tail)
     with ScanStore(tmp_path, {"k": 1}) as again:
