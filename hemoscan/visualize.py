@@ -159,7 +159,9 @@ def read_slide_window(
     return None
 
 
-def slide_crop(slide_path: str, det: Detection, base_dirs: list[Path]) -> np.ndarray | None:
+def slide_crop(
+    slide_path: str, det: Detection, base_dirs: list[Path], side: int = CROP_SIDE_PX
+) -> np.ndarray | None:
     """:func:`render_crop` of a detection in level-0 slide pixels, read from the slide."""
     mx, my = (det.x2 - det.x1) * 0.3 + 2, (det.y2 - det.y1) * 0.3 + 2
     window = read_slide_window(slide_path, (det.x1 - mx, det.y1 - my, det.x2 + mx, det.y2 + my),
@@ -167,4 +169,4 @@ def slide_crop(slide_path: str, det: Detection, base_dirs: list[Path]) -> np.nda
     if window is None:
         return None
     image, x0, y0 = window
-    return render_crop(image, shifted(det, x0, y0))
+    return render_crop(image, shifted(det, x0, y0), side)

@@ -272,13 +272,16 @@ def _drafts_for(
         )
 
 
-def finalize(spec: DatasetSpec, drafts: Sequence[Draft]) -> list[AnnotatedImage]:
-    """Resolve ``supervised``, infer engulfed parents, validate and clip every draft.
+def finalize(
+    spec: DatasetSpec, drafts: Sequence[Draft], declared: Iterable[str] | None = None
+) -> list[AnnotatedImage]:
+    """Resolve ``supervised`` (what the data ``declared`` applies unless the spec names
+    classes), infer engulfed parents, validate and clip every draft.
 
     Clipping notes are gathered into one warning for the whole dataset.
     """
     found = {label for d in drafts for label in d.labels}
-    supervised = spec.resolve_supervised(found)
+    supervised = spec.resolve_supervised(found, declared)
     records: list[AnnotatedImage] = []
     notes: list[str] = []
     for d in drafts:

@@ -4,7 +4,9 @@
 (COCO's convention is already hemoscan's), so ``x1, y1, x2, y2 = x, y, x + w, y + h``. An
 annotation without a ``bbox`` takes the bounding box of its polygon ``segmentation``.
 ``iscrowd: 1`` (or a non-zero ``ignore`` field) makes the box an ignore region. ``class_map``
-is looked up by category name, then by category id. Every image listed is a record, with or
+is looked up by category name, then by category id. A top-level ``supervised`` list (category
+names; a hemoscan extension, written by ``hemoscan review --export``) states the classes labelled
+exhaustively, used unless the spec lists them itself. Every image listed is a record, with or
 without annotations (an image without annotations is a fully labelled empty field).
 
 Images are ``<images folder>/<file_name>`` (or the file's base name in that folder); the size
@@ -193,4 +195,10 @@ def read_coco(spec: DatasetSpec) -> list[AnnotatedImage]:
         target = spec.map_class((name, cat_id), where)
         crowd = bool(ann.get("iscrowd", 0)) or bool(ann.get("ignore", 0))
         draft.add(_bbox(ann, where), IGNORE if crowd and target != DROP else target)
-    return finalize(spec, list(drafts.values()))
+    declared = data.get("supervised")
+    if declared is not None:
+        if not isinstance(declared, list) or not all(isinstance(c, str) for c in declared):
+            raise AnnotationError(f"{json_path}: 'supervised' must be a list of category names")
+        mapped = [spec.map_class((c,), f"{json_path}: supervised") for c in declared]
+        declared = [c for c in mapped if c not in (IGNORE, DROP)]
+    return finalize(spec, list(drafts.values()), declared)

@@ -160,14 +160,16 @@ class DatasetSpec:
         """The hemoscan class, ``"ignore"`` or ``"drop"`` for a source class.
 
         ``keys`` are the source's names for the class in lookup order (e.g. YOLO id then name);
-        the first found in ``class_map`` wins, else the first that is a hemoscan class name.
+        the first found in ``class_map`` wins, else the first that is a hemoscan class name or
+        ``ignore`` (a source class named ``ignore`` marks ignore regions, as
+        ``hemoscan review --export`` writes them).
         """
         candidates = [str(k) for k in keys if k is not None]
         for key in candidates:
             if key in self.class_map:
                 return self.class_map[key]
         for key in candidates:
-            if key in ANNOTATION_CLASSES:
+            if key in ANNOTATION_CLASSES or key == IGNORE:
                 return key
         shown = " / ".join(repr(k) for k in candidates)
         raise AnnotationError(
@@ -175,9 +177,14 @@ class DatasetSpec:
             f"map it to a hemoscan class, 'ignore' or 'drop' (known: {sorted(self.class_map)})"
         )
 
-    def resolve_supervised(self, found: Iterable[str]) -> frozenset[str]:
-        """The supervised set: explicit, or for ``"all"`` the mapped plus the found classes."""
+    def resolve_supervised(
+        self, found: Iterable[str], declared: Iterable[str] | None = None
+    ) -> frozenset[str]:
+        """The supervised set: explicit, else what the data ``declared`` (a file's own statement,
+        e.g. a COCO file's ``supervised``), else for ``"all"`` the mapped plus the found classes."""
         if not isinstance(self.supervised, str):
             return frozenset(self.supervised)
+        if declared is not None:
+            return frozenset(declared)
         mapped = {v for v in self.class_map.values() if v in ANNOTATION_CLASSES}
         return frozenset(mapped | set(found))

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from hemoscan import __version__
+from hemoscan.cli.review import review_command
 from hemoscan.cli.scores import scores_command
 
 app = typer.Typer(
@@ -442,6 +443,7 @@ def export_model(
 
 
 app.command("scores")(scores_command)
+app.command("review")(review_command)
 
 
 @app.command("example-tiles")

@@ -94,6 +94,22 @@ class OutputLock:
         self.release()
 
 
+def scan_running(folder: Path) -> bool | None:
+    """Whether a scan holds ``folder``'s lock now, without taking any lock (a reader must never
+    make a starting scan fail): read from ``/proc/locks`` on Linux; ``None`` where unknown."""
+    try:
+        st = os.stat(Path(folder) / LOCK_FILE)
+    except OSError:
+        return False
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            table = f.read()
+    except OSError:
+        return None
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any("FLOCK" in line and key in line.split() for line in table.splitlines())
+
+
 def _read_holder(fd: int) -> str:
     try:
         record = json.loads(os.pread(fd, 4096, 0) or b"{}")

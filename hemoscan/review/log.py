@@ -160,12 +160,13 @@ class Verdict:
 class ReviewLog:
     """``review.jsonl`` of the scan folder ``scan_dir`` (see the module docstring).
 
-    After :meth:`read` or :meth:`latest`, ``unreadable`` counts the lines that could not be read.
+    ``unreadable`` counts the lines :meth:`read` could not read (since :meth:`latest` last began).
     """
 
     def __init__(self, scan_dir: str | Path) -> None:
         self.path = Path(scan_dir) / REVIEW_LOG
         self.unreadable = 0
+        self.end = 0
 
     def append(self, verdicts: Iterable[Verdict]) -> None:
         """Append ``verdicts`` as one locked, fsynced write (see the module docstring)."""
@@ -191,17 +192,20 @@ class ReviewLog:
             finally:
                 os.close(fd)  # drops the lock
 
-    def read(self) -> Iterator[Verdict]:
-        """Every readable verdict, in file order; a last line still being written is not read."""
-        self.unreadable = 0
+    def read(self, start: int = 0) -> Iterator[Verdict]:
+        """Every readable verdict from byte ``start`` on, in file order; a last line still being
+        written is not read. Afterwards ``end`` is the offset to read on from."""
+        self.end = start
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
             return
         with f:
+            f.seek(start)
             for line in f:
                 if not line.endswith(b"\n"):
                     return
+                self.end += len(line)
                 if not line.strip():
                     continue
                 try:
@@ -211,10 +215,16 @@ class ReviewLog:
 
     def latest(self) -> dict[str, Verdict]:
         """The verdict in force per id (``clear`` removes the id), in order of first verdict."""
+        self.unreadable = 0
         state: dict[str, Verdict] = {}
-        for v in self.read():
-            if v.verdict == "clear":
-                state.pop(v.id, None)
-            else:
-                state[v.id] = v
+        apply_verdicts(state, self.read())
         return state
+
+
+def apply_verdicts(state: dict[str, Verdict], verdicts: Iterable[Verdict]) -> None:
+    """Update ``state`` (verdict in force per id) with later ``verdicts``."""
+    for v in verdicts:
+        if v.verdict == "clear":
+            state.pop(v.id, None)
+        else:
+            state[v.id] = v
