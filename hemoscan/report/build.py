@@ -25,6 +25,8 @@ from hemoscan.labs.panel import LabPanel
 from hemoscan.qc import QCThresholds, samples_qc
 from hemoscan.report.evidence import EvidenceCrop, collect_crops
 from hemoscan.report.plots import bar_chart_svg, histogram_svg
+from hemoscan.review.log import REVIEW_LOG, ReviewError
+from hemoscan.review.status import ClassReview, SampleReview, read_review_status
 from hemoscan.scores import MarrowItem, MarrowRule, ScoreSettings
 from hemoscan.stats import wilson_interval
 
@@ -60,11 +62,32 @@ class ScoreView:
 
 @dataclass(frozen=True)
 class ReviewVerdict:
-    """A reviewer's verdict shown in the sign-off block (filled in by the review workflow)."""
+    """A reviewer's verdict shown in the sign-off block (from ``review.jsonl``)."""
 
     subject: str
     verdict: str
     note: str = ""
+
+
+def _unreviewed(f: SampleFindings) -> SampleReview:
+    """The review of a sample nobody has reviewed: every suggestion pending."""
+    classes = {c: ClassReview(suggested=f.counts.get(c, 0), pending=f.counts.get(c, 0))
+               for c in ("hemophagocyte", "macrophage")}  # fmt: skip
+    return SampleReview(f.sample, classes)
+
+
+def review_verdicts(review: SampleReview) -> list[ReviewVerdict]:
+    """The sign-off block's rows: per class what the reviewers confirmed, rejected and left."""
+    rows = []
+    for label, r in review.classes.items():
+        state = "complete" if r.complete else f"{r.pending} pending"
+        rows.append(ReviewVerdict(f"{label}s suggested: {r.suggested}",
+                                  f"{r.confirmed} confirmed, {r.rejected} rejected",
+                                  f"review {state}"))  # fmt: skip
+    if review.added or review.artefacts:
+        rows.append(ReviewVerdict("cells reviewers changed", f"{review.added} added",
+                                  f"{review.artefacts} suggestion(s) called artefacts"))  # fmt: skip
+    return rows
 
 
 @dataclass
@@ -86,6 +109,10 @@ class SampleReport:
     lab_values: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     review: list[ReviewVerdict] = field(default_factory=list)
+    review_status: SampleReview | None = None
+    #: Hemophagocytes per 1000 nucleated cells from confirmed counts, and its 95% CI, once any
+    #: verdict is recorded (final when ``review_status.classes["hemophagocyte"].complete``).
+    confirmed_rate: tuple[float, tuple[float, float]] | None = None
     generated_at: str = field(default_factory=utc_now)
     research_use: str = RESEARCH_USE
 
@@ -97,6 +124,18 @@ class SampleReport:
     @property
     def qc_flags(self) -> tuple[str, ...]:
         return self.qc.codes if self.qc else ()
+
+    @property
+    def hemophagocyte_review(self) -> ClassReview:
+        status = self.review_status or _unreviewed(self.findings)
+        return status.classes["hemophagocyte"]
+
+    @property
+    def rate_from_review(self) -> bool:
+        """Whether the headline rate is the confirmed one: the hemophagocytes' review is
+        complete and at least one verdict is recorded."""
+        return (self.confirmed_rate is not None and self.review_status is not None
+                and self.review_status.started and self.hemophagocyte_review.complete)  # fmt: skip
 
     @property
     def score_data(self) -> dict[str, dict[str, Any]]:
@@ -131,6 +170,12 @@ class SampleReport:
             "marrow_item": self.marrow.label if self.marrow else None,
             "labs": self.labs,
             "qc_flags": ";".join(self.qc_flags),
+            "hemophagocytes_confirmed": self.hemophagocyte_review.confirmed,
+            "hemophagocytes_rejected": self.hemophagocyte_review.rejected,
+            "hemophagocytes_pending": self.hemophagocyte_review.pending,
+            "review_complete": (self.review_status or _unreviewed(f)).complete,
+            "hemophagocytes_confirmed_per_1000_nucleated":
+                round(self.confirmed_rate[0], 3) if self.confirmed_rate else None,
         }
 
 
@@ -317,6 +362,15 @@ def build_report_set(
     picks = _pick_evidence(scan_dir, gallery_size, borderline_size, macrophage_size,
                            near_by_tile, counted_as)  # fmt: skip
     base_dirs = [Path(run.get("working_dir", ".")), Path.cwd()]
+    reviews: dict[str, SampleReview] = {}
+    review_warnings: list[str] = []
+    if (scan_dir / REVIEW_LOG).exists():
+        try:
+            reviews, unreadable = read_review_status(scan_dir)
+            if unreadable:
+                review_warnings.append(f"{unreadable} unreadable line(s) of {REVIEW_LOG} ignored")
+        except ReviewError as e:
+            review_warnings.append(f"{REVIEW_LOG} not used: {e}")
 
     def crops(picked: list[tuple[str, Detection]], warnings: list[str]) -> list[EvidenceCrop]:
         found, problems = collect_crops(picked, base_dirs)
@@ -342,7 +396,17 @@ def build_report_set(
         }  # fmt: skip
         panel = panels.get(f.sample)
         pathologist = panel.flag("marrow_hemophagocytosis") if panel is not None else None
+        review = reviews.get(f.sample)
         marrow = marrow_item(f, pathologist, rule)
+        confirmed_rate = None
+        if review is not None and review.started:
+            assessed = review.nucleated_assessed(f.nucleated_cells_assessed)
+            n = review.classes["hemophagocyte"].confirmed
+            if assessed:
+                lo, hi = wilson_interval(n, assessed)
+                confirmed_rate = (1000 * n / assessed, (1000 * lo, 1000 * hi))
+            if n:
+                marrow = _reviewed_marrow(f, review, assessed, pathologist, rule)
         weakest = [(t, d) for _, _, t, d in sorted(p.low, key=lambda e: -e[0])]
         near_picked = _best_first(near[f.sample])
         near_crops = crops(near_picked, warnings)
@@ -360,7 +424,10 @@ def build_report_set(
             marrow=marrow,
             qc=checks[f.sample],
             research_context=gars_research_context(f),
-            warnings=warnings,
+            warnings=warnings + review_warnings,
+            review=review_verdicts(review) if review is not None and review.started else [],
+            review_status=review,
+            confirmed_rate=confirmed_rate,
         )
         if panel is not None:
             report.labs = LABS_MATCHED
@@ -384,6 +451,21 @@ def build_report_set(
     return ReportSet(reports, missing, unmatched)
 
 
+def _reviewed_marrow(f: SampleFindings, review: SampleReview, assessed: int,
+                     pathologist: bool | None, rule: MarrowRule) -> MarrowItem:  # fmt: skip
+    """The marrow item judged on the hemophagocytes reviewers confirmed (their final engulfed
+    counts) rather than on the model's calls."""
+    from hemoscan.scores import marrow_item
+
+    confirmed = replace(f, hemophagocytes_by_engulfed=review.confirmed_by_engulfed(),
+                        nucleated_cells_assessed=assessed)  # fmt: skip
+    item = marrow_item(confirmed, pathologist, rule)
+    n = review.classes["hemophagocyte"].confirmed
+    basis = f"{n} hemophagocyte(s) confirmed by review ({', '.join(review.reviewers)}): {item.basis}"
+    label = f"{item.label} (confirmed by review)" if item.state == "suggested present" else item.label
+    return replace(item, basis=basis, label=label)
+
+
 def build_reports(
     scan_dir: str | Path,
     labs: str | Path | None = None,
@@ -405,7 +487,11 @@ def panel_rows(panel: Any) -> list[tuple[str, str]]:
 
 
 def rate_text(report: SampleReport) -> str:
-    """``38.46 per 1000 (95% CI 6.82-188.93)`` or ``not available``."""
+    """``38.46 per 1000 (95% CI 6.82-188.93)`` or ``not available``; once the hemophagocytes'
+    review is complete, the confirmed rate, ``... (confirmed by review)``."""
+    if report.rate_from_review and report.confirmed_rate:
+        rate, (lo, hi) = report.confirmed_rate
+        return f"{rate:.2f} per 1000 (95% CI {lo:.2f}–{hi:.2f}) (confirmed by review)"
     rate = report.findings.hemophagocytes_per_1000_nucleated
     if rate is None:
         return "not available"
