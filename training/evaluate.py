@@ -1070,7 +1070,7 @@ def training_record(folder: Path) -> dict[str, Any] | None:
     try:
         steps = int(rows[-1]["step"])
         out["images"] = steps * _batch_size(path.parent)
-        out["images_per_s_overall"] = round(out["images"] / total, 2)
+        out["images_per_s_overall"] = round(out["images"] / total, 2) if total > 0 else None
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return out

@@ -235,6 +235,12 @@ class ReviewSession:
                             round(det.score, 5))  # fmt: skip
             else:
                 old = self.verdicts.get(item_id)
+                if old is None and item_id.startswith("a") and verdict == "add":  # undoing a removal
+                    old = Verdict(item_id, "add", self.reviewer, str(payload.get("sample")),
+                                  str(payload.get("tile")), label, engulfed,
+                                  box=tuple(payload.get("box") or ()))  # type: ignore[arg-type]  # fmt: skip
+                    if (old.sample, old.tile) not in self.index.tiles:
+                        raise ReviewError(f"no scanned tile {old.tile!r} in sample {old.sample!r}")
                 if old is None or not old.added:
                     raise KeyError(item_id)
                 if verdict in ("add", "relabel", "accept"):
@@ -247,6 +253,8 @@ class ReviewSession:
                             box=old.box)  # fmt: skip
             self.log.append([v])
             self.refresh()
+            if s is None and item_id not in self.verdicts:
+                return {"id": item_id, "added": True, "state": "removed"}
             return self.item(item_id)
 
     def add(self, payload: dict[str, Any]) -> dict[str, Any]:
