@@ -137,13 +137,12 @@ class _Tally:
                                  for c in REVIEWED_CLASSES})  # fmt: skip
     added: int = 0
     artefacts: int = 0
-    reviewers: list[str] = field(default_factory=list)
+    reviewers: dict[str, str] = field(default_factory=dict)  # name -> time of their first verdict
     times: list[str] = field(default_factory=list)
     engulfed: list[dict[str, int]] = field(default_factory=list)
 
     def note(self, v: Verdict) -> None:
-        if v.reviewer not in self.reviewers:
-            self.reviewers.append(v.reviewer)
+        self.reviewers[v.reviewer] = min(v.time, self.reviewers.get(v.reviewer, v.time))
         self.times.append(v.time)
 
     def final(self, label: str | None, engulfed: dict[str, int] | None) -> None:
@@ -181,7 +180,7 @@ def review_status(index: ReviewIndex, verdicts: Mapping[str, Verdict]) -> dict[s
         sample: SampleReview(
             sample,
             {c: ClassReview(**counts) for c, counts in t.counts.items()},
-            t.added, t.artefacts, tuple(t.reviewers),
+            t.added, t.artefacts, tuple(sorted(t.reviewers, key=t.reviewers.__getitem__)),
             min(t.times) if t.times else None, max(t.times) if t.times else None,
             tuple(t.engulfed),
         )  # fmt: skip

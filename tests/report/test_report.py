@@ -288,3 +288,58 @@ def test_index_page_reads_well(tmp_path: Path) -> None:
     cells = re.findall(r"<td[^>]*>(.*?)</td>", index, re.S)
     assert "True" not in cells and "False" not in cells and "None" not in cells
     assert "too few cells" in index and ">missing<" in index and "applicability unknown" in index
+
+
+def _verdicts(scan: Path, hemo: list[str], macro: list[str]) -> None:
+    """Hemophagocytes: the first accepted as it is, the second holding only red cells, the third
+    rejected; macrophages: ``macro`` of them accepted."""
+    from hemoscan.review.index import ReviewIndex
+    from hemoscan.review.log import ReviewLog, Verdict
+
+    index = ReviewIndex(scan)
+    hosts = [s for s in index.suggestions if s.detection.label == "hemophagocyte"]
+    macros = [s for s in index.suggestions if s.detection.label == "macrophage"]
+    kinds = {"keep": ("accept", "hemophagocyte", {"rbc": 2, "nucleated": 1, "platelet": 0}),
+             "rbc only": ("accept", "hemophagocyte", {"rbc": 2, "nucleated": 0, "platelet": 0}),
+             "reject": ("reject", None, None)}  # fmt: skip
+    out = [Verdict(s.id, kinds[k][0], "dr r", s.sample, s.tile, kinds[k][1], kinds[k][2], s.detection.label, 0.9)
+           for s, k in zip(hosts, hemo)]  # fmt: skip
+    out += [Verdict(s.id, "accept", "dr s", s.sample, s.tile, "macrophage", None, "macrophage", 0.9)
+            for s in macros[: len(macro)]]  # fmt: skip
+    ReviewLog(scan).append(out)
+
+
+def _csv_row(path: Path) -> dict[str, str]:
+    with open(path, newline="") as f:
+        return next(csv.DictReader(f))
+
+
+def test_verdicts_flow_into_the_report_and_its_csv(scanned: Path, tmp_path: Path) -> None:
+    summary = (scanned / "summary.json").read_bytes()
+    (before,) = build_reports(scanned)
+    assert before.summary_row()["hemophagocytes_pending"] == 3 and before.review == []
+    assert before.summary_row()["review_complete"] is False and before.confirmed_rate is None
+    _verdicts(scanned, ["keep", "rbc only"], [])  # partial: both rates, labelled
+    (partial,) = build_reports(scanned)
+    html = render_html(partial)
+    assert partial.confirmed_rate[0] == pytest.approx(1000 * 2 / 6) and not partial.rate_from_review
+    assert "suggested by the model" in html and "confirmed so far" in html and "not final" in html
+    assert "review incomplete" in html and "1 of 3 pending" in html
+    _verdicts(scanned, ["keep", "rbc only", "reject"], ["x", "x", "x"])  # complete
+    (report,) = build_reports(scanned)
+    assert report.rate_from_review
+    rate, (lo, hi) = report.confirmed_rate
+    assert rate == pytest.approx(1000 * 2 / 6) and lo < rate < hi
+    html = render_html(report)
+    assert "confirmed by review" in html and "review complete" in html
+    assert sorted(report.review_status.reviewers) == ["dr r", "dr s"] and "dr r" in html and "dr s" in html
+    assert "2 confirmed, 1 rejected" in html
+    assert "2 hemophagocyte(s) confirmed by review" in report.marrow.basis
+    assert "1 holding nucleated" in report.marrow.basis  # the reviewer's counts, not the model's
+    write_reports([report, report], tmp_path / "r.html")  # two pages: the index and its CSV
+    row = _csv_row(tmp_path / "r-samples.csv")
+    assert (row["hemophagocytes_confirmed"], row["hemophagocytes_rejected"],
+            row["hemophagocytes_pending"], row["review_complete"]) == ("2", "1", "0", "True")  # fmt: skip
+    assert row["hemophagocytes"] == "3" and row["hemophagocytes_per_1000_nucleated"] == "500.0"
+    assert "(confirmed by review)" in (tmp_path / "r.html").read_text()
+    assert (scanned / "summary.json").read_bytes() == summary  # the scan's summary is untouched
