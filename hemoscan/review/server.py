@@ -80,7 +80,10 @@ class ReviewSession:
         """Read verdicts appended since the last call; rebuild the index when the scan wrote
         more (at most every :data:`REFRESH_SECONDS`, or now with ``force``)."""
         with self._lock:
-            apply_verdicts(self.verdicts, list(self.log.read(self.log.end)))
+            new = list(self.log.read(self.log.end))
+            apply_verdicts(self.verdicts, new)
+            if any(v.added for v in new):
+                self._orders.clear()  # the list of added cells changed
             now = time.monotonic()
             if force or now - self._checked >= REFRESH_SECONDS:
                 self._checked = now
@@ -277,7 +280,6 @@ class ReviewSession:
                         box=tuple(float(b) for b in box))  # type: ignore[arg-type]  # fmt: skip
             self.log.append([v])
             self.refresh()
-            self._orders.clear()
             return self.item(v.id)
 
 
@@ -340,7 +342,7 @@ def create_app(session: ReviewSession, token: str | None = None):  # type: ignor
         args = (q.get("sample", ""), q.get("label", ""), q.get("status", "all"),
                 float(q.get("min_score") or 0), float(q.get("max_score") or 1), q.get("sort", "tile"),
                 int(q.get("after", -1)), int(before) if before not in (None, "") else None,
-                min(int(q.get("limit", PAGE_LIMIT)), 1000))  # fmt: skip
+                max(1, min(int(q.get("limit", PAGE_LIMIT)), 1000)))  # fmt: skip
         return JSONResponse(await run(session.page, *args))
 
     async def crop(request: Request) -> Response:

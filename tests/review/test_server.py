@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from hemoscan.io.output_lock import OutputLock
 from hemoscan.review.log import REVIEW_LOG, ReviewLog
 from hemoscan.review.server import ReviewSession, create_app
 from tests.review.conftest import scan_folder
@@ -143,3 +144,6 @@ def test_a_folder_being_scanned_is_read_as_it_stands(hemophagocyte_model, tmp_pa
     scan_folder(hemophagocyte_model, tmp_path, {"P1": 3})  # the scan goes on (resumes)
     session.refresh(force=True)
     assert len(session.index.suggestions) == 6
+    assert session.state()["scan_running"] is False
+    with OutputLock(scan):  # what a running scan holds: shown, never taken by the review
+        assert session.state()["scan_running"] is True
