@@ -288,3 +288,10 @@ def test_index_page_reads_well(tmp_path: Path) -> None:
     cells = re.findall(r"<td[^>]*>(.*?)</td>", index, re.S)
     assert "True" not in cells and "False" not in cells and "None" not in cells
     assert "too few cells" in index and ">missing<" in index and "applicability unknown" in index
+
+
+def test_provenance_says_how_the_sample_was_scaled(tmp_path: Path) -> None:
+    out = _scan(tmp_path, {"s": 2})
+    write_reports(build_reports(out), tmp_path / "rep" / "report.html")
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Magnification</th><td>no estimate; tiles by source: given 2" in html
