@@ -731,8 +731,8 @@ def write_example_tiles(
         image, cells = render_example_tile(
             rng, (side, side), rbc_px, hemophagocytes=i % 2, macrophages=(i + 1) % 2
         )
-        if i == BLURRED_TILE:
-            image = cv2.GaussianBlur(image, (0, 0), DEFOCUS_SIGMA_PX)
+        if i == BLURRED_TILE:  # defocused as much at any magnification
+            image = cv2.GaussianBlur(image, (0, 0), DEFOCUS_SIGMA_PX * rbc_px / 40.0)
         folder = out / f"sample_{sample_of[i] + 1:02d}"
         folder.mkdir(exist_ok=True)
         path = folder / f"tile_{i + 1:03d}.jpg"

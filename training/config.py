@@ -84,6 +84,7 @@ class ModelSection:
     overlap: int = 256
     default_threshold: float = 0.3
     score_thresholds: dict[str, float] = field(default_factory=dict)
+    nms_ios: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

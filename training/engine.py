@@ -184,6 +184,7 @@ def model_config(cfg: TrainConfig):  # type: ignore[no-untyped-def]
         mean=tuple(m.mean), std=tuple(m.std), score_thresholds=dict(m.score_thresholds),
         default_threshold=m.default_threshold, rbc_diameter_px=m.rbc_diameter_px,
         tile_size=m.tile_size, overlap=m.overlap, description=description,
+        nms_ios=dict(m.nms_ios),
     )  # fmt: skip
 
 

@@ -343,3 +343,10 @@ def test_verdicts_flow_into_the_report_and_its_csv(scanned: Path, tmp_path: Path
     assert row["hemophagocytes"] == "3" and row["hemophagocytes_per_1000_nucleated"] == "500.0"
     assert "(confirmed by review)" in (tmp_path / "r.html").read_text()
     assert (scanned / "summary.json").read_bytes() == summary  # the scan's summary is untouched
+
+
+def test_provenance_says_how_the_sample_was_scaled(tmp_path: Path) -> None:
+    out = _scan(tmp_path, {"s": 2})
+    write_reports(build_reports(out), tmp_path / "rep" / "report.html")
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Magnification</th><td>no estimate; tiles by source: given 2" in html
