@@ -148,4 +148,6 @@ def test_a_hundred_suggestions_reviewed_with_the_keyboard(browser, server) -> No
     (added,) = [v for v in ReviewLog(scan).latest().values() if v.added]
     assert added.label == "hemophagocyte" and added.reviewer == "dr keyboard"
     assert added.box == pytest.approx((250, 95, 305, 145), abs=2)
+    page.wait_for_function("document.getElementById('progress-table').textContent.includes('1 added')")
+    assert "39/40" in page.inner_text("#progress-table")  # the undone verdict is pending again
     page.screenshot(path=str(shots / "5-added-cell-selected.png"))
