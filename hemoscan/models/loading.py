@@ -24,7 +24,7 @@ from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrit
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.registry import create_model
 
-DEFAULT_MODEL = "hemoscan-lite0-v2"
+DEFAULT_MODEL = "hemoscan-lite0-v3"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
