@@ -25,17 +25,17 @@ from hemoscan.errors import HemoscanError
 from hemoscan.inference.aggregate import aggregate
 from hemoscan.inference.scale import AUTO, scale_summary
 from hemoscan.inference.seams import SeamSuppressor
-from hemoscan.io.regions import parse_region_name
 from hemoscan.io.files import atomic_write_json
 from hemoscan.io.readers import read_source
+from hemoscan.io.regions import parse_region_name
 from hemoscan.io.scan_store import (
     SUMMARY,
     ScanStore,
     guard_writes,
     iter_detections,
+    iter_tiles,
     read_results,
     read_run,
-    iter_tiles,
     utc_now,
 )
 from hemoscan.io.sources import TileSource, TileSources

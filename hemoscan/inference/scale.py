@@ -29,6 +29,7 @@ of :data:`SCALE_SOURCES`. No torch here: these are plain functions of detections
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,15 @@ from typing import Any
 
 from hemoscan.datamodel import Detection, ScaleEstimate, TileResult
 
-__all__ = ["ScaleEstimate", "Measurement", "measure", "trusted", "keeps", "sample_consensus", "scale_summary"]
+__all__ = [
+    "Measurement",
+    "ScaleEstimate",
+    "keeps",
+    "measure",
+    "sample_consensus",
+    "scale_summary",
+    "trusted",
+]  # fmt: skip
 
 #: Where a tile's scale came from: its own red cells, its own nucleated cells, its sample's
 #: consensus, the user (``--scale F``), a whole-slide image's µm per pixel, or nothing (a tile
@@ -63,12 +72,6 @@ TRUSTED_RANGE = (0.55, 1.55)
 OUTLIER_RATIO = 1.5
 
 
-def _median(values: Sequence[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
-
 @dataclass(frozen=True)
 class Measurement:
     """One pass's reading of a tile: the scale it implies (``estimate``), from which cells
@@ -91,7 +94,7 @@ def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurem
     ):
         cells = [d for d in detections if d.label == label]
         if len(cells) >= minimum:
-            d = _median([((c.x2 - c.x1) + (c.y2 - c.y1)) / 2 for c in cells])
+            d = statistics.median([((c.x2 - c.x1) + (c.y2 - c.y1)) / 2 for c in cells])
             best = sorted((c.score for c in cells), reverse=True)[:CONFIDENCE_CELLS]
             return Measurement(
                 rbc_diameter_px * factor / d, source, d, len(cells), sum(best) / len(best)
@@ -118,9 +121,9 @@ def sample_consensus(estimates: Iterable[float]) -> float | None:
     logs = [math.log(e) for e in estimates if e > 0 and math.isfinite(e)]
     if not logs:
         return None
-    centre = _median(logs)
+    centre = statistics.median(logs)
     inliers = [v for v in logs if abs(v - centre) <= math.log(OUTLIER_RATIO)]
-    return math.exp(_median(inliers))
+    return math.exp(statistics.median(inliers))
 
 
 def parse_scale(value: str | float) -> float | str:
@@ -153,10 +156,12 @@ def scale_summary(tiles: Iterable[TileResult]) -> dict[str, dict[str, Any]]:
     for sample, counts in sources.items():
         values = sorted(estimates.get(sample, []))
         consensus = sample_consensus(values)
+        spread = None
+        if values:
+            spread = {"min": values[0], "median": statistics.median(values), "max": values[-1]}
         out[sample] = {
             "consensus": None if consensus is None else round(consensus, 4),
-            "estimates": {"min": round(values[0], 4), "median": round(_median(values), 4),
-                          "max": round(values[-1], 4)} if values else None,  # fmt: skip
+            "estimates": spread and {k: round(v, 4) for k, v in spread.items()},
             "tiles_by_source": {s: counts[s] for s in SCALE_SOURCES if counts[s]},
         }
     return out
