@@ -271,7 +271,7 @@ def test_tiles_too_poor_in_cells_settle_on_their_samples_consensus(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hemoscan.datamodel import ScaleEstimate
-    from hemoscan.inference.predictor import Predictor, ScaledPrediction
+    from hemoscan.inference.predictor import Prediction, Predictor
 
     def scripted_auto(self, images):  # type: ignore[no-untyped-def]
         """Stands in for the estimate: 0.1 per disc found at scale 1, none without discs."""
@@ -279,7 +279,7 @@ def test_tiles_too_poor_in_cells_settle_on_their_samples_consensus(
         for found in self._detect(images, [1.0] * len(images)):
             dets = found.detections
             scale = ScaleEstimate(1.0, "auto-rbc", 0.1 * len(dets)) if dets else ScaleEstimate(1.0, "default")
-            out.append(ScaledPrediction(dets, scale))
+            out.append(Prediction(dets, [], scale))
         return out
 
     predicted_at: list[float] = []

@@ -84,10 +84,12 @@ class Prediction(NamedTuple):
     ``near_misses``: hemophagocyte calls that scored below the hemophagocyte threshold (and at
     least :data:`NEAR_MISS_FLOOR` of it), best first, at most :data:`NEAR_MISSES_PER_IMAGE`,
     with the engulfed cells their box holds that no detected hemophagocyte holds. Near misses
-    are evidence for review, never counted; computing them leaves ``detections`` unchanged."""
+    are evidence for review, never counted; computing them leaves ``detections`` unchanged.
+    ``scale``: how the image was scaled (set by :meth:`Predictor.predict_scaled`)."""
 
     detections: list[Detection]
     near_misses: list[Detection]
+    scale: ScaleEstimate | None = None
 
 
 #: One window's peaks: ``(boxes float32 [N, 4], scores [N], labels int64 [N])``.
@@ -99,19 +101,6 @@ class _Job:
     image_index: int
     window: Window
 
-
-@dataclass(frozen=True)
-class ScaledPrediction:
-    """One image's detections (its input pixels), how it was scaled, and its near misses (see
-    :class:`Prediction`)."""
-
-    detections: list[Detection]
-    scale: ScaleEstimate
-    near_misses: tuple[Detection, ...] = ()
-
-
-def _scaled(prediction: Prediction, scale: ScaleEstimate) -> ScaledPrediction:
-    return ScaledPrediction(prediction.detections, scale, tuple(prediction.near_misses))
 
 
 #: A scale fixed for one image by the caller: ``(factor, source)``, source one of
@@ -190,7 +179,7 @@ class Predictor:
 
     def predict_scaled(
         self, images: list[np.ndarray], fixed: Sequence[FixedScale | None] | None = None
-    ) -> list[ScaledPrediction]:
+    ) -> list[Prediction]:
         """Detections for each HWC uint8 RGB image (its pixel coordinates) and its scale.
 
         ``fixed[i]``, when given, scales image ``i`` by a factor decided elsewhere (a sample's
@@ -201,27 +190,27 @@ class Predictor:
         fixed = list(fixed) if fixed is not None else [None] * len(images)
         if isinstance(self.scale, float):
             fixed = [f or (self.scale, "given") for f in fixed]
-        out: list[ScaledPrediction | None] = [None] * len(images)
+        out: list[Prediction | None] = [None] * len(images)
         chosen = [i for i, f in enumerate(fixed) if f is not None]
         if chosen:
             found = self._detect([images[i] for i in chosen], [fixed[i][0] for i in chosen])  # type: ignore[index]
             for i, pred in zip(chosen, found):
                 factor, source = fixed[i]  # type: ignore[misc]
-                out[i] = _scaled(pred, ScaleEstimate(factor, source))
+                out[i] = pred._replace(scale=ScaleEstimate(factor, source))
         auto = [i for i, f in enumerate(fixed) if f is None]
         if auto:
             for i, pred in zip(auto, self._predict_auto([images[i] for i in auto])):
                 out[i] = pred
         return out  # type: ignore[return-value]
 
-    def _predict_auto(self, images: list[np.ndarray]) -> list[ScaledPrediction]:
+    def _predict_auto(self, images: list[np.ndarray]) -> list[Prediction]:
         """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): passes at
         scale 1 and at the probe scale, then one at the estimate of the most confident
         trusted pass unless a pass already run is close enough to it. Images without an
         estimate keep their scale-1 pass (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         plan: list[list[float]] = [[1.0, PROBE_SCALE] for _ in images]
-        done: list[ScaledPrediction | None] = [None] * len(images)
+        done: list[Prediction | None] = [None] * len(images)
         while True:
             jobs = [(i, s) for i, scales in enumerate(plan) for s in scales]
             if not jobs:
@@ -233,12 +222,12 @@ class Predictor:
                 plan[i] = []
                 best = self._best_measure(passes[i])
                 if best is None:
-                    done[i] = _scaled(passes[i][1.0], ScaleEstimate(1.0, "default"))
+                    done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
                     continue
                 kept = [s for s in passes[i] if keeps(s, best.estimate)]
                 if kept or len(passes[i]) >= _MAX_PASSES:
                     s = min(kept or passes[i], key=lambda s: abs(np.log(best.estimate / s)))
-                    done[i] = _scaled(passes[i][s], ScaleEstimate(
+                    done[i] = passes[i][s]._replace(scale=ScaleEstimate(
                         s, best.source, best.estimate, best.cell_px, best.cells
                     ))  # fmt: skip
                 else:
