@@ -8,19 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-EXIT_UNKNOWN_IDS = 1
-EXIT_USAGE = 2
+from hemoscan.cli.common import EXIT_UNKNOWN_IDS, fail
 
 
 class ReviewExport(str, Enum):
     coco = "coco"
     yolo = "yolo"
     qupath = "qupath"
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(EXIT_USAGE)
 
 
 def _default_reviewer() -> str:
@@ -68,11 +62,11 @@ def review_command(
     from hemoscan.errors import HemoscanError
 
     if export is not None and apply is not None:
-        _fail("give --apply or --export, not both")
+        fail("give --apply or --export, not both")
     if (export is None) != (out is None):
-        _fail("--export and --out go together")
+        fail("--export and --out go together")
     if only_changed and apply is None:
-        _fail("--only-changed is for --apply")
+        fail("--only-changed is for --apply")
     try:
         if export is not None:
             from hemoscan.review.export import export_reviewed
@@ -87,7 +81,7 @@ def review_command(
             return
         if apply is not None:
             if not reviewer:
-                _fail("--apply needs --reviewer NAME (it is recorded with every verdict)")
+                fail("--apply needs --reviewer NAME (it is recorded with every verdict)")
             from hemoscan.review.apply import apply_file
 
             assert reviewer is not None
@@ -111,7 +105,7 @@ def review_command(
         sock = bind(port)
         app = create_app(session)
     except (HemoscanError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
     n = len(session.index.suggestions)
     typer.echo(f"reviewing {n} suggestion(s) of {scan_dir} as {session.reviewer} at {url} "

@@ -1,7 +1,4 @@
-"""``hemoscan scores LABS``: HLH / MAS scores of lab panels, as readable tables or JSON.
-
-Registered in :mod:`hemoscan.cli.app` with ``app.command("scores")(scores_command)``.
-"""
+"""``hemoscan scores LABS``: HLH / MAS scores of lab panels, as readable tables or JSON."""
 
 from __future__ import annotations
 
@@ -9,16 +6,16 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from hemoscan.cli.common import FeverThresholdOption, SCD25CutoffOption, fail
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from hemoscan.scores import ScoreItem, ScoreReport
-
-EXIT_USAGE = 2
 
 
 def scores_command(
@@ -29,17 +26,8 @@ def scores_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON: a list, one object per sample.")
     ] = False,
-    fever_threshold: Annotated[
-        Optional[float],
-        typer.Option(
-            help="Derive a missing fever flag from the temperature, °C (e.g. 38.5).",
-            show_default="the fever flag only",
-        ),
-    ] = None,  # fmt: skip
-    scd25_cutoff: Annotated[
-        Optional[str],
-        typer.Option(help="Laboratory sCD25 cut-off, e.g. '1800 U/mL'.", show_default="2400 U/mL"),
-    ] = None,
+    fever_threshold: FeverThresholdOption = None,
+    scd25_cutoff: SCD25CutoffOption = None,
 ) -> None:
     """HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and ferritin:ESR of lab panels."""
     from hemoscan.errors import HemoscanError
@@ -64,8 +52,7 @@ def scores_command(
         for report in reports:
             _print_report(console, report)
     except (HemoscanError, OSError) as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(str(e))
 
 
 def _print_json(reports: Iterator[ScoreReport]) -> None:

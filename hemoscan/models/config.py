@@ -39,6 +39,8 @@ class ModelConfig:
     windows give one cell.
     ``mpp`` is the pixel size of the model's input in µm per pixel, if known; without it
     (configs written before it existed) :attr:`input_mpp` derives it from ``rbc_diameter_px``.
+    ``license`` is the licence the weights are under (for trained weights, the most restrictive
+    terms of their training data), as ``hemoscan models`` shows it.
     """
 
     name: str
@@ -58,6 +60,7 @@ class ModelConfig:
     weights_sha256: str = ""
     description: str = ""
     mpp: float | None = None
+    license: str = ""
 
     def __post_init__(self) -> None:
         for key, (valid, meaning) in _SCHEMA.items():
@@ -199,6 +202,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
         "empty or 64 lower-case hex digits",
     ),
     "description": (_is_text, "a string"),
+    "license": (_is_text, "a string"),
     "mpp": (
         lambda v: v is None or _is_number(v, 0.0, 100.0, low_open=True),
         "null or a finite number in (0, 100] (µm per pixel)",

@@ -2,7 +2,7 @@
 
 A model folder holds ``config.json`` (:class:`~hemoscan.models.config.ModelConfig`, including
 the weights' sha256), ``model.safetensors`` and ``MODEL_CARD.md``. Shipped models live in the
-project's ``weights/`` folder, listed in ``weights/manifest.json`` with the sha256 of their
+project's ``weights/`` folder (installed as the package ``hemoscan_weights``), listed in ``weights/manifest.json`` with the sha256 of their
 weights (``sha256``) and of their ``config.json`` (``config_sha256``); that manifest, not the
 folder's own config, is the reference for a shipped model: a changed weights file or config
 under a shipped name is refused. A user's own model folder may hold any valid config; scans
@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import hemoscan_weights
 from torch import nn
 
 from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
@@ -30,9 +31,10 @@ CONFIG_FILE = "config.json"
 
 
 def weights_dir() -> Path:
-    """The folder of shipped models: ``$HEMOSCAN_WEIGHTS_DIR`` or the project's ``weights/``."""
+    """The folder of shipped models: ``$HEMOSCAN_WEIGHTS_DIR``, else the installed package
+    ``hemoscan_weights`` (the project's ``weights/``)."""
     env = os.environ.get("HEMOSCAN_WEIGHTS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+    return Path(env) if env else Path(hemoscan_weights.__file__).resolve().parent
 
 
 def sha256_file(path: Path) -> str:
@@ -60,6 +62,29 @@ def manifest_entry(folder: Path) -> dict[str, str]:
 
 def list_shipped_models() -> list[str]:
     return sorted(read_manifest())
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """What ``hemoscan models`` shows of a shipped model: its config, as verified against the
+    manifest, the manifest's weights sha256, the model folder and its size on disk in bytes."""
+
+    name: str
+    config: ModelConfig
+    sha256: str
+    folder: Path
+    size_bytes: int
+
+
+def describe_shipped_models() -> list[ShippedModel]:
+    """Every shipped model, by name; raises like :func:`load_model` on a changed config."""
+    models = []
+    for name in list_shipped_models():
+        folder, sha256 = resolve_model_folder(name)
+        config, _ = read_model_config(folder, name)
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        models.append(ShippedModel(name, config, sha256 or "", folder, size))
+    return models
 
 
 @dataclass(frozen=True)

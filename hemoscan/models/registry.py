@@ -16,20 +16,27 @@ from hemoscan.errors import UnknownModelError
 
 Builder = Callable[..., nn.Module]
 _ARCHITECTURES: dict[str, Builder] = {}
+_UNLISTED: set[str] = set()
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
+def register_model(name: str, listed: bool = True) -> Callable[[Builder], Builder]:
+    """Register a builder under ``name``; ``listed=False`` keeps it out of :func:`list_models`
+    (test networks: buildable by name, also in Dask worker processes, but not offered)."""
+
     def wrap(builder: Builder) -> Builder:
         if name in _ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is registered twice")
         _ARCHITECTURES[name] = builder
+        if not listed:
+            _UNLISTED.add(name)
         return builder
 
     return wrap
 
 
 def list_models() -> list[str]:
-    return sorted(_ARCHITECTURES)
+    """The architectures offered to users (test-only networks left out)."""
+    return sorted(set(_ARCHITECTURES) - _UNLISTED)
 
 
 def create_model(name: str, num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
@@ -65,7 +72,7 @@ def build_centernet_mnv3s(num_classes: int, pretrained_backbone: bool = False) -
     return CenterNet(MobileNetV3SmallBackbone(), num_classes)
 
 
-@register_model("tiny_blob")
+@register_model("tiny_blob", listed=False)
 def build_tiny_blob(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
     from hemoscan.models.centernet import TinyBlobNet
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from hemoscan.cli.app import app
-from hemoscan.cli.scores import EXIT_USAGE
+from hemoscan.cli.common import EXIT_USAGE
 
 runner = CliRunner()
 
