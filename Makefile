@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test bench
+.PHONY: demo test bench wheel-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# The wheel installed in a fresh venv outside the checkout scans with the model it carries.
+wheel-check:
+	bash .ci/wheel_check
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/scan_throughput.py
