@@ -329,7 +329,7 @@ class AnnotatedCrops(Dataset):
 # --------------------------------------------------------------------------- selection
 @dataclass
 class TrainData:
-    """What the engine trains and validates on. ``dataset[i]`` is sample ``i`` (a dict of
+    """What the trainer trains and validates on. ``dataset[i]`` is sample ``i`` (a dict of
     tensors, see the module docstring); ``val`` may be empty (no validation)."""
 
     dataset: Dataset

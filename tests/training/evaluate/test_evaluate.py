@@ -17,13 +17,12 @@ from hemoscan_training.evaluate import (
     annotated_suite,
     build_suites,
     evaluate,
-    run_suite,
-    segpc_plasma_cells,
-    suite_metrics,
     training_record,
-    tune_thresholds,
-    write_thresholds,
 )
+from hemoscan_training.evaluate.predict import run_suite
+from hemoscan_training.evaluate.scoring import suite_metrics
+from hemoscan_training.evaluate.suites import segpc_plasma_cells
+from hemoscan_training.evaluate.tuning import tune_thresholds, write_thresholds
 from typer.testing import CliRunner
 
 from hemoscan.annotations import DatasetSpec
@@ -188,7 +187,8 @@ def test_training_record_sums_resumed_segments(tmp_path: Path) -> None:
 
 
 def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning() -> None:
-    from hemoscan_training.evaluate import _class_index, _without_hosts_below, detections_to_arrays
+    from hemoscan_training.evaluate.scoring import _class_index, detections_to_arrays
+    from hemoscan_training.evaluate.tuning import _without_hosts_below
 
     from hemoscan.datamodel import Detection, EngulfedCell
 

@@ -1,4 +1,4 @@
-"""The training engine: ``train(config) -> RunResult``.
+"""The trainer: ``train(config) -> RunResult``.
 
 One run folder (``run.out``) holds ``resolved.yaml`` (the complete config), ``last.pt`` (a
 checkpoint after every epoch, see :mod:`hemoscan_training.checkpoint`), ``results.csv`` and
