@@ -1,5 +1,5 @@
-"""The composed recipe's host drawing (``hemoscan_training.data``) on synthetic parts: no
-public sets needed."""
+"""The composed recipe's host drawing (``hemoscan_training.composer`` with
+``hemoscan.synthetic.hosts``) on synthetic parts: no public sets needed."""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ import pytest
 
 pytest.importorskip("albumentations")
 
+from hemoscan_training.composer import Composer  # noqa: E402
 from hemoscan_training.config import ComposerSection  # noqa: E402
-from hemoscan_training.data import (  # noqa: E402
-    CLASSES,
-    C,
-    CellCrop,
-    Composer,
-    silhouette,
-    stain_jitter,
-    texture_host,
-)
+from hemoscan_training.real_parts import CellCrop  # noqa: E402
+from hemoscan_training.splits import CLASSES, C  # noqa: E402
+
+from hemoscan.synthetic.hosts import silhouette, stain_jitter, texture_host  # noqa: E402
 
 RBC_D = 32.0
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from hemoscan.annotations import AnnotatedImage
 from hemoscan.datamodel import Detection, ScaleEstimate
+from hemoscan.inference.predictor import Predictor
 from hemoscan.inference.scale import AUTO
 
 from .common import EVAL_CONF, AnyModel
@@ -51,8 +52,6 @@ def run_suite(
     An ``"auto"`` field is scaled as a scan scales it: the predictor at the model's own
     thresholds estimates its scale (run even without ``operating_pass``: the thresholds
     decide which cells it measures), and the low-threshold pass runs at that scale."""
-    from hemoscan.inference.predictor import Predictor
-
     cache: dict[tuple[float | str, float | None], Predictor] = {}
 
     def predictor(scale: float | str, conf: float | None) -> Predictor:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 
-from hemoscan.models.export import OnnxModel
+from hemoscan.io.files import atomic_write_text
+from hemoscan.models.export import OnnxModel, load_onnx_model
 from hemoscan.models.loading import CONFIG_FILE, LoadedModel, load_model
 
 from ..metrics import finite_or_none
@@ -67,8 +69,6 @@ def _batch_size(run: Path) -> int:
     """The training batch size from a run folder's ``resolved.yaml`` (``hemoscan train``) or
     ``config.json`` (the older script); KeyError when neither gives it."""
     if (run / "resolved.yaml").is_file():
-        import yaml
-
         try:
             return int(yaml.safe_load((run / "resolved.yaml").read_text())["data"]["batch_size"])
         except yaml.YAMLError:
@@ -172,8 +172,6 @@ def run(
                 "thresholds are tuned on the source model folder (backend torch), then exported "
                 "again; evaluate the ONNX export without --tune-thresholds"
             )
-        from hemoscan.models.export import load_onnx_model
-
         model = load_onnx_model(model_name)
     else:
         model = load_model(model_name)
@@ -215,8 +213,6 @@ def run(
         metrics["tuning"] = tuning.to_dict()
         metrics["tuning"]["written_to"] = str(model.folder / CONFIG_FILE)
     if out is not None:
-        from hemoscan.io.files import atomic_write_text
-
         atomic_write_text(out, json.dumps(_json_safe(metrics), indent=2) + "\n")
     return metrics
 

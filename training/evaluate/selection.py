@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import yaml
 
 from hemoscan.annotations import AnnotatedImage, DatasetSpec, read_dataset
 from hemoscan.annotations.spec import FORMATS
 from hemoscan.inference.scale import AUTO
+from hemoscan.io.images import read_tile
 
+from ..composed import DEV_SEED, VAL_SEED
 from .common import (
     COMPOSED_N,
     DEFAULT_DATA_ROOT,
@@ -60,8 +63,6 @@ def annotated_suite(
 
     def loader(rec: AnnotatedImage) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
-            from hemoscan.io.images import read_tile
-
             return read_tile(rec.image_path), rec
 
         return load
@@ -137,17 +138,11 @@ def build_suites(
                 elif name == "bal-heldout":
                     suites.append(bal_suite(model, data_root, limit))
                 elif name == "composed-val":
-                    from ..composed import VAL_SEED
-
                     suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed))
                 elif name == "composed-val-real-host":
-                    from ..composed import VAL_SEED
-
                     suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed,
                                                  real_hosts_only=True))  # fmt: skip
                 elif name == "composed-dev":
-                    from ..composed import DEV_SEED
-
                     suites.append(composed_suite(data_root, "train", DEV_SEED, n_composed))
                 else:
                     raise EvaluationError(
@@ -161,8 +156,6 @@ def build_suites(
             except OSError as e:
                 raise EvaluationError(f"{path}: cannot read the dataset spec: {e}") from None
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
                 raw = yaml.safe_load(text_)
             else:
                 try:

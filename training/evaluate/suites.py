@@ -11,11 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from hemoscan.annotations import AnnotatedImage
 from hemoscan.inference.scale import AUTO
+from hemoscan.io.images import read_tile
 
+from ..composed import ComposedSet
+from ..config import ComposerSection
+from ..splits import (
+    BAL_MPP,
+    CLASSES,
+    HELDOUT_BAL_SLIDES,
+    MAX_PLASMA_CELL_RBC,
+    RBC_UM,
+    SEGPC_RBC_PX,
+    bal_part,
+    marrow_part,
+    txl_part,
+)
 from .common import COMPOSED_CROP, COMPOSED_SAMPLE_FIELDS, FREE_CLASSES, AnyModel, EvaluationError
 
 
@@ -66,8 +81,6 @@ def txl_suite(
 ) -> Suite:
     """TXL-PBC ``val`` (real, reported) or ``dev`` (tuning) fields at the oracle scale, or
     with ``native`` at their own resolution, scale auto (the oracle kept as the reference)."""
-    from ..data import CLASSES, txl_part
-
     root = data_root / "txl-pbc"
     if not (root / "images").is_dir():
         raise EvaluationError(f"TXL-PBC not found at {root} (set --data-root)")
@@ -77,8 +90,6 @@ def txl_suite(
 
     def loader(item: Any) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
-            from hemoscan.io.images import read_tile
-
             image = read_tile(item.path)
             labels = tuple(CLASSES[int(c)] for c in item.boxes[:, 4])
             record = AnnotatedImage(
@@ -133,10 +144,6 @@ def segpc_plasma_cells(mask: np.ndarray) -> np.ndarray:
     mask (HW uint8, cells > 127): its connected components of >= 100 px, less the clusters of
     touching cells (longer side over ``MAX_PLASMA_CELL_RBC`` red cells, or elongated), as
     :meth:`hemoscan_training.data.ComposedCrops.compose` takes them for training."""
-    import cv2
-
-    from ..data import MAX_PLASMA_CELL_RBC, SEGPC_RBC_PX
-
     _, _, stats, _ = cv2.connectedComponentsWithStats((mask > 127).astype(np.uint8))
     comp = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= 100]
     side, short = comp[:, 2:4].max(1), comp[:, 2:4].min(1)
@@ -151,8 +158,6 @@ def segpc_suite(
     """The held-out segpc marrow fields: calls per 100 fields only (no usable truth) at a
     fixed scale; with ``native``, at their own resolution, scale auto, and the masks' plasma
     cells (:func:`segpc_plasma_cells`) as positives-only ``nucleated`` truth (their recall)."""
-    from ..data import SEGPC_RBC_PX, marrow_part
-
     root = data_root / "segpc-marrow"
     if not (root / "images").is_dir():
         raise EvaluationError(f"segpc-marrow not found at {root} (set --data-root)")
@@ -161,10 +166,6 @@ def segpc_suite(
 
     def loader(path: Path) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
-            import cv2
-
-            from hemoscan.io.images import read_tile
-
             image = read_tile(path)
             boxes = np.zeros((0, 4), np.float32)
             if native:
@@ -211,8 +212,6 @@ def segpc_suite(
 def bal_suite(model: AnyModel, data_root: Path, limit: int | None) -> Suite:
     """The bal-macrophages patches of the held-out lavage slides at native resolution, scale
     auto: macrophage and nucleated truth, hemophagocytes supervised as absent."""
-    from ..data import BAL_MPP, CLASSES, HELDOUT_BAL_SLIDES, RBC_UM, bal_part
-
     root = data_root / "bal-macrophages"
     if not (root / "annotations.json").is_file():
         raise EvaluationError(f"bal-macrophages not found at {root} (set --data-root)")
@@ -224,8 +223,6 @@ def bal_suite(model: AnyModel, data_root: Path, limit: int | None) -> Suite:
 
     def loader(item: Any) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
-            from hemoscan.io.images import read_tile
-
             image = read_tile(item.path)
             labels = tuple(CLASSES[int(c)] for c in item.boxes[:, 4])
             return image, AnnotatedImage(item.path, image.shape[1], image.shape[0],
@@ -264,9 +261,6 @@ def composed_suite(
     ``composed-val``), ``part="train"`` training parts with another seed (``composed-dev``).
     ``real_hosts_only``: the same fields with every host the real Giemsa macrophage(s) of
     ``part`` instead of mostly procedural ones (``composed-val-real-host``: the held-out one)."""
-    from ..composed import ComposedSet
-    from ..config import ComposerSection
-
     if not (data_root / "txl-pbc").is_dir():
         raise EvaluationError(f"the public sets were not found at {data_root} (set --data-root)")
     recipe = ComposerSection(p_real_host=1.0) if real_hosts_only else ComposerSection()

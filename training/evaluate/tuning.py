@@ -11,6 +11,7 @@ import numpy as np
 
 from hemoscan.annotations.record import ENGULFED_PREFIX
 from hemoscan.datamodel import Detection
+from hemoscan.io.files import atomic_write_text
 from hemoscan.models.loading import CONFIG_FILE, LoadedModel, load_model, read_manifest, weights_dir
 
 from ..metrics import ClassCurve, TunedThreshold, TuningRule, match_class, tune_threshold
@@ -136,8 +137,6 @@ def write_thresholds(model: LoadedModel, tuning: ThresholdTuning) -> LoadedModel
     as they were. Shipped models (``weights/``, checked against the manifest) are refused:
     tune the training run's folder, then publish it.
     """
-    from hemoscan.io.files import atomic_write_text
-
     folder = model.folder.resolve()
     shipped = {(weights_dir() / e["folder"]).resolve() for e in read_manifest().values()}
     if folder in shipped:

@@ -356,7 +356,7 @@ needs_shared = pytest.mark.skipif(
 
 @needs_shared
 def test_native_resolution_suites(tiny_model) -> None:
-    from hemoscan_training.data import HELDOUT_BAL_SLIDES
+    from hemoscan_training.splits import HELDOUT_BAL_SLIDES
 
     names = ("txl-val", "txl-val-native", "bal-heldout", "segpc-heldout-native", "segpc-heldout")
     assert set(names) <= set(REPORT_SUITES)
