@@ -25,7 +25,7 @@ Named suites over the public sets (``--data-root``, default ``../shared/datasets
 - ``txl-val-native`` (real): the same fields at native resolution, scale auto (the plain
   command); the oracle scale of ``txl-val`` is the reference for the chosen scales.
 - ``segpc-heldout`` (real): every 5th segpc myeloma marrow field (sorted), never trained on by
-  runs using :mod:`hemoscan_training.data`'s splits; rescaled by ``rbc_diameter_px / 32``
+  runs using :mod:`hemoscan_training.splits`; rescaled by ``rbc_diameter_px / 32``
   (32 px: the fields' approximate red cell). Hemophagocyte and macrophage calls per 100
   fields: hemophagocytes are rare in myeloma marrow, so calls are mostly false alarms.
 - ``segpc-heldout-native`` (real): the same fields at native resolution, scale auto, with the
@@ -33,7 +33,7 @@ Named suites over the public sets (``--data-root``, default ``../shared/datasets
   positives-only ``nucleated`` truth: nucleated recall is plasma-cell recall (precision and AP
   cannot be measured: the other nucleated cells are not labelled).
 - ``bal-heldout`` (real): the bal-macrophages patches of the held-out lavage slides
-  (:data:`hemoscan_training.data.HELDOUT_BAL_SLIDES`, never trained on) at native resolution,
+  (:data:`hemoscan_training.splits.HELDOUT_BAL_SLIDES`, never trained on) at native resolution,
   scale auto; every leukocyte is boxed (macrophages as ``macrophage``, the others
   ``nucleated``) and hemophagocytes are supervised as absent, so every hemophagocyte call is
   a false one; red cells and platelets are not labelled. Oracle scale: the patches' 0.23 µm/px.
