@@ -4,8 +4,7 @@ One run folder (``run.out``) holds ``resolved.yaml`` (the complete config), ``la
 checkpoint after every epoch, see :mod:`hemoscan_training.checkpoint`), ``results.csv`` and
 ``curves.png`` (see :mod:`hemoscan_training.results`) and ``best/``, a hemoscan model folder
 (``load_model("RUN/best")``, written by :mod:`hemoscan_training.network`) holding the epoch
-with the best validation metric (the last
-epoch when there is no validation set).
+with the best validation metric (the last epoch when there is no validation set).
 
 Exact resume: every crop is drawn from its own ``(seed, index)`` generator and the checkpoint
 holds the model, optimizer, scheduler and global RNG states, so a run stopped after any epoch
