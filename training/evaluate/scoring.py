@@ -36,7 +36,7 @@ from .predict import FieldRun
 from .suites import Suite
 
 
-def _class_index(classes: Sequence[str]) -> dict[str, int]:
+def class_index(classes: Sequence[str]) -> dict[str, int]:
     index = {c: i for i, c in enumerate(classes)}
     if "engulfed_nucleated" in index:
         for sub in NUCLEATED_SUBTYPES:
@@ -103,13 +103,13 @@ def _boxes_of(labels: Sequence[str], boxes: np.ndarray, name: str) -> np.ndarray
     return np.asarray(boxes, np.float64).reshape(-1, 4)[[lab == name for lab in labels]]
 
 
-def _round(value: Any, digits: int = 4) -> Any:
+def round_floats(value: Any, digits: int = 4) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) else round(value, digits)
     if isinstance(value, dict):
-        return {k: _round(v, digits) for k, v in value.items()}
+        return {k: round_floats(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_round(v, digits) for v in value]
+        return [round_floats(v, digits) for v in value]
     return value
 
 
@@ -117,7 +117,7 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
     """The JSON section of one suite (see the module docstring and README)."""
     cfg = model.config
     classes = cfg.classes
-    index = _class_index(classes)
+    index = class_index(classes)
     thresholds = {c: cfg.threshold(c) for c in classes}
     section: dict[str, Any] = {
         "data": suite.data,
@@ -191,7 +191,7 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
         )
         if c in suite.recall_only:  # unlabelled objects of the class make its calls unknowable
             det[c].update(precision=None, fp=None, positives_only=True)
-    section["detection"] = _round(det)
+    section["detection"] = round_floats(det)
 
     host_runs = [r for r in runs if "hemophagocyte" in r.truth.supervised]
     if host_runs and any("hemophagocyte" in r.truth.labels for r in host_runs):
@@ -210,9 +210,9 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
             for r in host_runs
         ]
         hm: HemophagocyteMetrics = hemophagocyte_metrics(tiles)
-        section["hemophagocyte"] = _round(hm.to_dict())
+        section["hemophagocyte"] = round_floats(hm.to_dict())
         section["hemophagocyte"]["threshold"] = thresholds["hemophagocyte"]
-        section["count_agreement"] = _round(_count_agreement(host_runs).to_dict(), 3)
+        section["count_agreement"] = round_floats(_count_agreement(host_runs).to_dict(), 3)
         section["count_agreement"]["note"] = (
             "per sample, hemophagocytes per 1000 nucleated cells (nucleated + macrophage + "
             "hemophagocyte), true vs predicted at the operating thresholds, over the fields "

@@ -24,7 +24,17 @@ from .common import (
     AnyModel,
     EvaluationError,
 )
-from .suites import EvalField, Suite, _oracle_rbc, bal_suite, composed_suite, segpc_suite, txl_suite
+from .suites import EvalField, Suite, bal_suite, composed_suite, segpc_suite, txl_suite
+
+
+def _oracle_rbc(records: Sequence[AnnotatedImage]) -> list[float | None]:
+    out: list[float | None] = []
+    for r in records:
+        b = r.boxes[[lab == "rbc" for lab in r.labels]]
+        out.append(
+            float(np.median((b[:, 2] - b[:, 0] + b[:, 3] - b[:, 1]) / 2)) if len(b) else None
+        )
+    return out
 
 
 def annotated_suite(

@@ -66,16 +66,6 @@ class Suite:
     recall_only: frozenset[str] = frozenset()
 
 
-def _oracle_rbc(records: Sequence[AnnotatedImage]) -> list[float | None]:
-    out: list[float | None] = []
-    for r in records:
-        b = r.boxes[[lab == "rbc" for lab in r.labels]]
-        out.append(
-            float(np.median((b[:, 2] - b[:, 0] + b[:, 3] - b[:, 1]) / 2)) if len(b) else None
-        )
-    return out
-
-
 def txl_suite(
     model: AnyModel, data_root: Path, part: str, limit: int | None, native: bool = False
 ) -> Suite:

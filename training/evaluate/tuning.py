@@ -24,7 +24,7 @@ from .common import (
     EvaluationError,
 )
 from .predict import FieldRun
-from .scoring import _class_index, _round, detections_to_arrays, truth_to_arrays
+from .scoring import class_index, detections_to_arrays, round_floats, truth_to_arrays
 from .suites import Suite
 
 
@@ -54,10 +54,10 @@ class ThresholdTuning:
                     "tp": r.point.tp,
                     "fp": r.point.fp,
                     "fn": r.point.fn,
-                    "precision": _round(r.point.precision),
-                    "recall": _round(r.point.recall),
-                    "f1": _round(r.point.f1),
-                    "fp_per_tile": _round(r.point.fp_per_image),
+                    "precision": round_floats(r.point.precision),
+                    "recall": round_floats(r.point.recall),
+                    "f1": round_floats(r.point.f1),
+                    "fp_per_tile": round_floats(r.point.fp_per_image),
                 }
                 for c, r in self.results.items()
             },
@@ -82,7 +82,7 @@ def tune_thresholds(
                 f"{suite.name} is reporting data; tune on {' or '.join(TUNING_SUITES)} or your own set"
             )
     classes = model.config.classes
-    index = _class_index(classes)
+    index = class_index(classes)
     results: dict[str, TunedThreshold] = {}
     used: dict[str, tuple[str, ...]] = {}
     untuned = []

@@ -187,7 +187,7 @@ def test_training_record_sums_resumed_segments(tmp_path: Path) -> None:
 
 
 def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning() -> None:
-    from hemoscan_training.evaluate.scoring import _class_index, detections_to_arrays
+    from hemoscan_training.evaluate.scoring import class_index, detections_to_arrays
     from hemoscan_training.evaluate.tuning import _without_hosts_below
 
     from hemoscan.datamodel import Detection, EngulfedCell
@@ -199,7 +199,7 @@ def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning
     kept = _without_hosts_below([strong, weak, free], 0.5)
     assert kept == [strong, free]
     classes = ("rbc", "hemophagocyte", "engulfed_rbc")
-    arrays = detections_to_arrays(kept, _class_index(classes))
+    arrays = detections_to_arrays(kept, class_index(classes))
     assert sorted(arrays.labels.tolist()) == [0, 1, 2]  # one free rbc, one host, one engulfed rbc
 
 
