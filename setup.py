@@ -7,6 +7,8 @@ in pyproject.toml."""
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["hemoscan", "hemoscan.*"]) + ["hemoscan_training", "hemoscan_weights"],
+    packages=find_packages(include=["hemoscan", "hemoscan.*"])
+    + ["hemoscan_training", "hemoscan_weights"]
+    + [f"hemoscan_training.{p}" for p in find_packages("training")],
     package_dir={"hemoscan_training": "training", "hemoscan_weights": "weights"},
 )

@@ -28,7 +28,8 @@ import numpy as np
 from hemoscan.annotations import AnnotatedImage, infer_parents
 
 from .config import ComposerSection
-from .data import CLASSES, UNSUPERVISED, ComposedCrops
+from .data import ComposedCrops
+from .splits import CLASSES, UNSUPERVISED
 
 #: Seeds of the fixed composed sets (the training runs use seed 0).
 VAL_SEED = 20260

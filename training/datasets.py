@@ -29,7 +29,9 @@ from albumentations.core.transforms_interface import ImageOnlyTransform
 from torch.utils.data import Dataset
 
 from .config import DATASET_EXTRA_KEYS, AugmentSection, ConfigError, TrainConfig
-from .data import border_colour, load_rgb, make_targets
+from .data import ComposedCrops
+from .images import border_colour, load_rgb
+from .targets import make_targets
 from .validation import ValImage, composed_dev_images, composed_val_set, to_val_image
 
 #: A box shorter than this fraction of its length inside the crop becomes an ignore region.
@@ -329,7 +331,7 @@ class AnnotatedCrops(Dataset):
 # --------------------------------------------------------------------------- selection
 @dataclass
 class TrainData:
-    """What the engine trains and validates on. ``dataset[i]`` is sample ``i`` (a dict of
+    """What the trainer trains and validates on. ``dataset[i]`` is sample ``i`` (a dict of
     tensors, see the module docstring); ``val`` may be empty (no validation)."""
 
     dataset: Dataset
@@ -360,8 +362,6 @@ def build_data(cfg: TrainConfig, stride: int) -> TrainData:
     d, frac = cfg.data, cfg.run.fraction
     n_val = max(1, round(d.val_images * frac)) if d.val_images else 0
     if d.source == "composed":
-        from .data import ComposedCrops
-
         if stride != 8:
             raise ConfigError(
                 f"model.architecture: the composed recipe needs stride 8, not {stride}"

@@ -15,7 +15,13 @@ import json
 import shutil
 from pathlib import Path
 
-from hemoscan.models.loading import CONFIG_FILE, WEIGHTS_FILE, load_model, manifest_entry, weights_dir
+from hemoscan.models.loading import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    manifest_entry,
+    weights_dir,
+)
 
 
 def publish(source: Path, name: str) -> Path:

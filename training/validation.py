@@ -19,7 +19,10 @@ from torch import nn
 
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates
 
+from .composed import DEV_SEED, ComposedSet
+from .images import MEAN, STD, load_rgb, rescale
 from .metrics import ImageDetections, ImageTruth, ap_per_class
+from .splits import CLASSES, MARROW_UNSUPERVISED, txl_part
 
 #: Score floor of validation predictions (AP integrates over every score above it).
 SCORE_FLOOR = 0.01
@@ -62,8 +65,6 @@ def composed_val_set(
 ) -> list[ValImage]:
     """The composed recipe's validation set: ``n`` fixed TXL-PBC dev fields (held out of
     training for model selection), rescaled so red cells are ``rbc_diameter_px``."""
-    from .data import MEAN, STD, load_rgb, rescale, txl_part
-
     items = txl_part(Path(data_root) / "txl-pbc", "dev")
     pick = sorted(
         np.random.default_rng(seed).choice(len(items), size=min(n, len(items)), replace=False)
@@ -81,9 +82,6 @@ def composed_dev_images(data_root: Path, n: int) -> list[ValImage]:
     parts in arrangements training never draws, v2's host recipe), so hemophagocytes and
     macrophages can take part in model selection. Marrow-background fields do not supervise
     rbc, platelet or nucleated."""
-    from .composed import DEV_SEED, ComposedSet
-    from .data import CLASSES, MARROW_UNSUPERVISED, MEAN, STD
-
     fields = ComposedSet(Path(data_root), "train", DEV_SEED, n)
     out = []
     for i in range(n):

@@ -17,13 +17,12 @@ from hemoscan_training.evaluate import (
     annotated_suite,
     build_suites,
     evaluate,
-    run_suite,
-    segpc_plasma_cells,
-    suite_metrics,
     training_record,
-    tune_thresholds,
-    write_thresholds,
 )
+from hemoscan_training.evaluate.predict import run_suite
+from hemoscan_training.evaluate.scoring import suite_metrics
+from hemoscan_training.evaluate.suites import segpc_plasma_cells
+from hemoscan_training.evaluate.tuning import tune_thresholds, write_thresholds
 from typer.testing import CliRunner
 
 from hemoscan.annotations import DatasetSpec
@@ -188,7 +187,8 @@ def test_training_record_sums_resumed_segments(tmp_path: Path) -> None:
 
 
 def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning() -> None:
-    from hemoscan_training.evaluate import _class_index, _without_hosts_below, detections_to_arrays
+    from hemoscan_training.evaluate.scoring import class_index, detections_to_arrays
+    from hemoscan_training.evaluate.tuning import _without_hosts_below
 
     from hemoscan.datamodel import Detection, EngulfedCell
 
@@ -199,7 +199,7 @@ def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning
     kept = _without_hosts_below([strong, weak, free], 0.5)
     assert kept == [strong, free]
     classes = ("rbc", "hemophagocyte", "engulfed_rbc")
-    arrays = detections_to_arrays(kept, _class_index(classes))
+    arrays = detections_to_arrays(kept, class_index(classes))
     assert sorted(arrays.labels.tolist()) == [0, 1, 2]  # one free rbc, one host, one engulfed rbc
 
 
@@ -356,7 +356,7 @@ needs_shared = pytest.mark.skipif(
 
 @needs_shared
 def test_native_resolution_suites(tiny_model) -> None:
-    from hemoscan_training.data import HELDOUT_BAL_SLIDES
+    from hemoscan_training.splits import HELDOUT_BAL_SLIDES
 
     names = ("txl-val", "txl-val-native", "bal-heldout", "segpc-heldout-native", "segpc-heldout")
     assert set(names) <= set(REPORT_SUITES)

@@ -1,4 +1,4 @@
-"""`hemoscan train` and the engine on a tiny synthetic YOLO set (a few seconds per run)."""
+"""`hemoscan train` and the trainer on a tiny synthetic YOLO set (a few seconds per run)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hemoscan_training import engine
+from hemoscan_training import trainer
 from hemoscan_training.config import DEFAULT_CLASSES, config_from_dict, load_config, read_yaml
-from hemoscan_training.engine import train
+from hemoscan_training.trainer import train
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -102,7 +102,7 @@ def test_resume_continues_a_killed_run_exactly(
     epoch 1 from epoch 0's checkpoint and ends bitwise where the straight run ended."""
     out = tmp_path / "killed"
     calls = {"n": 0}
-    real_save = engine.save_checkpoint
+    real_save = trainer.save_checkpoint
 
     def save_then_die(path: Path, state: dict) -> None:
         calls["n"] += 1
@@ -110,11 +110,11 @@ def test_resume_continues_a_killed_run_exactly(
             raise Killed
         real_save(path, state)
 
-    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train(load_config(config_file, out=out))
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 0 and len(_rows(out)) == 2
-    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
 
     result = CliRunner().invoke(
         app, ["train", "--out", str(out), "--resume"]
@@ -173,7 +173,7 @@ def test_train_help_and_a_missing_training_extra(monkeypatch: pytest.MonkeyPatch
 
 def _nan_after(calls: set[int]):  # type: ignore[no-untyped-def]
     """A detection_loss whose loss is NaN on the given (0-based) calls."""
-    real = engine.detection_loss
+    real = trainer.detection_loss
     count = {"n": -1}
 
     def loss(outputs, batch):  # type: ignore[no-untyped-def]
@@ -189,7 +189,7 @@ def _nan_after(calls: set[int]):  # type: ignore[no-untyped-def]
 def test_nonfinite_steps_are_skipped_without_touching_the_weights(
     config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "detection_loss", _nan_after({0, 1, 2}))
+    monkeypatch.setattr(trainer, "detection_loss", _nan_after({0, 1, 2}))
     cfg = load_config(
         config_file, ["schedule.epochs=1", "optim.max_nonfinite_steps=5"], out=tmp_path / "r"
     )
@@ -207,7 +207,7 @@ def test_nonfinite_steps_are_skipped_without_touching_the_weights(
 def test_consecutive_nonfinite_steps_abort(
     config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "detection_loss", _nan_after({1, 2}))
+    monkeypatch.setattr(trainer, "detection_loss", _nan_after({1, 2}))
     out = tmp_path / "r"
     result = CliRunner().invoke(app, ["train", "--config", str(config_file), "--out", str(out),
                                       "--set", "optim.max_nonfinite_steps=2"])  # fmt: skip
@@ -221,7 +221,7 @@ def test_early_stopping_keeps_the_best_epoch(
 ) -> None:
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
     monkeypatch.setattr(
-        engine,
+        trainer,
         "validate",
         lambda *a, **k: dict.fromkeys(("rbc", "platelet", "nucleated"), next(scores)),
     )

@@ -1,0 +1,40 @@
+"""Constants, the error and the model type shared by the evaluation modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from hemoscan.errors import HemoscanError
+from hemoscan.models.export import OnnxModel
+from hemoscan.models.loading import LoadedModel
+
+from ..metrics import TuningRule
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "datasets"
+FREE_CLASSES = ("rbc", "platelet", "nucleated")
+REPORT_SUITES = ("txl-val", "txl-val-native", "composed-val", "composed-val-real-host",
+                 "segpc-heldout", "segpc-heldout-native", "bal-heldout")  # fmt: skip
+TUNING_SUITES = ("txl-dev", "composed-dev")
+SHARED_SUITES = (*REPORT_SUITES, *TUNING_SUITES)
+#: Default prediction floor of the AP pass (and the lowest tuned threshold).
+EVAL_CONF = 0.05
+COMPOSED_N = 200
+COMPOSED_CROP = 512
+COMPOSED_SAMPLE_FIELDS = 10
+#: Default tuning rules: hemophagocytes the best sensitivity at <= 0.05 false positives per
+#: tile; every other class the highest F1.
+HEMOPHAGOCYTE_FP_TARGET = 0.05
+DEFAULT_RULES: Mapping[str, TuningRule] = {
+    "hemophagocyte": TuningRule("recall_at_fp", HEMOPHAGOCYTE_FP_TARGET)
+}
+THRESHOLDS_SIDECAR = "thresholds.json"
+#: Backends ``run`` loads a model for: a model folder (torch) or an ONNX export (onnx).
+BACKENDS = ("torch", "onnx")
+#: A model the evaluation path takes: PyTorch weights, or an ONNX export (``backend="onnx"``).
+AnyModel = LoadedModel | OnnxModel
+
+
+class EvaluationError(HemoscanError):
+    """An evaluation request cannot be carried out; the message says why and what to change."""
