@@ -145,32 +145,6 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_old_folders(
     assert len(_rows(run)) == 2  # untouched
 
 
-def test_train_needs_a_config() -> None:
-    result = CliRunner().invoke(app, ["train", "--out", "somewhere"])
-    assert result.exit_code == 2 and "--config" in result.output
-
-
-def test_train_help_and_a_missing_training_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    help_ = CliRunner().invoke(app, ["train", "--help"])
-    assert help_.exit_code == 0 and all(
-        o in help_.output for o in ("--config", "--set", "--resume", "--fraction")
-    )
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "albumentations" else real(name, *a),
-    )
-    result = CliRunner().invoke(app, ["train", "--config", "x.yaml", "--out", "y"])
-    assert (
-        result.exit_code == 2
-        and "albumentations" in result.output
-        and "pip install" in result.output
-    )
-
-
 def _nan_after(calls: set[int]):  # type: ignore[no-untyped-def]
     """A detection_loss whose loss is NaN on the given (0-based) calls."""
     real = trainer.detection_loss
