@@ -26,7 +26,6 @@ from hemoscan.inference.aggregate import aggregate
 from hemoscan.inference.scale import AUTO, scale_summary
 from hemoscan.inference.seams import SeamSuppressor
 from hemoscan.io.files import atomic_write_json
-from hemoscan.io.readers import read_source
 from hemoscan.io.regions import parse_region_name
 from hemoscan.io.scan_store import (
     SUMMARY,
@@ -38,7 +37,7 @@ from hemoscan.io.scan_store import (
     read_run,
     utc_now,
 )
-from hemoscan.io.sources import TileSource, TileSources
+from hemoscan.io.sources import TileSource, TileSources, read_source
 from hemoscan.io.tile_records import TileRecords, iter_tile_qc
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
 from hemoscan.qc import QCThresholds, samples_qc, tile_flags, tile_qc
