@@ -11,7 +11,7 @@ import numpy as np
 
 from hemoscan.datamodel import REVIEWED_CLASSES, Detection
 from hemoscan.errors import HemoscanError
-from hemoscan.io.exports import CLASS_COLORS
+from hemoscan.io.result_exports import CLASS_COLORS
 from hemoscan.io.files import unique_stem
 
 #: Classes whose every detection gets a crop with ``--save-crops`` (rare, reviewed by a person).

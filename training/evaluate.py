@@ -73,7 +73,7 @@ from hemoscan.annotations.spec import FORMATS
 from hemoscan.datamodel import NUCLEATED_CLASSES, NUCLEATED_SUBTYPES, Detection, ScaleEstimate
 from hemoscan.errors import HemoscanError
 from hemoscan.inference.scale import AUTO
-from hemoscan.models.export import OnnxModel
+from hemoscan.models.onnx_format import OnnxModel
 from hemoscan.models.loading import CONFIG_FILE, LoadedModel, load_model, read_manifest, weights_dir
 
 from .metrics import (
@@ -634,7 +634,7 @@ def run_suite(
     backend: str = "torch",
 ) -> list[FieldRun]:
     """Predict every field of ``suite`` (``progress(suite, done, total)`` after each) with the
-    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.export.OnnxModel`).
+    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.onnx_format.OnnxModel`).
 
     An ``"auto"`` field is scaled as a scan scales it: the predictor at the model's own
     thresholds estimates its scale (run even without ``operating_pass``: the thresholds
@@ -1101,7 +1101,7 @@ def evaluate(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``suites`` as a JSON-ready dict (see the module docstring);
-    ``backend="onnx"`` for an :class:`~hemoscan.models.export.OnnxModel` (settings then record
+    ``backend="onnx"`` for an :class:`~hemoscan.models.onnx_format.OnnxModel` (settings then record
     its ``quantization``, ``None`` for full precision, and the model its ``onnx_sha256``)."""
     sections = {}
     for suite in suites:
@@ -1185,7 +1185,7 @@ def run(
                 "thresholds are tuned on the source model folder (backend torch), then exported "
                 "again; evaluate the ONNX export without --tune-thresholds"
             )
-        from hemoscan.models.export import load_onnx_model
+        from hemoscan.models.onnx_format import load_onnx_model
 
         model = load_onnx_model(model_name)
     else:
