@@ -337,6 +337,7 @@ def export_reviewed(scan_dir: str | Path, fmt: str, out: str | Path,
 def _model_rbc_px(index: ReviewIndex) -> float:
     try:
         name = read_run(index.scan_dir)["settings"]["model_name"]
+        # lazy: hemoscan.models.loading imports torch (2.5 s measured) for one config value
         from hemoscan.models.loading import resolve_model_folder
 
         folder, _ = resolve_model_folder(name)
