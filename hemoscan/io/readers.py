@@ -21,7 +21,6 @@ from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from hemoscan.errors import ImageReadError
 from hemoscan.io.images import read_tile
 
 
