@@ -41,7 +41,7 @@ def model_for_backend(model: str, backend: str, tmp: Path) -> str:
     """``model`` itself, or for ``onnx`` a fresh export of it under ``tmp``."""
     if backend != "onnx":
         return model
-    from hemoscan.models.export import export_onnx
+    from hemoscan.model_export.onnx import export_onnx
     from hemoscan.models.loading import load_model
 
     return str(export_onnx(load_model(model), tmp / "onnx"))

@@ -37,10 +37,11 @@ import numpy as np
 import torch
 
 from hemoscan.examples import render_example_tile
-from hemoscan.inference.backends import cpu_cores, onnx_session
+from hemoscan.inference.backends import cpu_cores
 from hemoscan.io.images import read_tile
-from hemoscan.models.export import export_onnx, load_onnx_model
+from hemoscan.model_export.onnx import export_onnx
 from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+from hemoscan.models.onnx_format import load_onnx_model, onnx_session
 from hemoscan.pipeline import ScanOptions, scan
 
 

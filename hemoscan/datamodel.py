@@ -26,6 +26,8 @@ ENGULFED_TYPES: tuple[str, ...] = (
     "erythroblast",
     "lymphocyte",
 )
+#: A model class or annotation label ``engulfed_<type>`` names an engulfed cell of that type.
+ENGULFED_PREFIX = "engulfed_"
 NUCLEATED_SUBTYPES: tuple[str, ...] = ("granulocyte", "erythroblast", "lymphocyte")
 
 #: Classes whose every detection is a suggestion a pathologist reviews (crops, ``hemoscan review``).

@@ -68,3 +68,8 @@ class PixelSizeError(HemoscanError):
 class QuantizationError(HemoscanError):
     """A model cannot be quantized as asked: an unknown method, calibration tiles that cannot be
     used, or a quantized graph that fails its checks."""
+
+
+class SettingsError(HemoscanError, ValueError):
+    """A scan or predictor setting is not one of its choices or out of its range (also a
+    ``ValueError``, as for any bad argument)."""

@@ -1,33 +1,34 @@
 """``scan``: the one function behind ``hemoscan scan``, notebooks and future engines.
 
-Sources are streamed (never held in a list), decoded in a thread pool (``workers``) ahead of
-inference, predicted in batches by ``streams`` concurrent threads, and written in input order
-as they finish (see :mod:`hemoscan.io.scan_store`), so a killed run resumes where it stopped.
+The options are resolved once (:func:`hemoscan.scan_spec.resolve_scan`); an engine
+(:mod:`hemoscan.engines`) decodes and predicts the tiles, streamed (never held in a list),
+and ``scan`` writes the results in input order as they come (see
+:mod:`hemoscan.io.scan_store`), so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from hemoscan import __version__
-from hemoscan.datamodel import Detection, Provenance, SampleFindings, TileQC, TileResult
-from hemoscan.errors import HemoscanError
+from hemoscan.datamodel import Provenance, SampleFindings, TileResult
+from hemoscan.engines.dask_engine import scan_on_dask
+from hemoscan.engines.local import ScannedTile, decode, scan_locally
 from hemoscan.inference.aggregate import aggregate
+from hemoscan.inference.backends import AnyModel
+from hemoscan.inference.predictor import Predictor
 from hemoscan.inference.scale import AUTO, scale_summary
 from hemoscan.inference.seams import SeamSuppressor
+from hemoscan.inference.slide_plan import ScanUnits
 from hemoscan.io.files import atomic_write_json
-from hemoscan.io.readers import read_source
 from hemoscan.io.regions import parse_region_name
+from hemoscan.io.result_exports import write_coco, write_geojson
 from hemoscan.io.scan_store import (
     SUMMARY,
     ScanStore,
@@ -40,70 +41,13 @@ from hemoscan.io.scan_store import (
 )
 from hemoscan.io.sources import TileSource, TileSources
 from hemoscan.io.tile_records import TileRecords, iter_tile_qc
-from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
-from hemoscan.qc import QCThresholds, samples_qc, tile_flags, tile_qc
+from hemoscan.qc import QCThresholds, samples_qc, tile_flags
+from hemoscan.scan_spec import ScanOptions, ScanSpec, resolve_scan
+from hemoscan.visualize import CROP_CLASSES, save_crops, save_overlay
 
-if TYPE_CHECKING:
-    from hemoscan.inference.predictor import Predictor
-    from hemoscan.models.export import OnnxModel
+__all__ = ["ScanOptions", "ScanSummary", "export", "scan", "write_summary"]
 
-log = logging.getLogger(__name__)
-
-EXPORT_FORMATS = ("geojson", "coco")
-ENGINES = ("local", "dask")
 SUMMARY_FORMAT = "hemoscan-summary/1"
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    """Settings of a scan; ``None`` means the model config's value.
-
-    ``backend``: ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` must then name a
-    folder holding an ONNX export, see ``hemoscan export``). Both give the same detections
-    within 1e-4, so a scan may be resumed with the other backend; an int8 export
-    (``hemoscan export --quantize int8``) does not, so its scans record ``quantization`` in
-    their settings and provenance, and resuming across a change of it is refused.
-
-    ``engine``: ``"local"`` (this process) or ``"dask"``: the tiles are shared out over the
-    workers of the Dask cluster at ``scheduler`` (a local cluster of ``workers`` processes
-    when ``None``), see :mod:`hemoscan.engines.dask_engine`. Both engines write the same
-    outputs, so a scan may be resumed with the other engine.
-
-    ``mpp``: µm per pixel of whole-slide images whose metadata gives none (see
-    :mod:`hemoscan.inference.slide_plan`); slides with their own pixel size ignore it.
-
-    ``scale``: ``"auto"`` (each tile's own estimate, and its sample's consensus for tiles too
-    poor in cells to measure: :mod:`hemoscan.inference.scale`) or a factor for every tile.
-    Whole-slide images are brought to the model's pixel size by their µm per pixel, times a
-    given factor.
-
-    ``streams``: batches predicted at once, each in its own thread (with the onnx backend,
-    the cores are shared out among them: ``cores // streams`` onnxruntime threads each);
-    ``None``: :func:`~hemoscan.inference.backends.default_streams`. Outputs do not depend on it.
-
-    ``qc``: the thresholds of the image-quality checks recorded in ``qc.jsonl`` and
-    ``summary.json`` (see :mod:`hemoscan.qc`).
-    """
-
-    model: str = DEFAULT_MODEL
-    batch_size: int | None = None
-    workers: int = 2
-    conf: float | None = None
-    device: str = "auto"
-    sample_id: str | None = None
-    tile_size: int | None = None
-    overlap: int | None = None
-    scale: float | str = "auto"
-    save_overlays: bool = False
-    save_crops: bool = False
-    exports: tuple[str, ...] = ()
-    retry_failed: bool = False
-    backend: str = "torch"
-    engine: str = "local"
-    scheduler: str | None = None
-    mpp: float | None = None
-    streams: int | None = None
-    qc: QCThresholds = QCThresholds()
 
 
 @dataclass
@@ -124,167 +68,11 @@ class ScanSummary:
         return self.tiles_scanned_now / self.seconds if self.seconds else 0.0
 
 
-#: A source after reading: ``(source, HWC uint8 RGB image or None, error, milliseconds)``.
-Decoded = tuple[TileSource, "np.ndarray | None", str, float]
-
-
-def _decode(source: TileSource) -> Decoded:
-    start = time.perf_counter()
-    try:
-        image, error = read_source(source), ""
-    except HemoscanError as e:
-        image, error = None, str(e)
-    except Exception as e:  # noqa: BLE001 - a scan records every failure and goes on
-        image, error = None, f"{source.name}: unexpected error while reading: {e!r}"
-    return source, image, error, (time.perf_counter() - start) * 1000
-
-
-def _decoded(sources: Iterable[TileSource], workers: int, lookahead: int) -> Iterator[Decoded]:
-    """Decode ``sources`` in order with ``workers`` threads, at most ``lookahead`` ahead."""
-    if workers <= 0:
-        yield from map(_decode, sources)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future] = deque()
-        it = iter(sources)
-        for source in it:
-            pending.append(pool.submit(_decode, source))
-            if len(pending) >= lookahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-class ScannedTile(NamedTuple):
-    """One work item's outcome as an engine hands it to :func:`scan` (in input order).
-
-    ``image`` is the decoded tile for evidence (crops, overlays), or ``None`` when the tile
-    failed or was decoded elsewhere (a Dask worker): :func:`scan` then re-reads it if needed.
-    """
-
-    source: TileSource
-    result: TileResult
-    image: np.ndarray | None
-
-
-def scan_items(
-    predictor: Predictor,
-    items: Iterable[TileSource],
-    workers: int = 0,
-    lookahead: int = 2,
-    streams: int = 1,
-) -> Iterator[ScannedTile]:
-    """The per-tile work of every engine: decode, batch and predict ``items``, in order.
-
-    Tiles are decoded by ``workers`` threads (0: inline), at most ``lookahead`` ahead, and
-    predicted ``predictor.batch_size`` images at a time, ``streams`` batches at once in their
-    own threads. Yields one :class:`ScannedTile` per item, in input order (a failed tile waits
-    for the batch before it). A tile that cannot be read, or whose batch fails in inference, is
-    an ``error`` result, never an exception.
-    """
-    batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
-    if streams <= 1:
-        for group in batches:
-            yield from _predict_group(predictor, group)
-        return
-    with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="hemoscan-stream") as pool:
-        pending: deque[Future[list[ScannedTile]]] = deque()
-        for group in batches:
-            pending.append(pool.submit(lambda g: list(_predict_group(predictor, g)), group))
-            if len(pending) > streams:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
-
-
-def _batches(decoded: Iterable[Decoded], batch_size: int) -> Iterator[list[Decoded]]:
-    """Consecutive decoded items, cut after every ``batch_size`` images (failed reads ride
-    along with the batch they fall in)."""
-    group: list[Decoded] = []
-    images = 0
-    for item in decoded:
-        group.append(item)
-        images += item[1] is not None
-        if images >= batch_size:
-            yield group
-            group, images = [], 0
-    if group:
-        yield group
-
-
-def _fixed_scale(predictor: Predictor, source: TileSource) -> tuple[float, str] | None:
-    """The scale ``source`` must be analysed at, or ``None`` for the predictor's own: a slide
-    region is already at the model's pixel size (times a given ``--scale``); a tile settled on
-    its sample's consensus carries it."""
-    if source.region is not None:
-        factor = predictor.scale if isinstance(predictor.scale, float) else 1.0
-        return factor, "slide-mpp"
-    if source.scale is not None:
-        return source.scale, source.scale_source
-    return None
-
-
-def _predict_group(predictor: Predictor, group: list[Decoded]) -> Iterator[ScannedTile]:
-    """Results of decoded items holding at most one batch of images, in their order."""
-    decoded = [(src, image) for src, image, _, _ in group if image is not None]
-    found: Iterator = iter(())
-    failure: Exception | None = None
-    per_tile_ms = 0.0
-    if decoded:
-        t0 = time.perf_counter()
-        try:
-            found = iter(predictor.predict_scaled(
-                [image for _, image in decoded],
-                [_fixed_scale(predictor, src) for src, _ in decoded],
-            ))  # fmt: skip
-        except Exception as e:  # noqa: BLE001 - record the batch as failed, go on
-            log.exception("inference failed")
-            failure = e
-        per_tile_ms = (time.perf_counter() - t0) * 1000 / len(decoded)
-    for src, image, error, decode_ms in group:
-        if image is None:
-            result = TileResult(src.sample, src.name, "error", error=error, ms=decode_ms)
-        elif failure is not None:
-            w, h, _ = src.place(image.shape[1], image.shape[0], ())
-            result = TileResult(src.sample, src.name, "error", w, h,
-                                error=f"{src.name}: inference failed: {failure!r}")  # fmt: skip
-            image = None
-        else:
-            prediction = next(found)
-            w, h, dets = src.place(image.shape[1], image.shape[0], prediction.detections)
-            near = src.place(image.shape[1], image.shape[0], prediction.near_misses)[2]
-            qc = _tile_qc(src, image, prediction.detections, prediction.scale.scale)
-            result = TileResult(src.sample, src.name, "ok", w, h, dets,
-                                ms=decode_ms + per_tile_ms, scale=prediction.scale, qc=qc,
-                                near_misses=near)  # fmt: skip
-        yield ScannedTile(src, result, image)
-
-
-def _tile_qc(
-    src: TileSource, image: np.ndarray, detections: list[Detection], scale: float
-) -> TileQC | None:
-    """The tile's image-quality measurements (at the model's scale), or ``None`` if they cannot
-    be made: a quality check never fails a tile."""
-    try:
-        return tile_qc(image, detections, scale)
-    except Exception:  # noqa: BLE001
-        log.warning("%s: image-quality measurement failed", src.name, exc_info=True)
-        return None
-
-
-def _tiling_settings(predictor: Predictor) -> dict[str, float | str]:
-    return {
-        "tile_size": predictor.tile_size,
-        "overlap": predictor.overlap,
-        "scale": predictor.scale,
-    }
-
-
 def scan(
     sources: Sequence[str],
     out_dir: str | Path,
     options: ScanOptions = ScanOptions(),
-    model: LoadedModel | OnnxModel | None = None,
+    model: AnyModel | None = None,
     progress: Callable[[TileResult], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> ScanSummary:
@@ -293,58 +81,24 @@ def scan(
     ``sources`` are files, folders, globs or ``.txt`` lists (see
     :func:`hemoscan.io.sources.expand_sources`); whole-slide images among them are scanned
     region by region (:class:`hemoscan.inference.slide_plan.ScanUnits`), each region like a
-    tile. Tiles already finished in ``out_dir`` are skipped. ``progress`` is called after each tile; ``on_start(total, to_scan)`` once.
-    Raises :class:`~hemoscan.errors.HemoscanError` for unusable sources, models or folders;
-    a bad tile never raises: it is recorded in ``tiles.csv`` with its reason.
+    tile. ``model``: a loaded model or export to scan with instead of ``options.model``.
+    Tiles already finished in ``out_dir`` are skipped. ``progress`` is called after each
+    tile; ``on_start(total, to_scan)`` once.
+    Raises :class:`~hemoscan.errors.HemoscanError` for unusable sources, models, settings or
+    folders; a bad tile never raises: it is recorded in ``tiles.csv`` with its reason.
     """
-    from hemoscan.inference.backends import BACKENDS, cpu_cores, default_streams, resolve_device
-    from hemoscan.inference.predictor import Predictor
-    from hemoscan.inference.slide_plan import ScanUnits
-
-    if options.backend not in BACKENDS:
-        raise HemoscanError(f"unknown backend {options.backend!r}; choose from {BACKENDS}")
-    if options.engine not in ENGINES:
-        raise HemoscanError(f"unknown engine {options.engine!r}; choose from {ENGINES}")
-    if options.scheduler and options.engine != "dask":
-        raise HemoscanError("a Dask scheduler address needs the dask engine (--engine dask)")
-    unknown = set(options.exports) - set(EXPORT_FORMATS)
-    if unknown:
-        raise HemoscanError(
-            f"unknown export format(s) {sorted(unknown)}; choose from {EXPORT_FORMATS}"
-        )
-    if options.streams is not None and options.streams < 1:
-        raise HemoscanError(f"streams must be at least 1 (got {options.streams})")
     out = Path(out_dir)
     tiles = TileSources(sources, options.sample_id)
-    device = resolve_device(options.device, options.backend)
-    streams = options.streams or default_streams(options.backend, device)
-    if model is None and options.backend == "onnx":
-        from hemoscan.models.export import load_onnx_model
-
-        model = load_onnx_model(options.model, threads=max(1, cpu_cores() // streams))
-    model = model or load_model(options.model)
-    predictor = Predictor(
-        model,
-        device=device,
-        batch_size=options.batch_size,
-        conf=options.conf,
-        tile_size=options.tile_size,
-        overlap=options.overlap,
-        scale=options.scale,
-        backend=options.backend,
-    )
-    slide_scale = predictor.scale if isinstance(predictor.scale, float) else 1.0
-    units = ScanUnits(tiles, model.config, predictor.tile_size, predictor.overlap,
-                      slide_scale, mpp=options.mpp, sample_id=options.sample_id)  # fmt: skip
+    spec, model = resolve_scan(options, model)
+    predictor = Predictor(model, spec.predictor)
+    units = ScanUnits(tiles, model.config, spec.predictor.tile_size, spec.predictor.overlap,
+                      spec.predictor.given_scale, mpp=options.mpp,
+                      sample_id=options.sample_id)  # fmt: skip
     slides = units.plans
-    tiling = _tiling_settings(predictor)
-    settings = {"model_name": model.config.name, "model_sha256": model.sha256,
-                "thresholds": predictor.thresholds, **tiling, "mpp": options.mpp,
-                "quantization": predictor.quantization}  # fmt: skip
     started = time.perf_counter()
     # The store holds the folder's lock until the summary and exports are written.
     with (
-        ScanStore(out, settings, retry_failed=options.retry_failed) as store,
+        ScanStore(out, spec.run_settings(), retry_failed=options.retry_failed) as store,
         TileRecords(out, store.is_finished, lambda m: tile_flags(m, options.qc)) as records,
     ):
         store.record_slides([plan.to_dict() for plan in slides])
@@ -358,26 +112,26 @@ def scan(
         seams = _seam_suppressor(out, finished=total - to_scan) if slides else None
         # tiles too poor in cells to measure their own scale wait for their sample's consensus
         unsettled: list[TileSource] = []
-        _record(out, store, options, _predictions(todo, predictor, model, options, streams),
-                progress, unsettled if predictor.scale == AUTO else None, seams, records)  # fmt: skip
+        _record(out, store, options, _predictions(todo, predictor, spec), progress,
+                unsettled if spec.predictor.scale == AUTO else None, seams, records)  # fmt: skip
         if unsettled:
             store.sync()
             consensus = {s: v["consensus"] for s, v in scale_summary(iter_tiles(out)).items()}
             settled = (_settle(src, consensus.get(src.sample)) for src in unsettled)
-            _record(out, store, options, _predictions(settled, predictor, model, options, streams),
-                    progress, None, seams, records)  # fmt: skip
+            _record(out, store, options, _predictions(settled, predictor, spec), progress,
+                    None, seams, records)  # fmt: skip
         store.sync()
         seconds = time.perf_counter() - started
         provenance = Provenance(
             hemoscan_version=__version__,
-            model_name=model.config.name,
-            model_version=model.config.version,
-            model_sha256=model.sha256,
-            thresholds=predictor.thresholds,
-            settings={**tiling, "backend": options.backend, "quantization": predictor.quantization},
+            model_name=spec.predictor.model_name,
+            model_version=spec.predictor.model_version,
+            model_sha256=spec.predictor.model_sha256,
+            thresholds=dict(spec.predictor.thresholds),
+            settings=spec.provenance_settings(),
             started_at=store.started_at,
             finished_at=utc_now(),
-            model_config_sha256=model.config_sha256,
+            model_config_sha256=spec.predictor.config_sha256,
         )
         with guard_writes(out):
             findings = write_summary(out, provenance, options.qc)
@@ -396,19 +150,12 @@ def scan(
 
 
 def _predictions(
-    todo: Iterable[TileSource],
-    predictor: Predictor,
-    model: LoadedModel | OnnxModel,
-    options: ScanOptions,
-    streams: int,
+    todo: Iterable[TileSource], predictor: Predictor, spec: ScanSpec
 ) -> Iterator[ScannedTile]:
-    """``todo`` scanned by the engine ``options`` name, in input order."""
-    if options.engine == "dask":
-        from hemoscan.engines.dask_engine import scan_on_dask
-
-        return scan_on_dask(todo, predictor, model, options)
-    lookahead = max(2 * streams * predictor.batch_size, 2 * max(options.workers, 1))
-    return scan_items(predictor, todo, options.workers, lookahead, streams)
+    """``todo`` scanned by the engine the options name, in input order."""
+    if spec.options.engine == "dask":
+        return scan_on_dask(todo, spec)
+    return scan_locally(todo, predictor, spec)
 
 
 def _record(
@@ -439,7 +186,7 @@ def _record(
                 continue
             if result.ok and _wants_evidence(options, result):
                 if image is None:  # decoded on a Dask worker: read it again here
-                    image = _decode(source)[1]
+                    image = decode(source).image
                 if image is not None:
                     with guard_writes(out):
                         _save_evidence(out, options, result, image, source)
@@ -472,16 +219,12 @@ def _wants_evidence(options: ScanOptions, result: TileResult) -> bool:
     """Whether ``result`` gets an overlay or a crop, so its image is needed."""
     if options.save_overlays or not options.save_crops:
         return options.save_overlays
-    from hemoscan.visualize import CROP_CLASSES
-
     return any(d.label in CROP_CLASSES for d in result.detections)
 
 
 def _save_evidence(
     out: Path, options: ScanOptions, result: TileResult, image: np.ndarray, source: TileSource
 ) -> None:
-    from hemoscan.visualize import save_crops, save_overlay
-
     if source.region is not None:  # draw on the region's image: its pixels, not the slide's
         result = replace(result, detections=source.region.to_image(result.detections))
 
@@ -514,9 +257,8 @@ def write_summary(
 
 
 def export(out: Path, formats: Sequence[str]) -> list[Path]:
-    """Write the requested exports of a finished scan folder."""
-    from hemoscan.io.exports import write_coco, write_geojson
-
+    """Write the requested result exports (:data:`~hemoscan.choices.RESULT_FORMATS`) of a
+    finished scan folder."""
     results = read_results(out)
     slides = read_run(out).get("slides", [])
     written: list[Path] = []

@@ -11,8 +11,10 @@ import numpy as np
 
 from hemoscan.datamodel import REVIEWED_CLASSES, Detection
 from hemoscan.errors import HemoscanError
-from hemoscan.io.exports import CLASS_COLORS
 from hemoscan.io.files import unique_stem
+from hemoscan.io.images import read_tile
+from hemoscan.io.result_exports import CLASS_COLORS
+from hemoscan.io.slides import open_cached
 
 #: Classes whose every detection gets a crop with ``--save-crops`` (rare, reviewed by a person).
 CROP_CLASSES = REVIEWED_CLASSES
@@ -120,8 +122,6 @@ def find_file(path: str, base_dirs: list[Path]) -> list[Path]:
 
 def read_tile_image(tile: str, base_dirs: list[Path]) -> np.ndarray | None:
     """A plain tile as the scan read it (HWC uint8 RGB), or ``None`` if it cannot be read now."""
-    from hemoscan.io.images import read_tile
-
     for path in find_file(tile, base_dirs):
         try:
             return read_tile(path)
@@ -145,8 +145,6 @@ def read_slide_window(
 ) -> tuple[np.ndarray, int, int] | None:
     """The level-0 pixels of ``box`` (``x1, y1, x2, y2``, clipped to the slide) and the window's
     origin, read from the slide around it only; ``None`` if the slide cannot be read now."""
-    from hemoscan.io.slides import open_cached
-
     for path in find_file(slide_path, base_dirs):
         try:
             slide = open_cached(str(path))

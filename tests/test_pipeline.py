@@ -111,7 +111,7 @@ def test_concurrent_streams_change_nothing_but_timing(
 ) -> None:
     if backend == "onnx":
         pytest.importorskip("onnxruntime")
-        from hemoscan.models.export import export_onnx
+        from hemoscan.model_export.onnx import export_onnx
         from hemoscan.models.loading import load_model
 
         model_dir = export_onnx(load_model(str(tiny_model_dir)), tmp_path / "onnx")

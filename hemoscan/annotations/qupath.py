@@ -11,7 +11,7 @@ default; a missing objectType counts as annotation) are read. The class is
 the class name ``"unclassified"`` (map it to ``"drop"`` or ``"ignore"`` to use such files).
 
 Files are paired with images by name: ``x.geojson`` or ``x.png.geojson`` for ``x.png``, and
-``a__x.png.geojson`` for ``a/x.png`` (as :func:`hemoscan.io.exports.write_geojson` names
+``a__x.png.geojson`` for ``a/x.png`` (as :func:`hemoscan.io.result_exports.write_geojson` names
 them). Engulfed cells: an ``engulfed_*`` feature takes as host the feature its
 ``properties.parent_id`` names (hemoscan's export), else the smallest ``hemophagocyte``
 feature whose geometry contains its box centre.

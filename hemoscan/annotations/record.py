@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from hemoscan.datamodel import CELL_CLASSES, ENGULFED_TYPES
+from hemoscan.datamodel import CELL_CLASSES, ENGULFED_PREFIX, ENGULFED_TYPES
 from hemoscan.errors import HemoscanError
 
-ENGULFED_PREFIX = "engulfed_"
 #: Engulfed-cell classes: ``engulfed_<type>`` for every :data:`~hemoscan.datamodel.ENGULFED_TYPES`.
 ENGULFED_CLASSES: tuple[str, ...] = tuple(ENGULFED_PREFIX + t for t in ENGULFED_TYPES)
 #: Every class an annotation may carry after class mapping.

@@ -12,6 +12,15 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from hemoscan.choices import (
+    BACKENDS,
+    ENGINES,
+    MODEL_FORMATS,
+    QUANTIZATIONS,
+    RESULT_FORMATS,
+    REVIEW_EXPORT_FORMATS,
+)
+
 EXIT_TILES_FAILED = 1
 EXIT_LABS_MISMATCH = 1
 EXIT_UNKNOWN_IDS = 1
@@ -24,28 +33,17 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
-class Backend(str, Enum):
-    torch = "torch"
-    onnx = "onnx"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """Typer's choices: a ``str`` Enum with one member per value of a library tuple."""
+    return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
 
 
-class Engine(str, Enum):
-    local = "local"
-    dask = "dask"
-
-
-class ResultFormat(str, Enum):
-    geojson = "geojson"
-    coco = "coco"
-
-
-class ModelFormat(str, Enum):
-    onnx = "onnx"
-
-
-class Quantization(str, Enum):
-    int8 = "int8"
-
+Backend = _choices("Backend", BACKENDS)
+Engine = _choices("Engine", ENGINES)
+ResultFormat = _choices("ResultFormat", RESULT_FORMATS)
+ModelFormat = _choices("ModelFormat", MODEL_FORMATS)
+Quantization = _choices("Quantization", QUANTIZATIONS)
+ReviewExportFormat = _choices("ReviewExportFormat", REVIEW_EXPORT_FORMATS)
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 QCConfigOption = Annotated[

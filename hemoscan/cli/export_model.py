@@ -48,8 +48,9 @@ def export_model_command(
 ) -> None:
     """Export a model for the fast CPU path: then `hemoscan scan --model OUT --backend onnx`."""
     from hemoscan.errors import HemoscanError
-    from hemoscan.models.export import ONNX_FILE, export_onnx, load_onnx_model
+    from hemoscan.model_export.onnx import export_onnx
     from hemoscan.models.loading import load_model
+    from hemoscan.models.onnx_format import ONNX_FILE, load_onnx_model
 
     if quantize is None and (calibration or calibration_images is not None):
         fail("--calibration and --calibration-images are only used with --quantize int8")

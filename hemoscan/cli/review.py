@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from hemoscan.cli.common import EXIT_UNKNOWN_IDS, fail
-
-
-class ReviewExport(str, Enum):
-    coco = "coco"
-    yolo = "yolo"
-    qupath = "qupath"
+from hemoscan.cli.common import EXIT_UNKNOWN_IDS, ReviewExportFormat, fail
 
 
 def _default_reviewer() -> str:
@@ -50,7 +43,7 @@ def review_command(
                           "cells changed (unchanged ones stay pending instead of accepted)."),  # fmt: skip
     ] = False,
     export: Annotated[
-        Optional[ReviewExport],
+        Optional[ReviewExportFormat],
         typer.Option(help="Write the reviewed cells as a training set to --out, then exit."),
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for --export.")] = None,

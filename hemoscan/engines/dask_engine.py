@@ -7,12 +7,14 @@ How a scan runs:
   and submits them to the cluster, keeping at most :data:`IN_FLIGHT_PER_THREAD` chunks per
   worker thread submitted but not yet written, so memory stays flat on both sides however
   many tiles there are.
-* **Workers.** Each chunk runs :func:`hemoscan.pipeline.scan_items` on a worker, the same
-  per-tile work as the local engine. A worker process builds its predictor once and keeps it
+* **Workers.** Each chunk runs :func:`hemoscan.engines.local.scan_items` on a worker, the
+  same per-tile work as the local engine. A worker receives the client's resolved
+  :class:`~hemoscan.inference.spec.PredictorSpec` and builds its predictor from it once
   (:func:`worker_predictor`): the model is loaded from its folder, not pickled from the
   client. The folder is resolved on the client (shipped model names, ``HEMOSCAN_WEIGHTS_DIR``)
-  to an absolute path, and the worker checks that its weights have the sha256 the client
-  verified and give the same thresholds.
+  to an absolute path, and the worker checks that its weights, config and quantization are
+  the spec's. Settings are not resolved again on workers: they run on the client's device
+  (``--device auto`` picks it on the client) with its batch size and thresholds.
 * **Ordering.** Results stream back as chunks finish (``as_completed``), wait in a reorder
   buffer, and are handed to ``scan`` in input order; ``scan`` writes them (``ScanStore``,
   evidence, progress) exactly as for a local run.
@@ -50,21 +52,24 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from contextlib import contextmanager
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from hemoscan import __version__
 from hemoscan.datamodel import TileResult
+from hemoscan.engines.local import ScannedTile, scan_items
 from hemoscan.errors import EngineError
+from hemoscan.inference.backends import model_for_backend
+from hemoscan.inference.predictor import Predictor
+from hemoscan.inference.spec import PredictorSpec
 from hemoscan.io.sources import TileSource
+from hemoscan.models.loading import CONFIG_FILE
+from hemoscan.scan_spec import ScanSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # dask.distributed is optional: imported where a cluster is used
     from distributed import Client
-
-    from hemoscan.inference.predictor import Predictor
-    from hemoscan.models.export import OnnxModel
-    from hemoscan.models.loading import LoadedModel
-    from hemoscan.pipeline import ScannedTile, ScanOptions
 
 log = logging.getLogger(__name__)
 
@@ -78,50 +83,9 @@ CONNECT_TIMEOUT_S = 10.0
 _CACHED_PREDICTORS = 2
 
 
-@dataclass(frozen=True)
-class WorkerModel:
-    """What a worker needs to build the client's predictor (small: sent with each chunk).
-
-    ``folder`` is the model folder as an absolute path; ``sha256`` the weights' sha256 the
-    client verified; ``thresholds`` the client's per-class thresholds and ``quantization`` its
-    export's quantization (``None``: full precision), both checked on the worker.
-    The rest are :class:`~hemoscan.inference.predictor.Predictor` settings.
-    """
-
-    folder: str
-    sha256: str
-    thresholds: tuple[tuple[str, float], ...]
-    backend: str
-    device: str
-    batch_size: int
-    conf: float | None
-    tile_size: int
-    overlap: int
-    scale: float
-    quantization: str | None = None
-
-    @classmethod
-    def of(
-        cls, model: LoadedModel | OnnxModel, predictor: Predictor, options: ScanOptions
-    ) -> WorkerModel:
-        return cls(
-            folder=os.path.abspath(model.folder),
-            sha256=model.sha256,
-            thresholds=tuple(predictor.thresholds.items()),
-            backend=options.backend,
-            device=options.device,
-            batch_size=predictor.batch_size,
-            conf=options.conf,
-            tile_size=predictor.tile_size,
-            overlap=predictor.overlap,
-            scale=predictor.scale,
-            quantization=predictor.quantization,
-        )
-
-
 # --- worker side -------------------------------------------------------------------------
 
-_predictors: OrderedDict[WorkerModel, Predictor] = OrderedDict()
+_predictors: OrderedDict[PredictorSpec, Predictor] = OrderedDict()
 _predictors_lock = threading.Lock()
 
 
@@ -134,47 +98,23 @@ def _worker_name() -> str:
         return f"pid {os.getpid()}"
 
 
-def _build_predictor(spec: WorkerModel) -> Predictor:
-    from hemoscan.inference.predictor import Predictor
-
-    if spec.backend == "onnx":
-        from hemoscan.models.export import load_onnx_model
-
-        model: LoadedModel | OnnxModel = load_onnx_model(spec.folder)
-    else:
-        from hemoscan.models.loading import load_model
-
-        model = load_model(spec.folder)
-    if model.sha256 != spec.sha256:
+def _build_predictor(spec: PredictorSpec) -> Predictor:
+    if torch.device(spec.device).type == "cuda" and not torch.cuda.is_available():
         raise EngineError(
-            f"worker {_worker_name()}: {spec.folder} holds weights {model.sha256[:16]}..., not "
-            f"the {spec.sha256[:16]}... the client loaded; every worker must see the same model"
+            f"worker {_worker_name()} has no CUDA GPU, but the client resolved the device "
+            f"{spec.device!r}; scan with --device cpu"
         )
-    predictor = Predictor(
-        model,
-        device=spec.device,
-        batch_size=spec.batch_size,
-        conf=spec.conf,
-        tile_size=spec.tile_size,
-        overlap=spec.overlap,
-        scale=spec.scale,
-        backend=spec.backend,
-    )
-    if tuple(predictor.thresholds.items()) != spec.thresholds:
+    model = model_for_backend(spec.model_folder, spec.backend)
+    mismatch = spec.mismatch(model)
+    if mismatch:
         raise EngineError(
-            f"worker {_worker_name()}: {spec.folder}/config.json gives other thresholds than "
-            "the client's; every worker must see the same model folder"
+            f"worker {_worker_name()}: {mismatch}; every worker must see the client's model "
+            "folder"
         )
-    if predictor.quantization != spec.quantization:
-        raise EngineError(
-            f"worker {_worker_name()}: {spec.folder} holds an export quantized as "
-            f"{predictor.quantization!r}, not {spec.quantization!r} as the client's; every worker "
-            "must see the same model folder"
-        )
-    return predictor
+    return Predictor(model, spec)
 
 
-def worker_predictor(spec: WorkerModel) -> Predictor:
+def worker_predictor(spec: PredictorSpec) -> Predictor:
     """The predictor for ``spec`` in this process, built (model loaded) on first use only."""
     with _predictors_lock:
         predictor = _predictors.get(spec)
@@ -186,10 +126,8 @@ def worker_predictor(spec: WorkerModel) -> Predictor:
         return predictor
 
 
-def scan_chunk(spec: WorkerModel, items: list[TileSource]) -> list[TileResult]:
+def scan_chunk(spec: PredictorSpec, items: list[TileSource]) -> list[TileResult]:
     """The Dask task: scan ``items`` with this worker's predictor; one result per item."""
-    from hemoscan.pipeline import scan_items
-
     predictor = worker_predictor(spec)
     return [tile.result for tile in scan_items(predictor, items)]
 
@@ -277,39 +215,32 @@ def check_workers(client: Client, paths: Sequence[str]) -> None:
             )
 
 
-def scan_on_dask(
-    items: Iterable[TileSource],
-    predictor: Predictor,
-    model: LoadedModel | OnnxModel,
-    options: ScanOptions,
-) -> Iterator[ScannedTile]:
-    """Scan ``items`` on the cluster of ``options.scheduler`` (or a local one of
-    ``options.workers`` processes); yield one ``ScannedTile`` per item, in input order.
+def scan_on_dask(items: Iterable[TileSource], spec: ScanSpec) -> Iterator[ScannedTile]:
+    """Scan ``items`` on the cluster of ``spec.options.scheduler`` (or a local one of
+    ``spec.options.workers`` processes); yield one ``ScannedTile`` per item, in input order.
 
-    ``items`` are streamed: only the chunks in flight are held. ``predictor`` and ``model``
-    are the client's: they define what the workers load. The tiles' images stay on the
-    workers (``ScannedTile.image`` is ``None``). No cluster is started or contacted when there
-    is nothing to scan.
+    ``items`` are streamed: only the chunks in flight are held. The workers build their
+    predictors from ``spec.predictor``. The tiles' images stay on the workers
+    (``ScannedTile.image`` is ``None``). No cluster is started or contacted when there is
+    nothing to scan.
     """
-    from hemoscan.models.loading import CONFIG_FILE
-    from hemoscan.pipeline import ScannedTile
-
     items = iter(items)
     first = next(items, None)
     if first is None:
         return
-    if not (model.folder / CONFIG_FILE).is_file():
+    predictor = spec.predictor
+    if not (Path(predictor.model_folder) / CONFIG_FILE).is_file():
         raise EngineError(
-            f"model {model.config.name!r} has no model folder ({model.folder}/{CONFIG_FILE} "
-            "not found): the dask engine loads the model on each worker by name or folder"
+            f"model {predictor.model_name!r} has no model folder ({predictor.model_folder}/"
+            f"{CONFIG_FILE} not found): the dask engine loads the model on each worker by name "
+            "or folder"
         )
-    spec = WorkerModel.of(model, predictor, options)
     size = CHUNK_BATCHES * predictor.batch_size
     rest = itertools.chain([first], items)
     chunks = iter(lambda: list(itertools.islice(rest, size)), [])
-    with dask_client(options.scheduler, n_workers=options.workers) as client:
-        check_workers(client, [first.path, spec.folder])
-        for chunk, results in _results_in_order(client, spec, chunks):
+    with dask_client(spec.options.scheduler, n_workers=spec.options.workers) as client:
+        check_workers(client, [first.path, predictor.model_folder])
+        for chunk, results in _results_in_order(client, predictor, chunks):
             for item, result in zip(chunk, results, strict=True):
                 yield ScannedTile(item, result, None)
 
@@ -320,7 +251,7 @@ def _window(client: Client) -> int:
 
 
 def _results_in_order(
-    client: Client, spec: WorkerModel, chunks: Iterator[list[TileSource]]
+    client: Client, spec: PredictorSpec, chunks: Iterator[list[TileSource]]
 ) -> Iterator[tuple[list[TileSource], list[TileResult]]]:
     """Each chunk with its results, in chunk order, with a bounded number of chunks in flight
     (``chunks`` is consumed only as far as the window needs)."""

@@ -3,28 +3,29 @@
 A backend is called with a normalised batch ``float32 [B, 3, H, W]`` (numpy) and returns the
 CenterNet outputs ``(heatmap_logits, log_size, offset)`` as CPU float32 torch tensors.
 ``TorchBackend`` runs the PyTorch module (any device); ``OnnxBackend`` runs an ONNX export
-(:mod:`hemoscan.models.export`) in onnxruntime on the CPU. Results of a full-precision export
-agree with PyTorch's within 1e-4; an int8 export (:mod:`hemoscan.models.quantize`) does not, and
-says so in its ``quantization``.
+(:mod:`hemoscan.models.onnx_format`) in onnxruntime on the CPU. Results of a full-precision
+export agree with PyTorch's within 1e-4; an int8 export (:mod:`hemoscan.model_export.quantize`)
+does not, and says so in its ``quantization``. :func:`model_for_backend` is the one way a
+model is obtained for a backend; the rest picks hardware-dependent defaults.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Protocol, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from hemoscan.errors import HemoscanError
-from hemoscan.models.export import INPUT_NAME, OUTPUT_NAMES, OnnxModel, load_onnx_model
-from hemoscan.models.loading import LoadedModel
-
-BACKENDS = ("torch", "onnx")
+from hemoscan.choices import BACKENDS
+from hemoscan.errors import HemoscanError, SettingsError
+from hemoscan.models.loading import LoadedModel, load_model
+from hemoscan.models.onnx_format import INPUT_NAME, OUTPUT_NAMES, OnnxModel, load_onnx_model
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: A model ready for a backend: PyTorch weights, or a verified ONNX export.
+AnyModel = Union[LoadedModel, OnnxModel]
 
 
 class Backend(Protocol):
@@ -49,10 +50,11 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """An ``onnxruntime.InferenceSession`` of an export (see :func:`onnx_session`).
+    """An ``onnxruntime.InferenceSession`` of an export (see
+    :func:`~hemoscan.models.onnx_format.onnx_session`).
 
     ``quantization``: ``None`` for a full-precision export, else the export's quantization
-    method (:attr:`~hemoscan.models.export.OnnxModel.quantization`), recorded by scans.
+    method (:attr:`~hemoscan.models.onnx_format.OnnxModel.quantization`), recorded by scans.
     """
 
     name = "onnx"
@@ -66,6 +68,13 @@ class OnnxBackend:
         outs = self.session.run(list(OUTPUT_NAMES), feed)
         heat, size, offset = (torch.from_numpy(np.asarray(o, dtype=np.float32)) for o in outs)
         return heat, size, offset
+
+
+def check_backend(backend: str) -> None:
+    """Raise :class:`~hemoscan.errors.SettingsError` unless ``backend`` is one of
+    :data:`~hemoscan.choices.BACKENDS`."""
+    if backend not in BACKENDS:
+        raise SettingsError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
 
 
 def resolve_device(device: str, backend: str = "torch") -> str:
@@ -99,47 +108,44 @@ def default_streams(backend: str, device: str) -> int:
     return cpu_cores() if backend == "onnx" and torch.device(device).type == "cpu" else 1
 
 
-def onnx_session(model: bytes | str | Path, threads: int | None = None) -> Any:
-    """A CPU ``InferenceSession`` with every graph optimisation and ``threads`` intra-op
-    threads (default: torch's thread count, so both backends use the same cores)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise HemoscanError(
-            "the ONNX backend needs the 'onnxruntime' package: pip install 'hemoscan[onnx]'"
-        ) from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+def model_for_backend(
+    model: str | AnyModel, backend: str = "torch", threads: int | None = None
+) -> AnyModel:
+    """The model ``backend`` runs, from a shipped model name, a model folder or a loaded model.
 
-
-def create_backend(
-    model: Union[LoadedModel, OnnxModel], backend: str = "torch", device: str = "cpu"
-) -> tuple[Backend, int]:
-    """The backend ``backend`` for ``model`` and the model's output stride.
-
-    ``"onnx"`` takes an :class:`OnnxModel`, or a :class:`LoadedModel` whose folder also holds
-    an export of the same weights; it runs on the CPU only.
+    ``"torch"`` runs a :class:`~hemoscan.models.loading.LoadedModel`. ``"onnx"`` runs an
+    :class:`~hemoscan.models.onnx_format.OnnxModel`: a name or folder is loaded as its ONNX
+    export, and a ``LoadedModel`` is replaced by the export in its folder, which must be of
+    the same weights. ``threads``: onnxruntime intra-op threads of an export loaded here.
+    A model already of the right kind is returned as it is.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_backend(backend)
+    if isinstance(model, str):
+        return load_onnx_model(model, threads) if backend == "onnx" else load_model(model)
     if backend == "torch":
         if not isinstance(model, LoadedModel):
-            raise ValueError(
+            raise SettingsError(
                 f"{model.folder}: an ONNX export runs with backend 'onnx'; for 'torch' load the "
                 "source model folder (model.safetensors)"
             )
-        return TorchBackend(model.module, device), int(model.module.stride)
-    if torch.device(device).type != "cpu":
-        raise ValueError(f"the onnx backend runs on the CPU only (got device {device!r})")
+        return model
     if isinstance(model, LoadedModel):
-        exported = load_onnx_model(str(model.folder))
+        exported = load_onnx_model(str(model.folder), threads)
         if exported.sha256 != model.sha256:
             raise HemoscanError(
                 f"{model.folder}: its ONNX export was made from other weights; export again "
                 f"(hemoscan export {model.folder} --format onnx --out {model.folder})"
             )
-        model = exported
+        return exported
+    return model
+
+
+def create_backend(model: AnyModel, device: str = "cpu") -> tuple[Backend, int]:
+    """The backend that runs ``model`` (see :func:`model_for_backend`) and its output stride.
+
+    An ONNX export runs on the CPU only."""
+    if isinstance(model, LoadedModel):
+        return TorchBackend(model.module, device), int(model.module.stride)
+    if torch.device(device).type != "cpu":
+        raise SettingsError(f"the onnx backend runs on the CPU only (got device {device!r})")
     return OnnxBackend(model.session, model.quantization), int(model.stride)

@@ -13,8 +13,7 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops import batched_nms
 
-from hemoscan.datamodel import Detection, EngulfedCell
-from hemoscan.models.config import ENGULFED_PREFIX
+from hemoscan.datamodel import ENGULFED_PREFIX, Detection, EngulfedCell
 
 # Classes that are one physical kind of object for duplicate suppression: a host called both
 # macrophage and hemophagocyte at the same place keeps only its higher-scoring call.

@@ -14,69 +14,27 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from torchvision.ops import box_iou
 
 from hemoscan.datamodel import Detection, ScaleEstimate
-from hemoscan.inference.backends import create_backend, default_batch_size, resolve_device
+from hemoscan.errors import SettingsError
+from hemoscan.inference.backends import AnyModel, create_backend, model_for_backend
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
-from hemoscan.inference.scale import (
-    PROBE_SCALE,
-    Measurement,
-    keeps,
-    measure,
-    parse_scale,
-    trusted,
-)
+from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
+from hemoscan.inference.scale import PROBE_SCALE, Measurement, keeps, measure, trusted
+from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
-from hemoscan.models.config import ModelConfig
-from hemoscan.models.export import OnnxModel
-from hemoscan.models.loading import LoadedModel
 
-_ALIGN = 32  # every architecture's largest stride
 _MAX_PASSES = 4  # network passes over one image with scale="auto", at most
 #: Near misses are hemophagocyte calls scoring below the threshold but at least this fraction of it.
 NEAR_MISS_FLOOR = 0.5
 #: Near misses kept per image, best first.
 NEAR_MISSES_PER_IMAGE = 3
 _NEAR_MISS_CLASS = "hemophagocyte"
-
-
-def _round_up(n: int, multiple: int = _ALIGN) -> int:
-    return -(-n // multiple) * multiple
-
-
-def normalisation(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean, 1 / std)`` of ``config`` per RGB channel, in 0-255 pixel units."""
-    mean = np.asarray(config.mean, np.float32) * 255
-    inv_std = 1 / (np.asarray(config.std, np.float32) * 255)
-    return mean, inv_std
-
-
-def normalise_image(
-    image: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, scale: float = 1.0
-) -> np.ndarray:
-    """HWC uint8 RGB -> CHW float32: resized by ``scale`` (area interpolation to shrink,
-    bilinear to enlarge), then ``(pixel - mean) * inv_std`` (see :func:`normalisation`)."""
-    if scale != 1.0:
-        h, w = image.shape[:2]
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        image = cv2.resize(image, size, interpolation=interp)
-    return ((image.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
-
-
-def pad_to_multiple(array: np.ndarray, multiple: int = _ALIGN) -> np.ndarray:
-    """A CHW array zero-padded at the bottom and right to multiples of ``multiple``, as
-    :meth:`Predictor.predict_batch` pads an image smaller than the window."""
-    c, h, w = array.shape
-    out = np.zeros((c, _round_up(h, multiple), _round_up(w, multiple)), array.dtype)
-    out[:, :h, :w] = array
-    return out
 
 
 class Prediction(NamedTuple):
@@ -109,53 +67,42 @@ FixedScale = tuple[float, str]
 
 
 class Predictor:
-    """Batched inference with a verified model.
+    """Batched inference with a verified model, as its :class:`PredictorSpec` says.
 
-    ``conf`` overrides every class's tuned threshold; ``tile_size``/``overlap`` (pixels of the
-    rescaled image, multiples of 32) default to the model config's; ``scale`` resizes images
-    before prediction (e.g. 0.5 halves them) and boxes are mapped back to input pixels.
-    ``backend`` is ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` is then an
-    :class:`~hemoscan.models.export.OnnxModel` or a model whose folder holds its ONNX export,
-    see ``hemoscan export``); see :mod:`hemoscan.inference.backends`. ``device="auto"`` and
-    ``batch_size=None`` pick them from the hardware (:func:`resolve_device`,
-    :func:`default_batch_size`).
+    ``Predictor(model, spec)`` builds the predictor a resolved spec describes (``model`` must
+    be the one it was resolved for). ``Predictor(model, **settings)`` resolves the spec first:
+    ``settings`` are :func:`~hemoscan.inference.spec.resolve_predictor`'s (``backend``,
+    ``device``, ``batch_size``, ``conf``, ``tile_size``, ``overlap``, ``scale``), e.g.
+    ``Predictor(model, scale=0.5)`` halves images before prediction (boxes are mapped back to
+    input pixels). ``model``: a loaded model, an ONNX export, or a shipped model name or folder.
     """
 
     def __init__(
-        self,
-        model: LoadedModel | OnnxModel,
-        device: str = "auto",
-        batch_size: int | None = None,
-        conf: float | None = None,
-        tile_size: int | None = None,
-        overlap: int | None = None,
-        scale: float | str = 1.0,
-        backend: str = "torch",
+        self, model: str | AnyModel, spec: PredictorSpec | None = None, **settings: Any
     ) -> None:
-        cfg = model.config
-        self.config = cfg
-        device = resolve_device(device, backend)
-        self.device = torch.device(device)
-        self.backend, self.stride = create_backend(model, backend, device)
+        if spec is None:
+            spec, model = resolve_predictor(model, **settings)
+        elif settings:
+            raise TypeError("give a resolved spec or settings, not both")
+        else:
+            model = model_for_backend(model, spec.backend)
+            mismatch = spec.mismatch(model)
+            if mismatch:
+                raise SettingsError(f"the model is not the spec's: {mismatch}")
+        self.spec = spec
+        cfg = self.config = model.config
+        self.device = torch.device(spec.device)
+        self.backend, self.stride = create_backend(model, spec.device)
         self.module = getattr(self.backend, "module", None)
         #: ``None`` (full precision) or the quantization method of an ONNX export, e.g.
-        #: ``"int8-static-qdq"`` (see :mod:`hemoscan.models.quantize`).
-        self.quantization: str | None = getattr(self.backend, "quantization", None)
-        self.batch_size = max(1, batch_size or default_batch_size(device))
-        self.tile_size = tile_size or cfg.tile_size
-        self.overlap = cfg.overlap if overlap is None else overlap
-        if (
-            self.tile_size % _ALIGN
-            or self.overlap % _ALIGN
-            or not 0 <= self.overlap < self.tile_size
-        ):
-            raise ValueError(
-                f"tile size and overlap must be multiples of {_ALIGN} with overlap < tile size "
-                f"(got {self.tile_size}, {self.overlap})"
-            )
+        #: ``"int8-static-qdq"`` (see :mod:`hemoscan.model_export.quantize`).
+        self.quantization: str | None = spec.quantization
+        self.batch_size = spec.batch_size
+        self.tile_size = spec.tile_size
+        self.overlap = spec.overlap
         #: A positive factor, or ``"auto"``.
-        self.scale: float | str = parse_scale(scale)
-        self.thresholds = {c: (cfg.threshold(c) if conf is None else conf) for c in cfg.classes}
+        self.scale: float | str = spec.scale
+        self.thresholds = dict(spec.thresholds)
         self._threshold_tensor = torch.tensor([self.thresholds[c] for c in cfg.classes])
         self._near_miss_tensor = torch.tensor(
             [NEAR_MISS_FLOOR * self.thresholds[c] if c == _NEAR_MISS_CLASS else float("inf")
@@ -167,7 +114,7 @@ class Predictor:
         """HWC uint8 RGB -> CHW float32 normalised, rescaled by ``scale`` (default: the
         predictor's, 1 when it is ``"auto"``)."""
         if scale is None:
-            scale = self.scale if isinstance(self.scale, float) else 1.0
+            scale = self.spec.given_scale
         return normalise_image(image, self._mean, self._inv_std, scale)
 
     def predict(self, image: np.ndarray) -> list[Detection]:
@@ -256,7 +203,7 @@ class Predictor:
                 shape = (
                     (self.tile_size, self.tile_size)
                     if max(w, h) > self.tile_size
-                    else (_round_up(h), _round_up(w))
+                    else (round_up(h), round_up(w))
                 )
                 by_shape[shape].append(_Job(i, win))
 

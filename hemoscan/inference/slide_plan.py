@@ -33,12 +33,10 @@ from hemoscan.inference.tissue import tissue_mask
 from hemoscan.io.regions import SlideRegion
 from hemoscan.io.slides import Slide, best_level, is_slide
 from hemoscan.io.sources import TileSource
-from hemoscan.models.config import ModelConfig
-
-_ALIGN = 32
+from hemoscan.models.config import ALIGN, ModelConfig
 
 
-def _round_up(n: float, multiple: int = _ALIGN) -> int:
+def _round_up(n: float, multiple: int = ALIGN) -> int:
     return math.ceil(n / multiple) * multiple
 
 

@@ -4,7 +4,9 @@ An :class:`ImageReader` exposes an image as one or more resolution levels (level
 resolution) and reads rectangular regions of a level on demand, as ``(h, w, 3)`` uint8 RGB
 arrays (the conventions of :mod:`hemoscan.io.images`). A plain tile (:class:`TileImage`) is a
 single-level image decoded whole; a whole-slide image (:class:`hemoscan.io.slides.Slide`) is a
-pyramid read lazily, so a slide is never held in memory. :func:`open_image` picks the reader.
+pyramid read lazily, so a slide is never held in memory. This is the base module of
+:mod:`hemoscan.io`'s readers: :func:`hemoscan.io.slides.open_image` picks the reader for a
+file, :func:`hemoscan.io.sources.read_source` reads one unit of a scan.
 
 Coordinates: pixels of the level read, origin top-left, x to the right, y down; a level's
 pixel ``(i, j)`` covers level-0 pixels ``[i * downsample_x, (i + 1) * downsample_x)`` (same for
@@ -15,15 +17,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from hemoscan.errors import ImageReadError
 from hemoscan.io.images import read_tile
-
-if TYPE_CHECKING:
-    from hemoscan.io.sources import TileSource
 
 
 @dataclass(frozen=True)
@@ -115,39 +113,3 @@ class TileImage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_image(path: str | os.PathLike[str], mpp: float | None = None) -> ImageReader:
-    """Open ``path`` with the reader its content calls for (see
-    :func:`hemoscan.io.slides.is_slide`): a :class:`~hemoscan.io.slides.Slide` for whole-slide
-    images (``mpp`` is used when the slide's metadata gives no pixel size), else a
-    :class:`TileImage`.
-
-    Raises:
-        ImageReadError: the file cannot be read (:class:`~hemoscan.errors.SlideError` for a
-            slide), with a message naming it.
-    """
-    from hemoscan.io.slides import Slide, is_slide
-
-    if is_slide(path):
-        return Slide(path, mpp=mpp)
-    return TileImage(path)
-
-
-def read_source(source: TileSource) -> np.ndarray:
-    """The ``(H, W, 3)`` uint8 RGB image of one unit of a scan: a whole tile, or a slide
-    region resampled to the model's pixel size (the slide is opened once per process and
-    kept, see :func:`hemoscan.io.slides.open_cached`).
-
-    Raises:
-        ImageReadError: the tile or region cannot be read (or ``source.error`` is set); the
-            message names the file.
-    """
-    if source.error:
-        raise ImageReadError(source.error)
-    if source.region is None:
-        return read_tile(source.path)
-    from hemoscan.io.slides import open_cached
-
-    region = source.region
-    return region.read(open_cached(region.slide))

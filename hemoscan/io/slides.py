@@ -22,7 +22,7 @@ import numpy as np
 
 from hemoscan.errors import SlideError
 from hemoscan.io.images import MAX_PIXELS, to_rgb8
-from hemoscan.io.readers import Level, check_box
+from hemoscan.io.readers import ImageReader, Level, TileImage, check_box
 
 #: Extensions that are always opened as whole-slide images. ``.tif``/``.tiff`` files are
 #: slides only when their content says so (see :func:`is_slide`).
@@ -256,3 +256,17 @@ def open_cached(path: str) -> Slide:
 def clear_cache() -> None:
     """Forget the cached slides (their files close when no region read holds them)."""
     _CACHE.clear()
+
+
+def open_image(path: str | os.PathLike[str], mpp: float | None = None) -> ImageReader:
+    """Open ``path`` with the reader its content calls for (see :func:`is_slide`): a
+    :class:`Slide` for whole-slide images (``mpp`` is used when the slide's metadata gives no
+    pixel size), else a :class:`~hemoscan.io.readers.TileImage`.
+
+    Raises:
+        ImageReadError: the file cannot be read (:class:`~hemoscan.errors.SlideError` for a
+            slide), with a message naming it.
+    """
+    if is_slide(path):
+        return Slide(path, mpp=mpp)
+    return TileImage(path)

@@ -14,15 +14,15 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from hemoscan.errors import SourceError
-from hemoscan.io.images import SUPPORTED_EXTENSIONS
-from hemoscan.io.slides import SLIDE_EXTENSIONS
+import numpy as np
 
-if TYPE_CHECKING:
-    from hemoscan.datamodel import Detection
-    from hemoscan.io.regions import SlideRegion
+from hemoscan.datamodel import Detection
+from hemoscan.errors import ImageReadError, SourceError
+from hemoscan.io.images import SUPPORTED_EXTENSIONS, read_tile
+from hemoscan.io.regions import SlideRegion
+from hemoscan.io.slides import SLIDE_EXTENSIONS, open_cached
 
 _LIST_EXTENSION = ".txt"
 #: Extensions found in folders and by patterns: image tiles and whole-slide images.
@@ -68,6 +68,23 @@ class TileSource:
         if self.region is None:
             return width, height, tuple(detections)
         return (*self.region.core_size, self.region.to_slide(detections))
+
+
+def read_source(source: TileSource) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 RGB image of one unit of a scan: a whole tile, or a slide
+    region resampled to the model's pixel size (the slide is opened once per process and
+    kept, see :func:`hemoscan.io.slides.open_cached`).
+
+    Raises:
+        ImageReadError: the tile or region cannot be read (or ``source.error`` is set); the
+            message names the file.
+    """
+    if source.error:
+        raise ImageReadError(source.error)
+    if source.region is None:
+        return read_tile(source.path)
+    region = source.region
+    return region.read(open_cached(region.slide))
 
 
 class Unreachable(NamedTuple):

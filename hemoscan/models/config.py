@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hemoscan.datamodel import CELL_CLASSES, ENGULFED_TYPES
+from hemoscan.datamodel import CELL_CLASSES, ENGULFED_PREFIX, ENGULFED_TYPES
 from hemoscan.errors import ModelConfigError
 
-ENGULFED_PREFIX = "engulfed_"
+#: Every architecture's largest stride: windows, overlaps and padded images are multiples of it.
+ALIGN = 32
 
 #: Typical diameter of a red cell on a smear, micrometres: turns ``rbc_diameter_px`` into the
 #: pixel size (µm per pixel) a model expects when its config gives no ``mpp``.
@@ -22,6 +23,16 @@ RBC_DIAMETER_UM: float = 7.5
 #: The largest cell a model detects, in red-cell diameters: hemophagocytes are about 3-6 red
 #: cells across. Sizes the overlap of whole-slide regions so such a cell is seen whole.
 LARGEST_CELL_RBC_DIAMETERS: float = 6.0
+
+
+def check_tiling(tile_size: int, overlap: int) -> None:
+    """Raise ``ValueError`` unless ``tile_size`` and ``overlap`` (pixels) are multiples of
+    :data:`ALIGN` with ``0 <= overlap < tile_size``: the rule for every window grid."""
+    if tile_size % ALIGN or overlap % ALIGN or not 0 <= overlap < tile_size:
+        raise ValueError(
+            f"tile_size and overlap must be multiples of {ALIGN} with 0 <= overlap < tile_size "
+            f"(got {tile_size}, {overlap})"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,11 +94,10 @@ class ModelConfig:
                 raise ModelConfigError(
                     f"model {self.name!r}: {key} names classes the model does not have: {unknown}"
                 )
-        if self.tile_size % 32 or self.overlap % 32 or not 0 <= self.overlap < self.tile_size:
-            raise ModelConfigError(
-                f"model {self.name!r}: tile_size and overlap must be multiples of 32 with "
-                f"0 <= overlap < tile_size (got {self.tile_size}, {self.overlap})"
-            )
+        try:
+            check_tiling(self.tile_size, self.overlap)
+        except ValueError as e:
+            raise ModelConfigError(f"model {self.name!r}: {e}") from None
 
     @property
     def input_mpp(self) -> float:

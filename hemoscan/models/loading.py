@@ -28,6 +28,7 @@ from hemoscan.models.registry import create_model
 DEFAULT_MODEL = "hemoscan-lite0-v3"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CARD_FILE = "MODEL_CARD.md"
 
 
 def weights_dir() -> Path:

@@ -13,6 +13,12 @@ from collections.abc import Callable
 from torch import nn
 
 from hemoscan.errors import UnknownModelError
+from hemoscan.models.backbones import (
+    EfficientNetLite0Backbone,
+    MobileNetV3SmallBackbone,
+    load_imagenet_lite0,
+)
+from hemoscan.models.centernet import CenterNet, TinyBlobNet
 
 Builder = Callable[..., nn.Module]
 _ARCHITECTURES: dict[str, Builder] = {}
@@ -53,9 +59,6 @@ def create_model(name: str, num_classes: int, pretrained_backbone: bool = False)
 
 @register_model("centernet_lite0")
 def build_centernet_lite0(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
-    from hemoscan.models.backbones import EfficientNetLite0Backbone, load_imagenet_lite0
-    from hemoscan.models.centernet import CenterNet
-
     backbone = EfficientNetLite0Backbone()
     if pretrained_backbone:
         load_imagenet_lite0(backbone)
@@ -64,9 +67,6 @@ def build_centernet_lite0(num_classes: int, pretrained_backbone: bool = False) -
 
 @register_model("centernet_mnv3s")
 def build_centernet_mnv3s(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
-    from hemoscan.models.backbones import MobileNetV3SmallBackbone
-    from hemoscan.models.centernet import CenterNet
-
     if pretrained_backbone:
         raise UnknownModelError("no offline ImageNet weights exist for centernet_mnv3s")
     return CenterNet(MobileNetV3SmallBackbone(), num_classes)
@@ -74,6 +74,4 @@ def build_centernet_mnv3s(num_classes: int, pretrained_backbone: bool = False) -
 
 @register_model("tiny_blob", listed=False)
 def build_tiny_blob(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
-    from hemoscan.models.centernet import TinyBlobNet
-
     return TinyBlobNet(num_classes)

@@ -19,16 +19,29 @@ from typing import Any
 
 from hemoscan.datamodel import Detection, SampleFindings, SampleQC
 from hemoscan.errors import HemoscanError
+from hemoscan.io.regions import parse_region_name
 from hemoscan.io.scan_store import SUMMARY, iter_detections, read_run, read_tiles, utc_now
 from hemoscan.io.tile_records import iter_near_misses, iter_tile_qc
 from hemoscan.labs.panel import LabPanel
+from hemoscan.labs.readers import iter_lab_panels
 from hemoscan.qc import QCThresholds, samples_qc
 from hemoscan.report.evidence import EvidenceCrop, collect_crops
 from hemoscan.report.plots import bar_chart_svg, histogram_svg
 from hemoscan.review.log import REVIEW_LOG, ReviewError
 from hemoscan.review.status import ClassReview, SampleReview, read_review_status
-from hemoscan.scores import MarrowItem, MarrowRule, ScoreSettings
+from hemoscan.scores import (
+    MarrowItem,
+    MarrowRule,
+    ScoreSettings,
+    compute_all,
+    gars_research_context,
+    marrow_item,
+)
+from hemoscan.scores.hlh2004 import MARROW_ITEM as HLH2004_MARROW_ITEM
+from hemoscan.scores.hscore import MARROW_ITEM as HSCORE_MARROW_ITEM
+from hemoscan.scores.summary import summary_lines
 from hemoscan.stats import wilson_interval
+from hemoscan.visualize import overlay_path
 
 RESEARCH_USE = (
     "hemoscan's image findings are automated suggestions for a pathologist to "
@@ -207,15 +220,12 @@ _TITLES = {
 def score_views(panel: Any, marrow: MarrowItem, settings: ScoreSettings) -> list[ScoreView]:
     """Every score of ``panel`` with the marrow item in its state; HScore and HLH-2004 also
     without the image's suggestion when the image suggests the item present."""
-    from hemoscan.scores import compute_all, hlh2004, hscore
-    from hemoscan.scores.summary import summary_lines
-
     with_item = compute_all(panel, marrow.value if marrow.from_image else None, settings)
     without = compute_all(panel, None, settings) if marrow.from_image else with_item
     data, data_without = with_item.to_dict(), without.to_dict()
     lines_without = {line.key: line.text for line in summary_lines(without)}
     if marrow.state == "not seen":
-        for key, name in (("hscore", hscore.MARROW_ITEM), ("hlh2004", hlh2004.MARROW_ITEM)):
+        for key, name in (("hscore", HSCORE_MARROW_ITEM), ("hlh2004", HLH2004_MARROW_ITEM)):
             for item in data[key]["items"]:
                 if item["name"] == name and item["value"] is None:
                     item["note"] = f"{marrow.label} in the scan: unknown, not absent"
@@ -292,9 +302,6 @@ def _best_first(heap: list[tuple[float, int, str, Detection]]) -> list[tuple[str
 
 def _tile_link(scan_dir: Path, tile: str, base_dirs: list[Path]) -> Path | None:
     """The picture a crop links to: the tile's overlay when the scan saved one, else the tile."""
-    from hemoscan.io.regions import parse_region_name
-    from hemoscan.visualize import overlay_path
-
     overlay = overlay_path(scan_dir, tile)
     if overlay.is_file():
         return overlay.resolve()
@@ -328,9 +335,6 @@ def build_report_set(
     """The reports of every sample of ``scan_dir`` (a finished ``hemoscan scan`` folder), with
     the scores of the panels in ``labs`` (under ``settings``) and image-quality checks judged
     under ``qc``; also how the samples and the panels matched."""
-    from hemoscan.labs.readers import iter_lab_panels
-    from hemoscan.scores import gars_research_context, marrow_item
-
     scan_dir = Path(scan_dir)
     try:
         summary = json.loads((scan_dir / SUMMARY).read_text())
@@ -455,8 +459,6 @@ def _reviewed_marrow(f: SampleFindings, review: SampleReview, assessed: int,
                      pathologist: bool | None, rule: MarrowRule) -> MarrowItem:  # fmt: skip
     """The marrow item judged on the hemophagocytes reviewers confirmed (their final engulfed
     counts) rather than on the model's calls."""
-    from hemoscan.scores import marrow_item
-
     confirmed = replace(f, hemophagocytes_by_engulfed=review.confirmed_by_engulfed(),
                         nucleated_cells_assessed=assessed)  # fmt: skip
     item = marrow_item(confirmed, pathologist, rule)

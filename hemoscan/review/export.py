@@ -28,7 +28,6 @@ supervised class; ``supervised`` is stated in the file); ``yolo``: ``images/``, 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ import cv2
 import numpy as np
 import yaml
 
+from hemoscan.choices import REVIEW_EXPORT_FORMATS
 from hemoscan.datamodel import NUCLEATED_SUBTYPES, REVIEWED_CLASSES, Detection
 from hemoscan.errors import HemoscanError
 from hemoscan.io.files import (
@@ -55,7 +55,6 @@ from hemoscan.review.log import ReviewError, ReviewLog, Verdict
 from hemoscan.review.status import outcome
 from hemoscan.visualize import read_slide_window, read_tile_image
 
-EXPORT_FORMATS = ("coco", "yolo", "qupath")
 #: Classes whose absence the export teaches (inside reviewed cells only).
 SUPERVISED: tuple[str, ...] = REVIEWED_CLASSES
 ENGULFED_CLASSES = ("engulfed_rbc", "engulfed_nucleated", "engulfed_platelet")
@@ -306,8 +305,8 @@ def export_reviewed(scan_dir: str | Path, fmt: str, out: str | Path,
     """Write the reviewed cells of ``scan_dir`` to ``out`` as a ``fmt`` set (see the module
     docstring). ``rbc_diameter_px``: the scanning model's red-cell size, for the notes (read
     from its shipped config by name when ``None``, else 40)."""
-    if fmt not in EXPORT_FORMATS:
-        raise ReviewError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+    if fmt not in REVIEW_EXPORT_FORMATS:
+        raise ReviewError(f"unknown export format {fmt!r}; choose from {', '.join(REVIEW_EXPORT_FORMATS)}")
     out = Path(out)
     index = ReviewIndex(scan_dir)
     log = ReviewLog(scan_dir)
@@ -337,6 +336,7 @@ def export_reviewed(scan_dir: str | Path, fmt: str, out: str | Path,
 def _model_rbc_px(index: ReviewIndex) -> float:
     try:
         name = read_run(index.scan_dir)["settings"]["model_name"]
+        # lazy: hemoscan.models.loading imports torch (2.5 s measured) for one config value
         from hemoscan.models.loading import resolve_model_folder
 
         folder, _ = resolve_model_folder(name)

@@ -9,7 +9,7 @@ import pytest
 
 from hemoscan.annotations import AnnotationError, AnnotationWarning, DatasetSpec, read_qupath
 from hemoscan.datamodel import Detection, TileResult
-from hemoscan.io.exports import write_geojson
+from hemoscan.io.result_exports import write_geojson
 from tests.annotations.util import blank, by_name, write_json
 from tests.conftest import sample_detections
 

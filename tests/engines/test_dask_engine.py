@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from hemoscan.cli.app import EXIT_TILES_FAILED, EXIT_USAGE, app
 from hemoscan.engines import dask_engine
 from hemoscan.errors import EngineError
+from hemoscan.inference.spec import resolve_predictor
 from hemoscan.io.sources import TileSource, expand_sources
 from hemoscan.models.loading import manifest_entry, sha256_file
 from hemoscan.pipeline import ScanOptions, scan
@@ -211,11 +213,9 @@ def test_workers_that_cannot_see_a_tile_are_refused_before_scanning(
 
 
 def test_a_worker_with_other_weights_refuses_to_scan(tiny_model_dir: Path, tmp_path: Path) -> None:
-    spec = dask_engine.WorkerModel(
-        folder=str(tiny_model_dir), sha256="0" * 64, thresholds=(), backend="torch",
-        device="cpu", batch_size=1, conf=None, tile_size=256, overlap=64, scale=1.0,
-    )  # fmt: skip
-    with pytest.raises(EngineError, match="not the 0000000000000000... the client loaded"):
+    spec, _ = resolve_predictor(str(tiny_model_dir), device="cpu")
+    spec = replace(spec, model_sha256="0" * 64)
+    with pytest.raises(EngineError, match="not the 0000000000000000... of the spec"):
         dask_engine.scan_chunk(spec, [TileSource(str(tmp_path / "x.png"), "s")])
 
 

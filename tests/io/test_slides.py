@@ -10,10 +10,10 @@ import tifffile
 
 from hemoscan.datamodel import Detection, EngulfedCell
 from hemoscan.errors import ImageReadError, SlideError
-from hemoscan.io.readers import ImageReader, TileImage, open_image, read_source
+from hemoscan.io.readers import ImageReader, TileImage
 from hemoscan.io.regions import SlideRegion, parse_region_name, region_name
-from hemoscan.io.slides import Slide, best_level, is_slide
-from hemoscan.io.sources import TileSource, expand_sources
+from hemoscan.io.slides import Slide, best_level, is_slide, open_image
+from hemoscan.io.sources import TileSource, expand_sources, read_source
 from tests.conftest import disc_image, write_image
 from tests.wsi import pyramid, smear, write_pyramidal_tiff, write_svs
 

@@ -11,7 +11,7 @@ from hemoscan.cli.app import app
 from hemoscan.pipeline import export
 from hemoscan.review.index import ReviewIndex
 from hemoscan.review.log import REVIEW_LOG, ReviewLog
-from tests.io.test_exports import _qupath_read, _qupath_write
+from tests.io.test_result_exports import _qupath_read, _qupath_write
 
 
 def _apply(scan: Path, path: Path, *extra: str):  # type: ignore[no-untyped-def]

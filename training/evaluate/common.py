@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hemoscan.errors import HemoscanError
-from hemoscan.models.export import OnnxModel
-from hemoscan.models.loading import LoadedModel
 
 from ..metrics import TuningRule
 
@@ -30,10 +28,6 @@ DEFAULT_RULES: Mapping[str, TuningRule] = {
     "hemophagocyte": TuningRule("recall_at_fp", HEMOPHAGOCYTE_FP_TARGET)
 }
 THRESHOLDS_SIDECAR = "thresholds.json"
-#: Backends ``run`` loads a model for: a model folder (torch) or an ONNX export (onnx).
-BACKENDS = ("torch", "onnx")
-#: A model the evaluation path takes: PyTorch weights, or an ONNX export (``backend="onnx"``).
-AnyModel = LoadedModel | OnnxModel
 
 
 class EvaluationError(HemoscanError):

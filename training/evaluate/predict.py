@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from hemoscan.annotations import AnnotatedImage
 from hemoscan.datamodel import Detection, ScaleEstimate
+from hemoscan.inference.backends import AnyModel
 from hemoscan.inference.predictor import Predictor
 from hemoscan.inference.scale import AUTO
 
-from .common import EVAL_CONF, AnyModel
+from .common import EVAL_CONF
 from .suites import Suite
 
 
@@ -47,7 +48,7 @@ def run_suite(
     backend: str = "torch",
 ) -> list[FieldRun]:
     """Predict every field of ``suite`` (``progress(suite, done, total)`` after each) with the
-    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.export.OnnxModel`).
+    ``backend`` (``"onnx"`` for an :class:`~hemoscan.models.onnx_format.OnnxModel`).
 
     An ``"auto"`` field is scaled as a scan scales it: the predictor at the model's own
     thresholds estimates its scale (run even without ``operating_pass``: the thresholds

@@ -13,12 +13,14 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from hemoscan.choices import BACKENDS
+from hemoscan.inference.backends import AnyModel
 from hemoscan.io.files import atomic_write_text
-from hemoscan.models.export import OnnxModel, load_onnx_model
 from hemoscan.models.loading import CONFIG_FILE, LoadedModel, load_model
+from hemoscan.models.onnx_format import OnnxModel, load_onnx_model
 
 from ..metrics import finite_or_none
-from .common import BACKENDS, COMPOSED_N, DEFAULT_DATA_ROOT, EVAL_CONF, AnyModel, EvaluationError
+from .common import COMPOSED_N, DEFAULT_DATA_ROOT, EVAL_CONF, EvaluationError
 from .predict import Progress, run_suite
 from .scoring import suite_metrics
 from .selection import build_suites
@@ -88,7 +90,7 @@ def evaluate(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``suites`` as a JSON-ready dict (see the module docstring);
-    ``backend="onnx"`` for an :class:`~hemoscan.models.export.OnnxModel` (settings then record
+    ``backend="onnx"`` for an :class:`~hemoscan.models.onnx_format.OnnxModel` (settings then record
     its ``quantization``, ``None`` for full precision, and the model its ``onnx_sha256``)."""
     sections = {}
     for suite in suites:

@@ -13,6 +13,7 @@ import numpy as np
 from hemoscan.annotations import AnnotatedImage
 from hemoscan.annotations.record import ENGULFED_PREFIX
 from hemoscan.datamodel import NUCLEATED_CLASSES, NUCLEATED_SUBTYPES, Detection
+from hemoscan.inference.backends import AnyModel
 from hemoscan.inference.scale import AUTO
 
 from ..metrics import (
@@ -31,7 +32,6 @@ from ..metrics import (
     match_class,
     nested_pairs,
 )
-from .common import AnyModel
 from .predict import FieldRun
 from .suites import Suite
 

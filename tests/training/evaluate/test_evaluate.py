@@ -205,7 +205,7 @@ def test_engulfed_cells_of_hosts_below_the_host_threshold_are_dropped_for_tuning
 
 def test_cli_evaluate_an_int8_onnx_export(tiny_model, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from hemoscan.models.export import export_onnx
+    from hemoscan.model_export.onnx import export_onnx
 
     coco = write_disc_coco(tmp_path / "set")
     folder = export_onnx(tiny_model, tmp_path / "int8", quantize="int8",

@@ -23,9 +23,10 @@ from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import ModelConfigError, WeightsIntegrityError
 from hemoscan.inference.backends import OnnxBackend, TorchBackend
 from hemoscan.inference.predictor import Predictor
+from hemoscan.model_export.onnx import export_onnx
 from hemoscan.models import ModelConfig, create_model, load_model, save_model_folder
-from hemoscan.models.export import ONNX_FILE, ONNX_SIDECAR, export_onnx, load_onnx_model
 from hemoscan.models.loading import WEIGHTS_FILE, sha256_file
+from hemoscan.models.onnx_format import ONNX_FILE, ONNX_SIDECAR, load_onnx_model
 from tests.conftest import disc_image
 
 ATOL = 1e-4

@@ -1,7 +1,7 @@
 """Static INT8 quantization of an ONNX export, for more speed on the CPU.
 
 ``hemoscan export MODEL --format onnx --out FOLDER --quantize int8 [--calibration SOURCES...]``
-first writes and checks the full-precision export (:func:`~hemoscan.models.export.export_onnx`),
+first writes and checks the full-precision export (:func:`~hemoscan.model_export.onnx.export_onnx`),
 then replaces its ``model.onnx`` by an INT8 graph in onnxruntime's QDQ format
 (``QuantizeLinear``/``DequantizeLinear`` pairs around the operators, which onnxruntime's CPU
 kernels fuse into integer convolutions):
@@ -23,7 +23,7 @@ takes them; up to :data:`CALIBRATION_IMAGES`, spread evenly over the list) or, w
 procedurally generated example tiles (:mod:`hemoscan.examples`) drawn at the model's red-cell
 size. Tiles like the ones that will be scanned give better ranges. Each image is centre-cropped
 to at most ``min(CALIBRATION_MAX_SIZE, the model's tile size)`` pixels a side, normalised as
-:class:`~hemoscan.inference.predictor.Predictor` does and zero-padded to multiples of 32.
+:mod:`hemoscan.inference.preprocess` prepares every network input (zero-padded to multiples of 32).
 
 An INT8 graph cannot match PyTorch within the 1e-4 that full-precision exports are held to:
 each activation is rounded to one of 256 levels, so logits move by up to a few hundredths and
@@ -52,17 +52,26 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from hemoscan.errors import HemoscanError, QuantizationError
+from hemoscan.examples import render_example_tile
+from hemoscan.inference.preprocess import normalisation, normalise_image, pad_to_multiple
+from hemoscan.io.images import read_tile
+from hemoscan.io.slides import is_slide
+from hemoscan.io.sources import expand_sources
+from hemoscan.models.config import ModelConfig
+from hemoscan.models.loading import sha256_file
+from hemoscan.models.onnx_format import (
+    INPUT_NAME,
+    METHODS,
+    ONNX_SIDECAR,
+    OUTPUT_NAMES,
+    onnx_session,
+)
 
-if TYPE_CHECKING:
-    from hemoscan.models.config import ModelConfig
-
-#: ``--quantize`` values and the method each records in the sidecar and in scan settings.
-METHODS: dict[str, str] = {"int8": "int8-static-qdq"}
 #: Most calibration images used.
 CALIBRATION_IMAGES = 32
 #: Largest side, pixels, of a calibration image (also capped at the model's tile size).
@@ -127,18 +136,12 @@ def calibration_batch(
     name nothing, :class:`~hemoscan.errors.ImageReadError` for an unreadable tile and
     :class:`~hemoscan.errors.QuantizationError` when no usable tile is left.
     """
-    from hemoscan.inference.predictor import normalisation, normalise_image, pad_to_multiple
-
     if max_images < 1:
         raise QuantizationError(f"at least one calibration image is needed (got {max_images})")
     side = min(max_size, config.tile_size)
     if side < 32:
         raise QuantizationError(f"calibration images must be at least 32 px (got {side})")
     if sources:
-        from hemoscan.io.images import read_tile
-        from hemoscan.io.slides import is_slide
-        from hemoscan.io.sources import expand_sources
-
         paths = [t.path for t in expand_sources(list(sources))]
         tiles = [p for p in paths if not is_slide(p)]
         if not tiles:
@@ -154,8 +157,6 @@ def calibration_batch(
         )
         kind = USER_TILES
     else:
-        from hemoscan.examples import render_example_tile
-
         rng = np.random.default_rng(EXAMPLE_SEED)
         diameter = min(float(config.rbc_diameter_px), float(side))
         images = [
@@ -191,10 +192,6 @@ def quantize_export(
     quantization leaves no loadable folder. Raises :class:`~hemoscan.errors.QuantizationError`
     when onnxruntime cannot quantize the graph or the quantized graph fails its checks.
     """
-    from hemoscan.inference.backends import onnx_session
-    from hemoscan.models.export import INPUT_NAME, ONNX_SIDECAR, OUTPUT_NAMES
-    from hemoscan.models.loading import sha256_file
-
     method = method_of(quantize)
     try:
         import onnx

@@ -33,15 +33,14 @@ from hemoscan.errors import (
     WeightsIntegrityError,
 )
 from hemoscan.inference.backends import OnnxBackend
-from hemoscan.inference.predictor import Predictor, pad_to_multiple
+from hemoscan.inference.predictor import Predictor
+from hemoscan.inference.preprocess import pad_to_multiple
+from hemoscan.model_export import quantize
+from hemoscan.model_export.onnx import export_onnx
+from hemoscan.model_export.quantize import EXAMPLE_TILES, USER_TILES, calibration_batch
 from hemoscan.models import load_model
-from hemoscan.models.export import ONNX_FILE, ONNX_SIDECAR, export_onnx, load_onnx_model
 from hemoscan.models.loading import sha256_file
-from hemoscan.models.quantize import (
-    EXAMPLE_TILES,
-    USER_TILES,
-    calibration_batch,
-)
+from hemoscan.models.onnx_format import ONNX_FILE, ONNX_SIDECAR, load_onnx_model
 from hemoscan.pipeline import ScanOptions, scan
 from tests.conftest import TINY_CONFIG, disc_image, write_image
 
@@ -283,8 +282,6 @@ def test_cli_export_rejects_bad_quantize_options(tiny_model_dir: Path, tmp_path:
 def test_a_failed_quantization_leaves_no_loadable_folder(
     tiny_model, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from hemoscan.models import quantize
-
     def broken(*args: object) -> tuple[float, float]:
         raise QuantizationError("the int8 graph's 'heatmap' output is wrong")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hemoscan.datamodel import CELL_CLASSES, Detection, TileResult, detection_id
-from hemoscan.io.exports import CLASS_COLORS, object_uuid, write_coco, write_geojson
+from hemoscan.io.result_exports import CLASS_COLORS, object_uuid, write_coco, write_geojson
 from tests.conftest import sample_detections
 
 RBC, HEMO, PLATELET = sample_detections()
