@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from hemoscan.datamodel import REVIEWED_CLASSES, Detection
-from hemoscan.io.result_exports import object_uuid
 from hemoscan.io.regions import parse_region_name
+from hemoscan.io.result_exports import object_uuid
 from hemoscan.io.spreadsheet import restore
 from hemoscan.review.index import ReviewIndex, Suggestion
 from hemoscan.review.log import (

@@ -12,6 +12,7 @@ import yaml
 
 from hemoscan.annotations import AnnotatedImage, DatasetSpec, read_dataset
 from hemoscan.annotations.spec import FORMATS
+from hemoscan.inference.backends import AnyModel
 from hemoscan.inference.scale import AUTO
 from hemoscan.io.images import read_tile
 
@@ -21,7 +22,6 @@ from .common import (
     DEFAULT_DATA_ROOT,
     REPORT_SUITES,
     SHARED_SUITES,
-    AnyModel,
     EvaluationError,
 )
 from .suites import EvalField, Suite, bal_suite, composed_suite, segpc_suite, txl_suite

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from hemoscan.annotations import AnnotatedImage
+from hemoscan.inference.backends import AnyModel
 from hemoscan.inference.scale import AUTO
 from hemoscan.io.images import read_tile
 
@@ -31,7 +32,7 @@ from ..splits import (
     marrow_part,
     txl_part,
 )
-from .common import COMPOSED_CROP, COMPOSED_SAMPLE_FIELDS, FREE_CLASSES, AnyModel, EvaluationError
+from .common import COMPOSED_CROP, COMPOSED_SAMPLE_FIELDS, FREE_CLASSES, EvaluationError
 
 
 @dataclass(frozen=True)
