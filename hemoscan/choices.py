@@ -9,6 +9,11 @@ from __future__ import annotations
 #: Where a predictor runs the network (:mod:`hemoscan.inference.backends`): PyTorch, or an
 #: ONNX export in onnxruntime on the CPU.
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
+#: The ``backend`` a user may ask for: one of :data:`BACKENDS`, or ``"auto"`` (the model's ONNX
+#: export on the CPU where it has one, else PyTorch; see
+#: :func:`hemoscan.inference.backends.resolve_backend`).
+AUTO_BACKEND = "auto"
+BACKEND_CHOICES: tuple[str, ...] = (AUTO_BACKEND, *BACKENDS)
 #: Where a scan's tiles are predicted (:mod:`hemoscan.engines`): this process, or the workers
 #: of a Dask cluster.
 ENGINES: tuple[str, ...] = ("local", "dask")

@@ -21,6 +21,7 @@ from hemoscan.inference.backends import (
     check_backend,
     cpu_cores,
     default_streams,
+    resolve_backend,
     resolve_device,
 )
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
@@ -32,8 +33,10 @@ from hemoscan.qc import QCThresholds
 class ScanOptions:
     """Settings of a scan, as the user gives them; ``None`` means the model config's value.
 
-    ``backend``: ``"torch"`` or ``"onnx"`` (onnxruntime on the CPU; ``model`` must then name a
-    folder holding an ONNX export, see ``hemoscan export``). Both give the same detections
+    ``backend``: ``"auto"`` (the model's ONNX export in onnxruntime on the CPU where its folder
+    holds one, as shipped models do; else, and on a GPU, torch), ``"torch"`` or ``"onnx"``
+    (``model`` must then name a folder holding an ONNX export, see ``hemoscan export``). Torch
+    and a full-precision export give the same detections
     within 1e-4, so a scan may be resumed with the other backend; an int8 export
     (``hemoscan export --quantize int8``) does not, so its scans record ``quantization`` in
     their settings and provenance, and resuming across a change of it is refused.
@@ -74,7 +77,7 @@ class ScanOptions:
     save_crops: bool = False
     exports: tuple[str, ...] = ()
     retry_failed: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     engine: str = "local"
     scheduler: str | None = None
     mpp: float | None = None
@@ -106,7 +109,8 @@ class ScanSpec:
     def provenance_settings(self) -> dict[str, Any]:
         """The ``settings`` of every sample's provenance in ``summary.json``."""
         p = self.predictor
-        return {**p.tiling(), "backend": p.backend, "quantization": p.quantization}
+        return {**p.tiling(), "backend": p.backend, "precision": p.precision,
+                "quantization": p.quantization}  # fmt: skip
 
 
 def check_options(options: ScanOptions) -> None:
@@ -132,11 +136,13 @@ def resolve_scan(options: ScanOptions, model: AnyModel | None = None) -> tuple[S
     ``options.model`` names. Raises :class:`~hemoscan.errors.SettingsError` for bad options and
     the model loaders' errors for a model that cannot be loaded."""
     check_options(options)
+    model = options.model if model is None else model
     device = resolve_device(options.device, options.backend)
-    streams = options.streams or default_streams(options.backend, device)
+    backend = resolve_backend(options.backend, model, device)
+    streams = options.streams or default_streams(backend, device)
     predictor, model = resolve_predictor(
-        options.model if model is None else model,
-        backend=options.backend,
+        model,
+        backend=backend,
         device=device,
         batch_size=options.batch_size,
         conf=options.conf,

@@ -17,7 +17,7 @@ def test_run_settings_and_provenance_come_from_the_resolved_spec(tiny_model) -> 
     assert settings["thresholds"] == {c: 0.25 for c in tiny_model.config.classes}
     assert (settings["tile_size"], settings["scale"], settings["mpp"]) == (256, "auto", 0.2)
     assert spec.provenance_settings() == {"tile_size": 256, "overlap": 64, "scale": "auto",
-                                          "backend": "torch", "quantization": None}  # fmt: skip
+                                          "backend": "torch", "precision": "fp32", "quantization": None}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hemoscan.cli.common import Backend, QuietOption, fail
+from hemoscan.cli.common import QuietOption, RuntimeBackend, fail
 
 
 def evaluate_command(
@@ -64,12 +64,12 @@ def evaluate_command(
     ] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, ...")] = "cpu",
     backend: Annotated[
-        Backend,
+        RuntimeBackend,
         typer.Option(
             help="torch, or onnx: an ONNX export (e.g. int8) made by `hemoscan export`, run by "
             "onnxruntime on the CPU (--model is then its folder)."
         ),
-    ] = Backend.torch,
+    ] = RuntimeBackend.torch,
     quiet: QuietOption = False,
 ) -> None:
     """Evaluate a model (AP, precision/recall, hemophagocyte metrics, counts); print and write JSON.

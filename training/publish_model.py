@@ -1,11 +1,12 @@
-"""Ship a trained model folder: copy it into ``weights/NAME`` and record the sha256 of its
-weights and of its ``config.json`` in ``weights/manifest.json``.
+"""Ship a trained model folder: copy it into ``weights/NAME``, add its ONNX export beside the
+weights (what ``--backend auto`` runs on the CPU) and record the sha256 of its weights, of its
+``config.json`` and of the export in ``weights/manifest.json``.
 
     python training/publish_model.py runs/lite0-v2/best --name hemoscan-lite0-v2
 
 The folder must hold ``config.json`` and ``model.safetensors`` (as ``save_model_folder``
 writes them); ``MODEL_CARD.md`` is written by hand next to the weights afterwards. The model
-is loaded once from its new place to prove the manifest entry right.
+and its export are loaded once from their new place to prove the manifest entry right.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from hemoscan.model_export.onnx import export_onnx
 from hemoscan.models.loading import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -22,6 +24,7 @@ from hemoscan.models.loading import (
     manifest_entry,
     weights_dir,
 )
+from hemoscan.models.onnx_format import load_onnx_model, manifest_fields
 
 
 def publish(source: Path, name: str) -> Path:
@@ -31,11 +34,13 @@ def publish(source: Path, name: str) -> Path:
         shutil.copy2(source / file, target / file)
     if (source / "thresholds.json").is_file():  # how `hemoscan evaluate --tune-thresholds` tuned
         shutil.copy2(source / "thresholds.json", target / "thresholds.json")
+    export_onnx(load_model(str(target)), target)
     manifest_path = weights_dir() / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[name] = manifest_entry(target)
+    manifest[name] = {**manifest_entry(target), **manifest_fields(target)}
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     load_model(name)
+    load_onnx_model(name, threads=1)
     return target
 
 

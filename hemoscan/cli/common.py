@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 
 from hemoscan.choices import (
+    BACKEND_CHOICES,
     BACKENDS,
     ENGINES,
     MODEL_FORMATS,
@@ -38,7 +39,9 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
 
 
-Backend = _choices("Backend", BACKENDS)
+#: What a scan may run on (``auto`` included); :data:`RuntimeBackend`: a backend itself.
+Backend = _choices("Backend", BACKEND_CHOICES)
+RuntimeBackend = _choices("RuntimeBackend", BACKENDS)
 Engine = _choices("Engine", ENGINES)
 ResultFormat = _choices("ResultFormat", RESULT_FORMATS)
 ModelFormat = _choices("ModelFormat", MODEL_FORMATS)

@@ -56,15 +56,17 @@ def scan_command(
     backend: Annotated[
         Backend,
         typer.Option(
-            help="torch, or onnx: onnxruntime on the CPU (--model must be a folder made by `hemoscan export`)."
+            help="auto: the model's ONNX export in onnxruntime on the CPU where its folder holds "
+            "one (shipped models do), else torch (and always on a GPU); torch; or onnx (--model "
+            "must then be a folder holding an export, see `hemoscan export`)."
         ),
-    ] = Backend.torch,
+    ] = Backend.auto,
     streams: Annotated[
         Optional[int],
         typer.Option(
             min=1,
             help="Batches predicted at once, each in its own thread; results do not change.",
-            show_default="one per CPU core with --backend onnx, else 1",
+            show_default="one per CPU core when onnxruntime runs, else 1",
         ),
     ] = None,
     sample_id: Annotated[

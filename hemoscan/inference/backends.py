@@ -5,8 +5,9 @@ CenterNet outputs ``(heatmap_logits, log_size, offset)`` as CPU float32 torch te
 ``TorchBackend`` runs the PyTorch module (any device); ``OnnxBackend`` runs an ONNX export
 (:mod:`hemoscan.models.onnx_format`) in onnxruntime on the CPU. Results of a full-precision
 export agree with PyTorch's within 1e-4; an int8 export (:mod:`hemoscan.model_export.quantize`)
-does not, and says so in its ``quantization``. :func:`model_for_backend` is the one way a
-model is obtained for a backend; the rest picks hardware-dependent defaults.
+does not, and says so in its ``quantization``. :func:`resolve_backend` settles ``"auto"``;
+:func:`model_for_backend` is the one way a model is obtained for a backend; the rest picks
+hardware-dependent defaults.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from hemoscan.choices import BACKENDS
+from hemoscan.choices import AUTO_BACKEND, BACKEND_CHOICES, BACKENDS
 from hemoscan.errors import HemoscanError, SettingsError
 from hemoscan.models.loading import LoadedModel, load_model
-from hemoscan.models.onnx_format import INPUT_NAME, OUTPUT_NAMES, OnnxModel, load_onnx_model
+from hemoscan.models.onnx_format import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    OnnxModel,
+    has_onnx_export,
+    load_onnx_model,
+)
 
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 #: A model ready for a backend: PyTorch weights, or a verified ONNX export.
@@ -72,17 +79,34 @@ class OnnxBackend:
 
 def check_backend(backend: str) -> None:
     """Raise :class:`~hemoscan.errors.SettingsError` unless ``backend`` is one of
-    :data:`~hemoscan.choices.BACKENDS`."""
-    if backend not in BACKENDS:
-        raise SettingsError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    :data:`~hemoscan.choices.BACKEND_CHOICES`."""
+    if backend not in BACKEND_CHOICES:
+        raise SettingsError(
+            f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}"
+        )
 
 
 def resolve_device(device: str, backend: str = "torch") -> str:
     """``device`` itself, or for ``"auto"`` the first CUDA GPU when torch sees one and the
-    backend can use it (onnx runs on the CPU), else ``"cpu"``."""
+    backend can use it (torch, or ``"auto"``, which then picks torch; onnx runs on the CPU),
+    else ``"cpu"``."""
     if device != "auto":
         return device
-    return "cuda" if backend == "torch" and torch.cuda.is_available() else "cpu"
+    return "cuda" if backend != "onnx" and torch.cuda.is_available() else "cpu"
+
+
+def resolve_backend(backend: str, model: str | AnyModel, device: str) -> str:
+    """The backend that runs ``model`` on the resolved ``device``: ``backend`` itself, or for
+    ``"auto"`` the kind of an already loaded model, and for a shipped name or model folder
+    ``"onnx"`` when ``device`` is the CPU and the folder holds an ONNX export (shipped models
+    carry theirs), else ``"torch"`` (a GPU, or a folder without an export)."""
+    check_backend(backend)
+    if backend != AUTO_BACKEND:
+        return backend
+    if not isinstance(model, str):
+        return "onnx" if isinstance(model, OnnxModel) else "torch"
+    on_cpu = torch.device(device).type == "cpu"
+    return "onnx" if on_cpu and has_onnx_export(model) else "torch"
 
 
 def default_batch_size(device: str) -> int:
@@ -119,7 +143,10 @@ def model_for_backend(
     the same weights. ``threads``: onnxruntime intra-op threads of an export loaded here.
     A model already of the right kind is returned as it is.
     """
-    check_backend(backend)
+    if backend not in BACKENDS:
+        raise SettingsError(
+            f"backend {backend!r} is not resolved; choose from {', '.join(BACKENDS)}"
+        )
     if isinstance(model, str):
         return load_onnx_model(model, threads) if backend == "onnx" else load_model(model)
     if backend == "torch":

@@ -20,6 +20,7 @@ from hemoscan.inference.backends import (
     check_backend,
     default_batch_size,
     model_for_backend,
+    resolve_backend,
     resolve_device,
 )
 from hemoscan.inference.scale import parse_scale
@@ -53,6 +54,12 @@ class PredictorSpec:
     overlap: int
     scale: float | str
     thresholds: tuple[tuple[str, float], ...]
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the network runs in: ``"int8"`` for a quantized export, else
+        ``"fp32"``."""
+        return "int8" if self.quantization else "fp32"
 
     @property
     def given_scale(self) -> float:
@@ -99,13 +106,16 @@ def resolve_predictor(
     of an export loaded here). ``device="auto"``: a GPU when torch sees one and the backend
     can use it. ``batch_size=None`` (or 0): 1 on the CPU, 8 on a GPU. ``conf`` overrides every
     class's tuned threshold. ``tile_size``/``overlap``: the model config's when ``None``.
-    ``scale``: a factor (``1.0``: as given) or ``"auto"``.
+    ``scale``: a factor (``1.0``: as given) or ``"auto"``. ``backend="auto"``: the model's ONNX
+    export on the CPU where it has one, else torch
+    (:func:`~hemoscan.inference.backends.resolve_backend`).
 
     Raises :class:`~hemoscan.errors.SettingsError` (a ``ValueError``) for a setting out of
     range, and the model loaders' errors for a model that cannot be loaded.
     """
     check_backend(backend)
     device = resolve_device(device, backend)
+    backend = resolve_backend(backend, model, device)
     model = model_for_backend(model, backend, threads)
     config = model.config
     tile_size = tile_size or config.tile_size

@@ -10,7 +10,12 @@ An ONNX model folder holds ``model.onnx``, a copy of the source model's ``config
 The ONNX graph follows the output contract of :mod:`hemoscan.models.centernet`: input
 ``image`` float32 ``[B, 3, H, W]`` (batch, height and width dynamic), outputs ``heatmap``,
 ``log_size`` and ``offset``. Loading checks the onnx file's sha256 against the sidecar before
-onnxruntime sees it, as :func:`~hemoscan.models.loading.load_model` checks safetensors weights.
+onnxruntime sees it, as :func:`~hemoscan.models.loading.load_model` checks safetensors weights;
+for a shipped model, also against the ``onnx_sha256`` of its manifest entry
+(:func:`manifest_fields`), so a shipped export is as pinned as its weights.
+
+A shipped model folder may hold its own export beside its weights (one folder, both
+backends): ``--backend auto`` then runs it on the CPU (:func:`has_onnx_export`).
 
 An INT8 export holds the quantized graph as ``model.onnx`` and adds a ``"quantization"``
 record to the sidecar (see :mod:`hemoscan.model_export.quantize`);
@@ -19,7 +24,7 @@ record to the sidecar (see :mod:`hemoscan.model_export.quantize`);
 
 This module reads the format; :mod:`hemoscan.model_export` writes it and
 :class:`hemoscan.inference.backends.OnnxBackend` runs it. ``onnxruntime`` is optional
-(``pip install 'hemoscan[onnx]'``) and imported only when a session is made.
+(a core dependency) is imported only when a session is made.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ import torch
 from hemoscan.choices import QUANTIZATIONS
 from hemoscan.errors import HemoscanError, ModelConfigError, WeightsIntegrityError
 from hemoscan.models.config import ModelConfig
-from hemoscan.models.loading import CONFIG_FILE, read_model_config, resolve_model_folder
+from hemoscan.models.loading import (
+    CONFIG_FILE,
+    read_manifest,
+    read_model_config,
+    resolve_model_folder,
+    sha256_file,
+    weights_dir,
+)
 
 ONNX_FILE = "model.onnx"
 ONNX_SIDECAR = "onnx.json"
@@ -70,6 +82,21 @@ class OnnxModel:
     quantization: str | None = None
     quantization_record: dict[str, Any] | None = field(default=None, compare=False)
     config_sha256: str = ""
+
+
+def has_onnx_export(name_or_path: str) -> bool:
+    """Whether the shipped model or model folder ``name_or_path`` holds an ONNX export (its
+    sidecar; the export itself is verified when loaded)."""
+    folder, _ = resolve_model_folder(name_or_path)
+    return (folder / ONNX_SIDECAR).is_file()
+
+
+def manifest_fields(folder: Path) -> dict[str, str]:
+    """What a shipped model's manifest entry records of the export in ``folder``:
+    ``{"onnx_sha256": ...}``, or nothing when the folder holds none."""
+    if not (folder / ONNX_SIDECAR).is_file():
+        return {}
+    return {"onnx_sha256": sha256_file(folder / read_sidecar(folder, str(folder))["file"])}
 
 
 def onnx_session(model: bytes | str | Path, threads: int | None = None) -> Any:
@@ -148,6 +175,14 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
             f"{onnx_path}: sha256 {actual[:16]}... does not match the expected "
             f"{sidecar['sha256'][:16]}... in {ONNX_SIDECAR}; the file is corrupted or was "
             "replaced. Restore it, or export the model again (hemoscan export)."
+        )
+    entry = read_manifest().get(name_or_path)
+    if entry is not None and entry.get("onnx_sha256") != actual:
+        raise WeightsIntegrityError(
+            f"{onnx_path}: sha256 {actual[:16]}... is not the "
+            f"{str(entry.get('onnx_sha256') or 'none')[:16]}... that {weights_dir() / 'manifest.json'} "
+            f"records for the shipped model {name_or_path!r}; the export was changed or replaced. "
+            "Restore it, or export a copy of the folder and scan with --model FOLDER."
         )
     source = sidecar["source_weights_sha256"]
     references = ((expected_source, "the manifest"), (config.weights_sha256, CONFIG_FILE))
