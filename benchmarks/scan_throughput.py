@@ -1,31 +1,37 @@
-"""Scan throughput on this machine, against the floor and a plain baseline.
+"""Throughput of the plain ``hemoscan scan`` on this machine, against the network alone and a
+plain baseline, in one run.
 
-Writes procedurally generated JPEG tiles (512x512 and 1024x1024), then for each size prints
-tiles/s for:
+Writes procedurally generated JPEG tiles (512x512 and 1024x1024 by default), then per size prints
+tiles/s (and megapixels/s) for:
 
 - ``decode + preprocess``: decoding, colour conversion and normalisation only (the floor no
   scanner beats);
-- ``model only``: the network alone on ready tensors, per backend (PyTorch eager, ONNX Runtime;
-  ``onnx-int8``: ONNX Runtime on an int8 export calibrated on generated example tiles, see
-  ``hemoscan export --quantize int8``); for ONNX both one stream using every core and one
-  single-threaded stream per core (the scan's default), the latter being the figure the scan
-  is compared with;
-- ``scan``: ``hemoscan scan`` end to end (decode threads, network, post-processing, writing),
-  per backend, and its ratio to ``model only``;
+- ``network alone``: the default model in the backend ``--backend auto`` picks here (on the CPU:
+  its shipped ONNX export in onnxruntime), with the scan's default inference streams, on ready
+  tensors of the tile's size: one pass per tile;
+- ``hemoscan scan (default)``: the plain command ``hemoscan scan TILES --out DIR``, as a user
+  runs it (automatic magnification included), timed whole (start-up and model loading
+  included) and as the scan reports it (its own tiles/s, from its first tile to its last);
+- ``--also torch onnx-int8``: the same scan with ``--backend torch``, or with an int8 export
+  calibrated on generated example tiles (``hemoscan export --quantize int8``), for comparison;
 - ``baseline``: what a user would write themselves: torchvision's
   ``fasterrcnn_mobilenet_v3_large_fpn`` (random weights: only speed is measured), each image
-  opened with PIL, converted with ``to_tensor`` and run one by one.
+  opened with PIL, converted with ``to_tensor`` and run one by one (on ``--baseline-tiles``).
+
+The summary lines give the default command against the baseline and as a share of the network
+alone. Run it on a quiet machine; nothing here is a timed test.
 
 Usage::
 
-    python benchmarks/scan_throughput.py [--model NAME_OR_FOLDER] [--tiles 48] [--sizes 512 1024]
-        [--backends torch onnx onnx-int8]
+    python benchmarks/scan_throughput.py [--tiles 200] [--sizes 512 1024] [--also torch onnx-int8]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,13 +42,12 @@ import cv2
 import numpy as np
 import torch
 
-from hemoscan.examples import render_example_tile
-from hemoscan.inference.backends import cpu_cores
+from hemoscan.inference.backends import cpu_cores, default_streams, resolve_backend
 from hemoscan.io.images import read_tile
 from hemoscan.model_export.onnx import export_onnx
-from hemoscan.models.loading import DEFAULT_MODEL, LoadedModel, load_model
+from hemoscan.models.loading import DEFAULT_MODEL, load_model
 from hemoscan.models.onnx_format import load_onnx_model, onnx_session
-from hemoscan.pipeline import ScanOptions, scan
+from hemoscan.synthetic.tile import render_example_tile
 
 
 def write_tiles(folder: Path, size: int, n: int) -> list[Path]:
@@ -67,12 +72,15 @@ def rate(fn: Callable[[], int]) -> float:
 
 
 def row(size: int, what: str, tiles_per_s: float, note: str = "") -> None:
-    print(f"{size:>4}x{size:<4} {what:<30} {tiles_per_s:8.1f} {1000 / tiles_per_s:8.1f}  {note}")
+    mpx = tiles_per_s * size * size / 1e6
+    print(f"{size:>4}x{size:<4} {what:<44} {tiles_per_s:8.1f} {1000 / tiles_per_s:8.1f} "
+          f"{mpx:7.2f}  {note}")  # fmt: skip
 
 
-def decode_floor(model: LoadedModel, tiles: list[Path]) -> float:
-    mean = np.asarray(model.config.mean, np.float32) * 255
-    std = np.asarray(model.config.std, np.float32) * 255
+def decode_floor(tiles: list[Path]) -> float:
+    config = load_model(DEFAULT_MODEL).config
+    mean = np.asarray(config.mean, np.float32) * 255
+    std = np.asarray(config.std, np.float32) * 255
 
     def run() -> int:
         for path in tiles:
@@ -83,14 +91,40 @@ def decode_floor(model: LoadedModel, tiles: list[Path]) -> float:
     return rate(run)
 
 
-def streams_rate(onnx_file: Path, x: np.ndarray, reps: int, streams: int) -> float:
-    """Network passes per second of ``streams`` threads sharing one single-threaded session,
-    each running its own tiles (as ``hemoscan scan --backend onnx`` does by default)."""
-    session = onnx_session(onnx_file, threads=1)
+def network_alone(size: int, reps: int) -> tuple[float, str]:
+    """Network passes per second over ``size``-square tensors, in the backend and with the
+    streams the plain scan uses here; and their description."""
+    backend = resolve_backend("auto", DEFAULT_MODEL, "cpu")
+    streams = default_streams(backend, "cpu")
+    x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+    if backend == "torch":
+        module, xt = load_model(DEFAULT_MODEL).module, torch.from_numpy(x)
+
+        def forward() -> None:
+            with torch.inference_mode():
+                module(xt)
+
+        forward()
+        return rate(lambda: [forward() for _ in range(reps)] and reps), "torch, 1 stream"
+    onnx_file = load_onnx_model(DEFAULT_MODEL).folder / "model.onnx"
+    session = onnx_session(onnx_file, threads=max(1, cpu_cores() // streams))
     session.run(None, {"image": x})
     with ThreadPoolExecutor(streams) as pool:
-        return rate(lambda: len(list(pool.map(lambda _: session.run(None, {"image": x}),
-                                              range(reps)))))  # fmt: skip
+        passes = rate(lambda: len(list(pool.map(lambda _: session.run(None, {"image": x}),
+                                                range(reps)))))  # fmt: skip
+    return passes, f"onnx fp32, {streams} streams"
+
+
+def plain_command(tiles: Path, out: Path, extra: list[str]) -> tuple[float, float]:
+    """Tiles/s of ``hemoscan scan TILES --out OUT [extra]`` timed whole, and as it reports."""
+    command = [sys.executable, "-m", "hemoscan.cli.app", "scan", str(tiles), "--out", str(out),
+               "--quiet", *extra]  # fmt: skip
+    t0 = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    whole = time.perf_counter() - t0
+    n = len(list(tiles.glob("*.jpg")))
+    reported = float(result.stdout.split(" tiles/s")[0].rsplit(", ", 1)[1])
+    return n / whole, reported
 
 
 def baseline(tiles: list[Path]) -> float:
@@ -108,81 +142,50 @@ def baseline(tiles: list[Path]) -> float:
                 net([to_tensor(Image.open(path).convert("RGB"))])
         return len(tiles)
 
-    run_warm = tiles[:1]
     with torch.inference_mode():
-        net([to_tensor(Image.open(run_warm[0]).convert("RGB"))])
+        net([to_tensor(Image.open(tiles[0]).convert("RGB"))])
     return rate(run)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--tiles", type=int, default=48)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tiles", type=int, default=200, help="tiles per size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument(
-        "--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx", "onnx-int8"]
-    )
-    parser.add_argument("--streams", type=int, default=None,
-                        help="scan streams (default: hemoscan's, one per core with onnx)")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--also", nargs="*", default=[], choices=["torch", "onnx-int8"],
+                        help="also scan with these backends")  # fmt: skip
+    parser.add_argument("--baseline-tiles", type=int, default=48)
     args = parser.parse_args()
 
-    model = load_model(args.model)
-    print(f"model {model.config.name} {model.config.version} ({model.config.architecture}); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}; {args.tiles} JPEG tiles per size")  # fmt: skip
+    model = load_model(DEFAULT_MODEL)
+    print(f"model {model.config.name} {model.config.version}; torch {torch.__version__}, "
+          f"{cpu_cores()} cores, {platform.processor() or platform.machine()}; "
+          f"{args.tiles} JPEG tiles per size")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_folders = {"onnx": Path(tmp) / "onnx", "onnx-int8": Path(tmp) / "onnx-int8"}
-        if "onnx" in args.backends:
-            export_onnx(model, onnx_folders["onnx"])
-        if "onnx-int8" in args.backends:
-            export_onnx(model, onnx_folders["onnx-int8"], quantize="int8")
-            q = load_onnx_model(str(onnx_folders["onnx-int8"])).quantization_record or {}
-            print(f"onnx-int8: {q.get('method')}, calibrated on {q.get('images')} example tiles; "
-                  f"heatmap probability vs float32 on them: max |diff| "
-                  f"{q.get('max_abs_heatmap_prob_diff')}, mean {q.get('mean_abs_heatmap_prob_diff')}")  # fmt: skip
-        print(f"{'tile':>9} {'what':<30} {'tiles/s':>8} {'ms/tile':>8}")
+        int8 = Path(tmp) / "onnx-int8"
+        if "onnx-int8" in args.also:
+            export_onnx(model, int8, quantize="int8")
+        print(f"{'tile':>9} {'what':<44} {'tiles/s':>8} {'ms/tile':>8} {'Mpx/s':>7}")
         for size in args.sizes:
-            tiles = write_tiles(Path(tmp) / f"tiles{size}", size, args.tiles)
-            row(size, "decode + preprocess (floor)", decode_floor(model, tiles))
-            x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
-            reps = max(16, args.tiles)
-            for backend in args.backends:
-                if backend == "torch":
-                    xt = torch.from_numpy(x)
-
-                    def forward() -> None:
-                        with torch.inference_mode():
-                            model.module(xt)
-
-                    forward()
-                    model_only = rate(lambda: [forward() for _ in range(reps)] and reps)
-                    row(size, f"model only, {backend}", model_only)
-                    scan_model = model
-                else:
-                    folder = onnx_folders[backend]
-                    one = onnx_session(folder / "model.onnx")  # every core on one tile
-                    one.run(None, {"image": x})
-                    serial = rate(lambda: [one.run(None, {"image": x}) for _ in range(reps)] and reps)
-                    row(size, f"model only, {backend}, 1 stream", serial)
-                    model_only = streams_rate(folder / "model.onnx", x, reps, cpu_cores())
-                    row(size, f"model only, {backend}, {cpu_cores()} streams", model_only)
-                    # loaded by the scan itself, with the threads its streams get
-                    scan_model = None
-                options = ScanOptions(model=str(onnx_folders.get(backend, args.model)),
-                                      workers=args.workers, backend=backend.split("-")[0],
-                                      streams=args.streams)  # fmt: skip
-                # warm-up so that one-off start-up costs are not counted
-                scan([str(tiles[0])], Path(tmp) / f"warm{size}{backend}", options, model=scan_model)
-                summary = scan(
-                    [str(p) for p in tiles], Path(tmp) / f"out{size}{backend}", options,
-                    model=scan_model,
-                )  # fmt: skip
-                e2e = summary.tiles_per_second
-                row(size, f"scan end to end, {backend}", e2e, f"{e2e / model_only:.0%} of model only")
-            if not args.no_baseline:
-                row(size, "baseline fasterrcnn_mnv3 plain", baseline(tiles))
+            folder = Path(tmp) / f"tiles{size}"
+            tiles = write_tiles(folder, size, args.tiles)
+            row(size, "decode + preprocess (floor)", decode_floor(tiles))
+            alone, how = network_alone(size, max(16, args.tiles // 4))
+            row(size, f"network alone ({how})", alone)
+            whole, reported = plain_command(folder, Path(tmp) / f"out{size}", [])
+            row(size, "hemoscan scan (default), whole command", whole, "start-up included")
+            row(size, "hemoscan scan (default), as it reports", reported,
+                f"{reported / alone:.0%} of the network alone")  # fmt: skip
+            for backend in args.also:
+                extra = ["--backend", "torch"] if backend == "torch" else [
+                    "--model", str(int8), "--backend", "onnx"]  # fmt: skip
+                _, other = plain_command(folder, Path(tmp) / f"out{size}{backend}", extra)
+                row(size, f"hemoscan scan --backend {backend}, as it reports", other)
+            if args.baseline_tiles:
+                plain = baseline(tiles[: args.baseline_tiles])
+                row(size, "baseline fasterrcnn_mnv3, image by image", plain)
+                print(f"{size:>4}x{size:<4} default command (whole) / baseline: "
+                      f"{whole / plain:.1f}x;"
+                      f" as reported / baseline: {reported / plain:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

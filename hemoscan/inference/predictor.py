@@ -25,7 +25,14 @@ from hemoscan.errors import SettingsError
 from hemoscan.inference.backends import AnyModel, create_backend, model_for_backend
 from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
-from hemoscan.inference.scale import PROBE_SCALE, Measurement, keeps, measure, trusted
+from hemoscan.inference.scale import (
+    PROBE_SCALE,
+    Measurement,
+    keeps,
+    measure,
+    settled_at_scale_one,
+    trusted,
+)
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
 
@@ -151,12 +158,13 @@ class Predictor:
         return out  # type: ignore[return-value]
 
     def _predict_auto(self, images: list[np.ndarray]) -> list[Prediction]:
-        """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): passes at
-        scale 1 and at the probe scale, then one at the estimate of the most confident
-        trusted pass unless a pass already run is close enough to it. Images without an
-        estimate keep their scale-1 pass (``default``)."""
+        """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): a pass at
+        scale 1, kept when its own red cells say it is at the right scale; otherwise a pass at
+        the probe scale too, then one at the estimate of the most confident trusted pass unless
+        a pass already run is close enough to it. Images without an estimate keep their scale-1
+        pass (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
-        plan: list[list[float]] = [[1.0, PROBE_SCALE] for _ in images]
+        plan: list[list[float]] = [[1.0] for _ in images]
         done: list[Prediction | None] = [None] * len(images)
         while True:
             jobs = [(i, s) for i, scales in enumerate(plan) for s in scales]
@@ -168,6 +176,9 @@ class Predictor:
             for i in {i for i, _ in jobs}:
                 plan[i] = []
                 best = self._best_measure(passes[i])
+                if len(passes[i]) == 1 and not settled_at_scale_one(best):
+                    plan[i] = [PROBE_SCALE]
+                    continue
                 if best is None:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
                     continue

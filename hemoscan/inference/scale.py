@@ -6,12 +6,14 @@ its red cells to that diameter: ``scale = rbc_diameter_px / d`` for a median red
 of ``d`` input pixels. It is measured from the model's own detections
 (:meth:`hemoscan.inference.predictor.Predictor.predict_scaled` runs the passes):
 
-1. the tile at scale 1 and a coarse probe at :data:`PROBE_SCALE` (red cells of 80-190 px come
-   to the 26-64 px the model knows), together;
-2. each pass's measurement counts only if the cells it rests on were seen at sizes the
-   network measures reliably (:func:`trusted`): a network measures cells much larger than it
-   knows as fragments of a familiar size, and clusters of cells much smaller as single cells;
-   of the trusted ones, the pass whose cells the network is most confident of
+1. the tile at scale 1; when its own red cells, measured reliably, put it within
+   :data:`KEEP_RATIO` of scale 1 (:func:`settled_at_scale_one`), that pass is the answer: a tile
+   at the model's magnification costs one pass;
+2. otherwise a coarse probe at :data:`PROBE_SCALE` too (red cells of 80-190 px come to the
+   26-64 px the model knows). Each pass's measurement counts only if the cells it rests on were
+   seen at sizes the network measures reliably (:func:`trusted`): a network measures cells much
+   larger than it knows as fragments of a familiar size, and clusters of cells much smaller as
+   single cells; of the trusted ones, the pass whose cells the network is most confident of
    (:attr:`Measurement.confidence`, the mean score of its best ten) wins;
 3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO`
    of it (the network tolerates that much, so that pass is kept).
@@ -113,6 +115,12 @@ def trusted(estimate: float, pass_scale: float) -> bool:
 def keeps(pass_scale: float, estimate: float) -> bool:
     """Whether a pass at ``pass_scale`` is close enough to ``estimate`` to be kept."""
     return 1 / KEEP_RATIO <= estimate / pass_scale <= KEEP_RATIO
+
+
+def settled_at_scale_one(best: Measurement | None) -> bool:
+    """Whether the scale-1 pass's own measurement (the best trusted one, or ``None``) settles
+    the tile: red cells, not their nucleated stand-in, put it within :data:`KEEP_RATIO` of 1."""
+    return best is not None and best.source == "auto-rbc" and keeps(1.0, best.estimate)
 
 
 def sample_consensus(estimates: Iterable[float]) -> float | None:
