@@ -29,16 +29,15 @@ from hemoscan.inference.slide_plan import ScanUnits
 from hemoscan.io.files import atomic_write_json
 from hemoscan.io.regions import parse_region_name
 from hemoscan.io.result_exports import write_coco, write_geojson
-from hemoscan.io.scan_store import (
+from hemoscan.io.scan_files import (
     SUMMARY,
-    ScanStore,
-    guard_writes,
     iter_detections,
     iter_tiles,
     read_results,
     read_run,
     utc_now,
 )
+from hemoscan.io.scan_store import ScanStore, guard_writes
 from hemoscan.io.sources import TileSource, TileSources
 from hemoscan.io.tile_records import TileRecords, iter_tile_qc
 from hemoscan.qc import QCThresholds, samples_qc, tile_flags

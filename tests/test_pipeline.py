@@ -16,7 +16,7 @@ import pytest
 from hemoscan.datamodel import CELL_CLASSES, detection_id
 from hemoscan.errors import OutputDirError
 from hemoscan.io.files import short_hash
-from hemoscan.io.scan_store import TILE_COLUMNS
+from hemoscan.io.scan_files import TILE_COLUMNS
 from hemoscan.pipeline import ScanOptions, scan
 from tests.conftest import disc_image, write_image
 

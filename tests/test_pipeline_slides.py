@@ -14,7 +14,7 @@ from hemoscan.datamodel import CELL_CLASSES
 from hemoscan.errors import PixelSizeError
 from hemoscan.inference.predictor import Predictor
 from hemoscan.io.regions import parse_region_name
-from hemoscan.io.scan_store import TILE_COLUMNS
+from hemoscan.io.scan_files import TILE_COLUMNS
 from hemoscan.io.slides import Slide
 from hemoscan.models import ModelConfig, create_model, save_model_folder
 from hemoscan.pipeline import ScanOptions, scan

@@ -20,7 +20,7 @@ from typing import Any
 from hemoscan.datamodel import Detection, SampleFindings, SampleQC
 from hemoscan.errors import HemoscanError
 from hemoscan.io.regions import parse_region_name
-from hemoscan.io.scan_store import SUMMARY, iter_detections, read_run, read_tiles, utc_now
+from hemoscan.io.scan_files import SUMMARY, iter_detections, read_run, read_tiles, utc_now
 from hemoscan.io.tile_records import iter_near_misses, iter_tile_qc
 from hemoscan.labs.panel import LabPanel
 from hemoscan.labs.readers import iter_lab_panels

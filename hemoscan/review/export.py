@@ -49,7 +49,8 @@ from hemoscan.io.files import (
     short_hash,
 )
 from hemoscan.io.regions import parse_region_name
-from hemoscan.io.scan_store import guard_writes, read_run
+from hemoscan.io.scan_files import read_run
+from hemoscan.io.scan_store import guard_writes
 from hemoscan.review.index import ReviewIndex, Suggestion, TileEntry
 from hemoscan.review.log import ReviewError, ReviewLog, Verdict
 from hemoscan.review.status import outcome

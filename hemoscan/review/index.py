@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hemoscan.datamodel import REVIEWED_CLASSES, Detection, detection_id
 from hemoscan.errors import HemoscanError
-from hemoscan.io.scan_store import (
+from hemoscan.io.scan_files import (
     DETECTIONS,
     TILES,
     iter_tile_blocks,
