@@ -84,10 +84,12 @@ def scan(
     Tiles already finished in ``out_dir`` are skipped. ``progress`` is called after each
     tile; ``on_start(total, to_scan)`` once.
     Raises :class:`~hemoscan.errors.HemoscanError` for unusable sources, models, settings or
-    folders; a bad tile never raises: it is recorded in ``tiles.csv`` with its reason.
+    folders (sources and a model name that name nothing before any model is loaded); a bad
+    tile never raises: it is recorded in ``tiles.csv`` with its reason.
     """
     out = Path(out_dir)
     tiles = TileSources(sources, options.sample_id)
+    tiles.check()  # sources that name nothing fail before the model loads
     spec, model = resolve_scan(options, model)
     predictor = Predictor(model, spec.predictor)
     units = ScanUnits(tiles, model.config, spec.predictor.tile_size, spec.predictor.overlap,

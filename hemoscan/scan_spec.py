@@ -25,7 +25,7 @@ from hemoscan.inference.backends import (
     resolve_device,
 )
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
-from hemoscan.models.loading import DEFAULT_MODEL
+from hemoscan.models.loading import DEFAULT_MODEL, resolve_model_folder
 from hemoscan.qc import QCThresholds
 
 
@@ -133,9 +133,12 @@ def check_options(options: ScanOptions) -> None:
 def resolve_scan(options: ScanOptions, model: AnyModel | None = None) -> tuple[ScanSpec, AnyModel]:
     """The resolved spec of a scan with ``options``, and the model its backend runs:
     ``model`` when given (a loaded model or export, e.g. in tests and notebooks), else the one
-    ``options.model`` names. Raises :class:`~hemoscan.errors.SettingsError` for bad options and
-    the model loaders' errors for a model that cannot be loaded."""
+    ``options.model`` names. Raises :class:`~hemoscan.errors.SettingsError` for bad options,
+    :class:`~hemoscan.errors.UnknownModelError` for a model name that names nothing (before
+    anything is loaded), and the model loaders' errors for a model that cannot be loaded."""
     check_options(options)
+    if model is None:
+        resolve_model_folder(options.model)
     model = options.model if model is None else model
     device = resolve_device(options.device, options.backend)
     backend = resolve_backend(options.backend, model, device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from hemoscan.datamodel import CELL_CLASSES, detection_id
-from hemoscan.errors import OutputDirError
+from hemoscan.errors import OutputDirError, SourceError, UnknownModelError
+from hemoscan.inference import backends
 from hemoscan.io.files import short_hash
 from hemoscan.io.scan_files import TILE_COLUMNS
 from hemoscan.pipeline import ScanOptions, scan
@@ -177,6 +179,33 @@ def test_resume_with_other_settings_is_refused(
     scan([str(tile_folder)], out, _options(tiny_model_dir))
     with pytest.raises(OutputDirError, match="thresholds"):
         scan([str(tile_folder)], out, _options(tiny_model_dir, conf=0.7))
+
+
+@pytest.mark.parametrize(
+    ("sources", "model", "error", "message"),
+    [
+        (["nowhere"], None, SourceError, "nowhere: no such file or folder"),
+        (["list.txt"], None, SourceError, "list.txt, line 2: missing.png: no such file or folder"),
+        (["*.tif"], None, SourceError, "pattern matches no"),
+        ([], "no-such-model", UnknownModelError, "no shipped model or model folder named"),
+    ],
+)
+def test_sources_and_model_names_are_checked_before_the_model_loads(
+    tiny_model_dir: Path, tile_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    sources: list[str], model: str | None, error: type[Exception], message: str,
+) -> None:  # fmt: skip
+    def load(*args: object, **kw: object) -> None:
+        raise AssertionError("a model was loaded before the sources and model name were checked")
+
+    monkeypatch.setattr(backends, "load_model", load)
+    monkeypatch.setattr(backends, "load_onnx_model", load)
+    monkeypatch.chdir(tile_folder)
+    (tile_folder / "list.txt").write_text("patient_A/tile_0.png\nmissing.png\n")
+    options = _options(tiny_model_dir) if model is None else _options(tiny_model_dir, model=model)
+    sources = sources or [str(tile_folder)]
+    with pytest.raises(error, match=re.escape(message)):
+        scan(sources, tmp_path / "out", options, on_start=load)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
 
 
 def test_retry_failed_rescans_only_failed_tiles(

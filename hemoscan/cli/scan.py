@@ -189,13 +189,18 @@ def scan_command(
     task = progress.add_task("scan", total=None)
     try:
         with progress:
-            summary = run_scan(
-                sources,
-                out,
-                options,
-                progress=lambda _: progress.advance(task),
-                on_start=lambda total, todo: progress.update(task, total=todo),
-            )
+            try:
+                summary = run_scan(
+                    sources,
+                    out,
+                    options,
+                    progress=lambda _: progress.advance(task),
+                    on_start=lambda total, todo: progress.update(task, total=todo),
+                )
+            except BaseException:
+                if progress.tasks[0].total is None:  # failed before scanning: no empty bar left
+                    progress.update(task, visible=False)
+                raise
     except (HemoscanError, ValueError, OSError) as e:
         fail(str(e))
     failed_now = f", {summary.tiles_failed} failed" if summary.tiles_failed else ""

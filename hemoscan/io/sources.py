@@ -113,6 +113,14 @@ class TileSources:
         self.sources = [os.fspath(s) for s in sources]
         self.sample_id = sample_id
 
+    def check(self) -> None:
+        """Raise the :class:`~hemoscan.errors.SourceError` an iteration would, now: one pass
+        that expands every source (streamed, nothing kept), so that a source naming nothing
+        is reported before anything slow (a model load) starts."""
+        for source in self.sources:
+            for _ in _expand(source, allow_list=True):
+                pass
+
     def __iter__(self) -> Iterator[TileSource]:
         seen: set[bytes] = set()
         for source in self.sources:

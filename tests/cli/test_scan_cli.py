@@ -80,6 +80,7 @@ def test_unusable_sources_and_models_give_clear_errors(
         str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)
     )
     assert result.exit_code == EXIT_USAGE and "no such file or folder" in result.output
+    assert "scanning" not in result.output  # no empty progress bar above the error
     write_image(tmp_path / "t.png", disc_image(64, 64, 1)[0])
     result = _scan(
         str(tmp_path / "t.png"), "-o", str(tmp_path / "out2"), "--model", "no-such-model"

@@ -222,3 +222,11 @@ def test_what_cannot_be_walked_becomes_a_failed_tile(tmp_path: Path) -> None:
     assert failed["locked"][0] == "locked"  # the sample its tiles would have belonged to
     assert "cannot read it (Permission denied)" in failed["locked"][1]
     assert len(tiles) == 6
+
+
+def test_check_raises_what_an_iteration_would(in_tmp: Path) -> None:
+    touch(in_tmp, "a/t1.png")
+    (in_tmp / "list.txt").write_text("a/t1.png\nmissing.png\n")
+    TileSources(["a"]).check()
+    with pytest.raises(SourceError, match=r"list.txt, line 2: missing.png: no such file or folder"):
+        TileSources(["a", "list.txt"]).check()
