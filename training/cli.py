@@ -19,6 +19,7 @@ def evaluate_command(
             help="shared:NAMES (txl-val, txl-val-native, composed-val, composed-val-real-host, "
             "segpc-heldout, segpc-heldout-native, bal-heldout, txl-dev, composed-dev, "
             "default), FORMAT:PATH (coco, yolo, voc, qupath, masks) or spec:FILE; repeatable.",
+            metavar="<data>",
             show_default="shared:default",
         ),
     ] = None,
@@ -30,7 +31,8 @@ def evaluate_command(
         Optional[Path], typer.Option("--out", "-o", help="Also write the metrics as JSON.")
     ] = None,
     limit: Annotated[
-        Optional[int], typer.Option(min=1, help="Evaluate the first N fields of each set.")
+        Optional[int],
+        typer.Option(min=1, metavar="<int>", help="Evaluate the first N fields of each set."),
     ] = None,
     classes: Annotated[
         Optional[str],
@@ -45,7 +47,9 @@ def evaluate_command(
             show_default="1",
         ),
     ] = None,
-    composed_n: Annotated[int, typer.Option(min=1, help="Fields of the composed sets.")] = 200,
+    composed_n: Annotated[
+        int, typer.Option(min=1, metavar="<int>", help="Fields of the composed sets.")
+    ] = 200,
     composed: Annotated[
         bool, typer.Option("--composed", help="FORMAT:PATH data are composed images (say so).")
     ] = False,
@@ -59,7 +63,9 @@ def evaluate_command(
     tune_data: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="Tuning data (never reporting data).", show_default="shared:txl-dev,composed-dev"
+            metavar="<data>",
+            help="Tuning data (never reporting data; repeatable).",
+            show_default="shared:txl-dev,composed-dev",
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, ...")] = "cpu",
@@ -72,9 +78,10 @@ def evaluate_command(
     ] = RuntimeBackend.torch,
     quiet: QuietOption = False,
 ) -> None:
-    """Evaluate a model (AP, precision/recall, hemophagocyte metrics, counts); print and write JSON.
+    """Evaluate a model on labelled image sets.
 
-    Needs the training package and the train extra, installed from a checkout.
+    Prints AP, precision/recall, hemophagocyte metrics and counts (and writes them as JSON with
+    --out). Needs the training package and the train extra, installed from a checkout.
     """
     try:
         from hemoscan_training import evaluate as ev
@@ -137,14 +144,18 @@ def train_command(
     overrides: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--set", help="Override a config value, e.g. --set optim.lr=1e-3 (repeatable)."
+            "--set",
+            metavar="<key=value>",
+            help="Override a config value, e.g. --set optim.lr=1e-3 (repeatable).",
         ),
     ] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Number of epochs.")] = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(min=1, metavar="<int>", help="Number of epochs.")
+    ] = None,
     fraction: Annotated[
         Optional[float],
         typer.Option(
-            min=0.0, max=1.0, help="Scale steps per epoch and dataset sizes, for quick runs."
+            min=0.0, max=1.0, metavar="<float>", help="Scale steps per epoch and dataset sizes, for quick runs."
         ),
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder.")] = None,
@@ -157,9 +168,10 @@ def train_command(
     ] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Train a detector: checkpoints, results.csv, curves.png and the best model in OUT/best.
+    """Train a detector.
 
-    Needs the training extras: pip install -e ".\\[train]" from a checkout.
+    Writes checkpoints, results.csv, curves.png and the best model in OUT/best. Needs the
+    training extras: pip install -e '.[train]' from a checkout.
     """
     import importlib.util
 

@@ -34,6 +34,12 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def one_of(choices: type[Enum]) -> str:
+    """The metavar of a repeatable option taking one of ``choices``, e.g. ``<geojson|coco>``
+    (Typer's own reads ``<list[geojson|coco]>``)."""
+    return f"<{'|'.join(c.value for c in choices)}>"
+
+
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """Typer's choices: a ``str`` Enum with one member per value of a library tuple."""
     return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]

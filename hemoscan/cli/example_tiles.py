@@ -9,11 +9,14 @@ import typer
 
 
 def example_tiles_command(
-    out: Annotated[Path, typer.Argument(help="Folder to write the example tiles to.")],
-    n_tiles: Annotated[int, typer.Option(min=1, help="Number of tiles.")] = 6,
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the example tiles to.")],
+    n_tiles: Annotated[int, typer.Option(min=1, metavar="<int>", help="Number of tiles.")] = 6,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Write procedurally generated example tiles (not real patient data) for a demo scan."""
+    """Write procedurally generated example tiles for a demo scan.
+
+    They are drawn, not real patient data.
+    """
     from hemoscan.examples import write_example_tiles
 
     paths = write_example_tiles(out, n_tiles=n_tiles, seed=seed)

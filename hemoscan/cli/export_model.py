@@ -11,7 +11,7 @@ from hemoscan.cli.common import ModelFormat, Quantization, fail
 
 
 def export_model_command(
-    model: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Shipped model name or model folder.")],
     out: Annotated[
         Path,
         typer.Option(
@@ -19,7 +19,7 @@ def export_model_command(
         ),
     ],
     fmt: Annotated[ModelFormat, typer.Option("--format", help="Export format.")] = ModelFormat.onnx,
-    opset: Annotated[int, typer.Option(min=13, help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option(min=13, metavar="<int>", help="ONNX opset.")] = 17,
     quantize: Annotated[
         Optional[Quantization],
         typer.Option(
@@ -31,6 +31,7 @@ def export_model_command(
     calibration: Annotated[
         Optional[list[str]],
         typer.Option(
+            metavar="<source>",
             help="With --quantize: calibration tiles like the ones you scan (files, folders, "
             "quoted globs or .txt lists; repeatable).",
             show_default="procedurally generated example tiles",
@@ -41,12 +42,16 @@ def export_model_command(
         typer.Option(
             min=1,
             max=1024,
+            metavar="<int>",
             help="With --quantize: most calibration images used.",
             show_default="32",
         ),
     ] = None,
 ) -> None:
-    """Export a model for the fast CPU path: then `hemoscan scan --model OUT --backend onnx`."""
+    """Export a model to ONNX for the fast CPU path.
+
+    Then scan with it: hemoscan scan --model OUT --backend onnx.
+    """
     from hemoscan.errors import HemoscanError
     from hemoscan.model_export.onnx import export_onnx
     from hemoscan.models.loading import load_model

@@ -8,7 +8,10 @@ from hemoscan.cli.common import fail
 
 
 def models_command() -> None:
-    """List the shipped models (verified against the manifest) and the architectures."""
+    """List the shipped models and the architectures.
+
+    Each shipped model is verified against the manifest.
+    """
     from hemoscan.errors import HemoscanError
     from hemoscan.models import list_models
     from hemoscan.models.loading import DEFAULT_MODEL, describe_shipped_models

@@ -17,7 +17,9 @@ from hemoscan.cli.common import (
 
 
 def report_command(
-    scan_dir: Annotated[Path, typer.Argument(help="Output folder of `hemoscan scan`.")],
+    scan_dir: Annotated[
+        Path, typer.Argument(metavar="SCAN_DIR", help="Output folder of `hemoscan scan`.")
+    ],
     out: Annotated[
         Path,
         typer.Option(
@@ -32,13 +34,16 @@ def report_command(
         int,
         typer.Option(
             min=1,
+            metavar="<int>",
             help="Marrow item suggested when at least this many hemophagocytes hold a cell of --engulfed-type.",
         ),
     ] = 1,
     engulfed_type: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="Engulfed type(s) for the marrow-item rule (repeatable).", show_default="nucleated"
+            metavar="<type>",
+            help="Engulfed type(s) for the marrow-item rule (repeatable).",
+            show_default="nucleated",
         ),
     ] = None,
     allow_missing_labs: Annotated[
@@ -55,12 +60,15 @@ def report_command(
         Optional[int],
         typer.Option(
             min=1,
+            metavar="<int>",
             help="Nucleated cells a sample needs not to be flagged as too few.",
             show_default="500",
         ),
     ] = None,
 ) -> None:
-    """Write a per-sample report: the result, image-quality flags, the lab scores, the evidence.
+    """Write a per-sample report of a scan.
+
+    Each report holds the result, image-quality flags, the lab scores and the evidence.
 
     Exits 1 (after writing the reports) when scanned samples have no lab panel or lab panels
     match no scanned sample, unless --allow-missing-labs.

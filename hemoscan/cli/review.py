@@ -20,7 +20,9 @@ def _default_reviewer() -> str:
 
 
 def review_command(
-    scan_dir: Annotated[Path, typer.Argument(help="Output folder of `hemoscan scan`.")],
+    scan_dir: Annotated[
+        Path, typer.Argument(metavar="SCAN_DIR", help="Output folder of `hemoscan scan`.")
+    ],
     reviewer: Annotated[
         Optional[str],
         typer.Option(help="Your name, recorded with every verdict (needed with --apply).",
@@ -28,14 +30,15 @@ def review_command(
     ] = None,
     port: Annotated[
         Optional[int],
-        typer.Option(min=1, max=65535, help="Port on 127.0.0.1.", show_default="8765, else any free"),
+        typer.Option(min=1, max=65535, metavar="<int>", help="Port on 127.0.0.1.",
+                     show_default="8765, else any free"),  # fmt: skip
     ] = None,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
     apply: Annotated[
         Optional[Path],
-        typer.Option(help="Record the verdicts of a CSV (id,verdict[,label][,engulfed_rbc,"
-                          "engulfed_nucleated,engulfed_platelet]) or a QuPath GeoJSON re-classified "
-                          "in QuPath, then exit."),  # fmt: skip
+        typer.Option(help="Record the verdicts of a CSV (columns id and verdict, optionally label, "
+                          "engulfed_rbc, engulfed_nucleated, engulfed_platelet) or of a QuPath "
+                          "GeoJSON re-classified in QuPath, then exit."),  # fmt: skip
     ] = None,
     only_changed: Annotated[
         bool,
@@ -48,10 +51,11 @@ def review_command(
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for --export.")] = None,
 ) -> None:
-    """Review the suggestions of a scan in the browser: accept, reject or relabel each
-    hemophagocyte and macrophage, fix engulfed counts, add missed cells (saved to
-    SCAN_DIR/review.jsonl). Or record verdicts from a file (--apply), or export the reviewed
-    cells as training data (--export)."""
+    """Review the suggestions of a scan in the browser.
+
+    Accept, reject or relabel each hemophagocyte and macrophage, fix engulfed counts, add
+    missed cells (saved to SCAN_DIR/review.jsonl). Or record verdicts from a file (--apply),
+    or export the reviewed cells as training data (--export)."""
     from hemoscan.errors import HemoscanError
 
     if export is not None and apply is not None:

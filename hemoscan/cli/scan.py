@@ -15,6 +15,7 @@ from hemoscan.cli.common import (
     QuietOption,
     ResultFormat,
     fail,
+    one_of,
 )
 
 
@@ -22,7 +23,8 @@ def scan_command(
     sources: Annotated[
         list[str],
         typer.Argument(
-            help="Image files, folders (searched recursively), globs, or .txt lists of paths."
+            metavar="SOURCES",
+            help="Image files, folders (searched recursively), globs, or .txt lists of paths.",
         ),
     ],
     out: Annotated[
@@ -31,12 +33,18 @@ def scan_command(
     model: Annotated[str, typer.Option(help="Shipped model name or model folder.")] = "",
     batch_size: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Tiles per forward pass [default: 1 on the CPU, 8 on a GPU]."),
+        typer.Option(
+            min=1,
+            metavar="<int>",
+            help="Tiles per forward pass.",
+            show_default="1 on the CPU, 8 on a GPU",
+        ),
     ] = None,
     workers: Annotated[
         int,
         typer.Option(
             min=0,
+            metavar="<int>",
             help="Threads decoding images ahead of the model; with --engine dask and no "
             "--scheduler, the number of local Dask worker processes.",
         ),
@@ -46,6 +54,7 @@ def scan_command(
         typer.Option(
             min=0.0,
             max=1.0,
+            metavar="<float>",
             help="Score threshold for every class.",
             show_default="the model's tuned thresholds",
         ),
@@ -65,6 +74,7 @@ def scan_command(
         Optional[int],
         typer.Option(
             min=1,
+            metavar="<int>",
             help="Batches predicted at once, each in its own thread; results do not change.",
             show_default="one per CPU core when onnxruntime runs, else 1",
         ),
@@ -98,6 +108,7 @@ def scan_command(
         typer.Option(
             min=0.01,
             max=100.0,
+            metavar="<float>",
             help="Pixel size (µm per pixel, level 0) of whole-slide images whose metadata has none.",
             show_default="the slide's metadata",
         ),
@@ -110,7 +121,10 @@ def scan_command(
     ] = False,
     export: Annotated[
         Optional[list[ResultFormat]],
-        typer.Option(help="Also write QuPath GeoJSON and/or COCO results (repeatable)."),
+        typer.Option(
+            metavar=one_of(ResultFormat),
+            help="Also write QuPath GeoJSON and/or COCO results (repeatable).",
+        ),
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="On resume, scan failed tiles again.")] = False,
     engine: Annotated[
@@ -130,7 +144,10 @@ def scan_command(
     qc_config: QCConfigOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Scan smear tiles or whole-slide images into OUT (detections.jsonl, tiles.csv, summary.json)."""
+    """Scan smear tiles or whole-slide images into OUT.
+
+    Writes detections.jsonl, tiles.csv and summary.json there; re-running resumes.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 def scores_command(
     labs: Annotated[
         Path,
-        typer.Argument(help="Lab-panel file (.json, .yaml, .yml, .csv wide or long) or a folder."),
+        typer.Argument(
+            metavar="LABS",
+            help="Lab-panel file (.json, .yaml, .yml, .csv wide or long) or a folder.",
+        ),
     ],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON: a list, one object per sample.")
@@ -29,7 +32,10 @@ def scores_command(
     fever_threshold: FeverThresholdOption = None,
     scd25_cutoff: SCD25CutoffOption = None,
 ) -> None:
-    """HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and ferritin:ESR of lab panels."""
+    """Compute the HLH and MAS scores of lab panels.
+
+    HScore, HLH-2004, 2016 MAS criteria, MS and MH scores and ferritin:ESR.
+    """
     from hemoscan.errors import HemoscanError
     from hemoscan.labs.readers import iter_lab_panels
     from hemoscan.scores import ScoreSettings, compute_all

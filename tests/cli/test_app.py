@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from hemoscan.cli.app import app
@@ -22,3 +23,19 @@ def test_importing_the_cli_loads_no_heavy_module() -> None:
 def test_every_command_has_help(command: str, option: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0 and option in result.output
+
+
+def test_help_is_plain_text_that_reads_as_written() -> None:
+    """No markup swallows ``[dask]`` or leaves a ``\\[`` escape; options show no ``<bool>``,
+    ``<list[...]>`` or ``<int range>`` placeholder (an argument's ``<list[str]>`` is Typer's)."""
+    runner = CliRunner()
+    scan_help = runner.invoke(app, ["scan", "--help"], terminal_width=200).output
+    assert "pip install 'hemoscan[dask]'" in scan_help
+    assert "--export <geojson|coco>" in scan_help
+    for command in [*typer.main.get_command(app).commands, ""]:  # type: ignore[attr-defined]
+        result = runner.invoke(app, [command, "--help"] if command else ["--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "\\[" not in result.output, command
+        options = result.output.partition("Options:")[2]
+        for placeholder in ("<bool>", "<list[", " range>"):
+            assert placeholder not in options, (command, placeholder)
