@@ -159,7 +159,15 @@ def scan_command(
     from rich.text import Text
 
     from hemoscan.errors import HemoscanError
-    from hemoscan.models.loading import DEFAULT_MODEL
+    from hemoscan.io.sources import TileSources
+
+    try:  # before the heavy imports below: a mistyped path or model name is answered at once
+        TileSources(sources, sample_id).check()
+        from hemoscan.models.loading import DEFAULT_MODEL, resolve_model_folder
+
+        resolve_model_folder(model or DEFAULT_MODEL)
+    except HemoscanError as e:
+        fail(str(e))
     from hemoscan.pipeline import ScanOptions
     from hemoscan.pipeline import scan as run_scan
     from hemoscan.qc import QCThresholds

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -92,6 +94,16 @@ def test_unusable_sources_and_models_give_clear_errors(
     result = _scan(str(tmp_path / "t.png"), "-o", str(tmp_path / "out3"), "--model", str(tiny_model_dir),
                    "--tile-size", "100")  # fmt: skip
     assert result.exit_code == EXIT_USAGE and "multiples of 32" in result.output
+
+
+def test_a_mistyped_source_is_answered_before_the_pipeline_is_imported(tmp_path: Path) -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from hemoscan.cli.app import app; "
+        f"r = CliRunner().invoke(app, ['scan', 'nowhere', '-o', {str(tmp_path / 'out')!r}]); "
+        "assert r.exit_code == 2 and 'nowhere: no such file or folder' in r.output, r.output; "
+        "assert 'hemoscan.pipeline' not in sys.modules and 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 
 def test_example_tiles_command(tmp_path: Path) -> None:
