@@ -155,7 +155,10 @@ def train_command(
     fraction: Annotated[
         Optional[float],
         typer.Option(
-            min=0.0, max=1.0, metavar="<float>", help="Scale steps per epoch and dataset sizes, for quick runs."
+            min=0.0,
+            max=1.0,
+            metavar="<float>",
+            help="Scale steps per epoch and dataset sizes, for quick runs.",
         ),
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder.")] = None,

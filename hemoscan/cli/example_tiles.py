@@ -9,7 +9,9 @@ import typer
 
 
 def example_tiles_command(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the example tiles to.")],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Folder to write the example tiles to.")
+    ],
     n_tiles: Annotated[int, typer.Option(min=1, metavar="<int>", help="Number of tiles.")] = 6,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:

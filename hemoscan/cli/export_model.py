@@ -11,7 +11,9 @@ from hemoscan.cli.common import ModelFormat, Quantization, fail
 
 
 def export_model_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Shipped model name or model folder.")],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Shipped model name or model folder.")
+    ],
     out: Annotated[
         Path,
         typer.Option(
