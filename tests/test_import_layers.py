@@ -121,3 +121,36 @@ def test_no_import_cycles_in_hemoscan():
         f"{' -> '.join(path)}   (modules in this cycle: {', '.join(members)})" for path, members in cycles
     )
     assert not cycles, f"{len(cycles)} import cycle(s) in hemoscan/:\n{report}"
+
+
+#: The package's layers, lowest first, as the README's Development section draws them: a
+#: module may import its own subpackage and the layers below its own, never one above or beside.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("hemoscan", "errors", "choices", "datamodel", "stats"),
+    ("io", "labs", "models", "synthetic"),
+    ("annotations", "examples", "qc", "scores", "visualize"),
+    ("inference",),
+    ("model_export", "scan_spec", "review"),
+    ("engines", "report"),
+    ("pipeline",),
+    ("cli",),
+)
+
+
+def _layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_every_import_goes_down_the_layers():
+    rank = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    graph = _import_graph()
+    unplaced = sorted({_layer_of(m) for m in graph} - set(rank))
+    assert not unplaced, f"place these in LAYERS (and the README): {unplaced}"
+    upward = sorted(
+        f"{m} -> {t}"
+        for m, targets in graph.items()
+        for t in targets
+        if _layer_of(m) != _layer_of(t) and rank[_layer_of(t)] >= rank[_layer_of(m)]
+    )
+    assert not upward, "imports that do not go down the layers:\n" + "\n".join(upward)
