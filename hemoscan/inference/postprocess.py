@@ -2,6 +2,10 @@
 
 Arrays here are numpy: ``boxes float32 [N, 4]`` as ``x1, y1, x2, y2`` pixels, ``scores
 float32 [N]``, ``labels int64 [N]`` indexing the model's ``classes``.
+
+:func:`nms`, :func:`batched_nms` and :func:`box_iou` compute what ``torchvision.ops`` computes,
+in the same float32 arithmetic (tested against it), so that a scan never imports torchvision:
+its import took as long as torch's, half a scan's start-up.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torchvision.ops import batched_nms
 
 from hemoscan.datamodel import ENGULFED_PREFIX, Detection, EngulfedCell
 
@@ -79,13 +82,62 @@ def suppress_duplicates(
         for m in members:
             group_of[m] = members[0]
     groups = np.asarray(group_of)[labels]
-    keep = batched_nms(
-        torch.as_tensor(boxes), torch.as_tensor(scores), torch.as_tensor(groups), iou
-    ).numpy()
+    keep = batched_nms(boxes, scores, groups, iou)
     if ios:
         limit = np.array([ios.get(c, np.inf) for c in classes], np.float64)[labels[keep]]
         keep = keep[_ios_survivors(boxes[keep], groups[keep], limit)]
     return keep
+
+
+def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``boxes1 [N, 4]`` with every box of ``boxes2 [M, 4]``: ``[N, M]``."""
+    boxes1, boxes2 = boxes1.astype(np.float32), boxes2.astype(np.float32)
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    lt = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = np.maximum(rb - lt, np.float32(0))
+    inter = wh[..., 0] * wh[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / (area1[:, None] + area2[None, :] - inter)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy NMS, by descending score: a box goes when its IoU with a kept,
+    higher-scoring box exceeds ``iou``."""
+    boxes = boxes.astype(np.float32)
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    suppressed = np.zeros(len(scores), bool)
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        w = np.maximum(np.float32(0), np.minimum(x2[i], x2) - np.maximum(x1[i], x1))
+        h = np.maximum(np.float32(0), np.minimum(y2[i], y2) - np.maximum(y1[i], y1))
+        inter = w * h
+        with np.errstate(divide="ignore", invalid="ignore"):
+            overlap = inter / (areas[i] + areas - inter)
+        suppressed |= overlap.astype(np.float64) > iou
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
+    """:func:`nms` within each group, by descending score (torchvision's two strategies: boxes
+    of a group shifted apart for up to 1,000 boxes, group by group beyond)."""
+    if len(scores) == 0:
+        return np.zeros(0, dtype=np.int64)
+    boxes = boxes.astype(np.float32)
+    if boxes.size <= 4000:
+        offsets = groups.astype(np.float32) * (boxes.max() + np.float32(1))
+        return nms(boxes + offsets[:, None], scores, iou)
+    keep = np.zeros(len(scores), bool)
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        keep[members[nms(boxes[members], scores[members], iou)]] = True
+    kept = np.flatnonzero(keep)
+    return kept[np.argsort(-scores[kept], kind="stable")]
 
 
 def _ios_survivors(boxes: np.ndarray, groups: np.ndarray, limit: np.ndarray) -> np.ndarray:

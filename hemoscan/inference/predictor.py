@@ -18,12 +18,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
 from hemoscan.datamodel import Detection, ScaleEstimate
 from hemoscan.errors import SettingsError
 from hemoscan.inference.backends import AnyModel, create_backend, model_for_backend
-from hemoscan.inference.postprocess import decode_heatmaps, suppress_duplicates, to_detections
+from hemoscan.inference.postprocess import box_iou, decode_heatmaps, suppress_duplicates, to_detections
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
 from hemoscan.inference.scale import (
     PROBE_SCALE,
@@ -284,7 +283,7 @@ class Predictor:
                                    self.config.nms_iou)  # fmt: skip
         hosts = boxes[labels == self.config.classes.index(_NEAR_MISS_CLASS)]
         if len(hosts):
-            overlap = box_iou(torch.as_tensor(near_boxes[keep]), torch.as_tensor(hosts))
-            keep = keep[(overlap <= self.config.nms_iou).all(dim=1).numpy()]
+            overlap = box_iou(near_boxes[keep], hosts)
+            keep = keep[(overlap <= np.float32(self.config.nms_iou)).all(axis=1)]
         keep = keep[:NEAR_MISSES_PER_IMAGE]
         return near_boxes[keep], near_scores[keep], near_labels[keep]

@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import torch
 
 from hemoscan.inference.postprocess import suppress_duplicates, to_detections
 
@@ -64,3 +66,42 @@ def test_nested_and_seam_duplicates_go_by_intersection_over_the_smaller_box() ->
     assert sorted(plain.tolist()) == [0, 1, 2, 3, 4, 5, 6]
     keep = suppress_duplicates(boxes, scores, labels, CLASSES, iou=0.5, ios={"nucleated": 0.5})
     assert sorted(keep.tolist()) == [0, 2, 3, 5, 6]
+
+
+def _random_boxes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` boxes of 4-60 px in a 1024 px field, clustered so that many overlap, with
+    distinct scores and 5 groups."""
+    centres = rng.uniform(0, 1024, (max(1, n // 4), 2))[rng.integers(0, max(1, n // 4), n)]
+    centres += rng.normal(0, 6, (n, 2))
+    sizes = rng.uniform(4, 60, (n, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1).astype(np.float32)
+    scores = rng.permutation(n).astype(np.float32) / n + np.float32(0.001)
+    return boxes, scores, rng.integers(0, 5, n)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 300, 999, 1000, 1001, 2500])
+def test_nms_keeps_exactly_what_torchvision_keeps(n: int) -> None:
+    from torchvision import ops
+
+    from hemoscan.inference.postprocess import batched_nms, box_iou, nms
+
+    rng = np.random.default_rng(n)
+    boxes, scores, groups = _random_boxes(rng, n)
+    for iou in (0.3, 0.5, 0.7):
+        tb, ts, tg = torch.as_tensor(boxes), torch.as_tensor(scores), torch.as_tensor(groups)
+        np.testing.assert_array_equal(nms(boxes, scores, iou), ops.nms(tb, ts, iou).numpy())
+        np.testing.assert_array_equal(
+            batched_nms(boxes, scores, groups, iou), ops.batched_nms(tb, ts, tg, iou).numpy()
+        )
+    if n:
+        np.testing.assert_array_equal(box_iou(boxes, boxes[: n // 2 + 1]),
+                                      ops.box_iou(tb, tb[: n // 2 + 1]).numpy())  # fmt: skip
+
+
+def test_a_scan_does_not_import_torchvision() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, hemoscan.pipeline, hemoscan.inference.predictor; "
+            "assert 'torchvision' not in sys.modules, 'torchvision imported'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
