@@ -10,7 +10,7 @@ its import took as long as torch's, half a scan's start-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,20 +46,37 @@ def decode_heatmaps(
     ``thresholds`` is ``float32 [K]``. A peak is a local 3x3 maximum at or above its class
     threshold; at most ``max_detections`` highest-scoring peaks are returned.
     """
+    return decode_heatmaps_at(heatmap_logits, log_size, offset, stride, [thresholds],
+                              max_detections)[0]  # fmt: skip
+
+
+def decode_heatmaps_at(
+    heatmap_logits: torch.Tensor,
+    log_size: torch.Tensor,
+    offset: torch.Tensor,
+    stride: int,
+    threshold_sets: Sequence[torch.Tensor],
+    max_detections: int,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`decode_heatmaps` at each of several ``float32 [K]`` threshold sets, finding the
+    heatmaps' peaks once."""
     heat = torch.sigmoid(heatmap_logits.float())
     peaks = heat == F.max_pool2d(heat[None], 3, stride=1, padding=1)[0]
-    keep = peaks & (heat >= thresholds[:, None, None])
-    labels, ys, xs = torch.nonzero(keep, as_tuple=True)
-    scores = heat[labels, ys, xs]
-    if scores.numel() > max_detections:
-        top = torch.topk(scores, max_detections).indices
-        labels, ys, xs, scores = labels[top], ys[top], xs[top], scores[top]
-    cx = (xs.float() + offset[0, ys, xs]) * stride
-    cy = (ys.float() + offset[1, ys, xs]) * stride
-    w = torch.exp(log_size[0, ys, xs].clamp(max=8.0)) * stride
-    h = torch.exp(log_size[1, ys, xs].clamp(max=8.0)) * stride
-    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
-    return boxes.numpy(), scores.numpy(), labels.numpy()
+    out = []
+    for thresholds in threshold_sets:
+        keep = peaks & (heat >= thresholds[:, None, None])
+        labels, ys, xs = torch.nonzero(keep, as_tuple=True)
+        scores = heat[labels, ys, xs]
+        if scores.numel() > max_detections:
+            top = torch.topk(scores, max_detections).indices
+            labels, ys, xs, scores = labels[top], ys[top], xs[top], scores[top]
+        cx = (xs.float() + offset[0, ys, xs]) * stride
+        cy = (ys.float() + offset[1, ys, xs]) * stride
+        w = torch.exp(log_size[0, ys, xs].clamp(max=8.0)) * stride
+        h = torch.exp(log_size[1, ys, xs].clamp(max=8.0)) * stride
+        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+        out.append((boxes.numpy(), scores.numpy(), labels.numpy()))
+    return out
 
 
 def suppress_duplicates(
@@ -123,7 +140,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float
+) -> np.ndarray:
     """:func:`nms` within each group, by descending score (torchvision's two strategies: boxes
     of a group shifted apart for up to 1,000 boxes, group by group beyond)."""
     if len(scores) == 0:

@@ -22,7 +22,12 @@ import torch
 from hemoscan.datamodel import Detection, ScaleEstimate
 from hemoscan.errors import SettingsError
 from hemoscan.inference.backends import AnyModel, create_backend, model_for_backend
-from hemoscan.inference.postprocess import box_iou, decode_heatmaps, suppress_duplicates, to_detections
+from hemoscan.inference.postprocess import (
+    box_iou,
+    decode_heatmaps_at,
+    suppress_duplicates,
+    to_detections,
+)
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
 from hemoscan.inference.scale import (
     PROBE_SCALE,
@@ -240,12 +245,10 @@ class Predictor:
     ) -> tuple[_Peaks, _Peaks]:
         """The window's detections and near-miss candidates, in image pixels, core only."""
         heat, size, offset = (o[b] for o in outputs)
-        found = decode_heatmaps(
-            heat, size, offset, self.stride, self._threshold_tensor, self.config.max_detections
-        )
-        near = decode_heatmaps(
-            heat, size, offset, self.stride, self._near_miss_tensor, self.config.max_detections
-        )
+        found, near = decode_heatmaps_at(
+            heat, size, offset, self.stride, (self._threshold_tensor, self._near_miss_tensor),
+            self.config.max_detections,
+        )  # fmt: skip
         return self._in_core(found, win), self._in_core(near, win, below=self._threshold_tensor)
 
     @staticmethod
