@@ -4,7 +4,7 @@ For each count, a folder of that many JPEG tiles is made (hard links to a small 
 procedurally generated tiles, so 10,000 tiles cost no disk), scanned in a fresh process, and
 the process's peak resident memory (``ru_maxrss``) is printed with the time taken. Usage::
 
-    python benchmarks/scan_memory.py [--counts 1000 10000] [--size 256] [--backend onnx]
+    python benchmarks/scan_memory.py [--counts 1000 10000] [--size 256] [--backend auto]
 """
 
 from __future__ import annotations
@@ -37,16 +37,6 @@ print(json.dumps({"tiles": s.tiles_scanned_now, "failed": s.tiles_failed,
 """
 
 
-def model_for_backend(model: str, backend: str, tmp: Path) -> str:
-    """``model`` itself, or for ``onnx`` a fresh export of it under ``tmp``."""
-    if backend != "onnx":
-        return model
-    from hemoscan.model_export.onnx import export_onnx
-    from hemoscan.models.loading import load_model
-
-    return str(export_onnx(load_model(model), tmp / "onnx"))
-
-
 def scan_in_fresh_process(source: Path, out: Path, model: str, backend: str) -> dict:
     """Scan ``source`` into ``out`` in a new Python process; its counts, time and peak RSS."""
     done = subprocess.run(
@@ -61,7 +51,7 @@ def scan_in_fresh_process(source: Path, out: Path, model: str, backend: str) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--pool", type=int, default=32, help="distinct tiles the links point to")
@@ -73,14 +63,13 @@ def main() -> None:
     print(f"model {args.model}, backend {args.backend}, {args.size}x{args.size} JPEG tiles")
     print(f"{'tiles':>7} {'seconds':>8} {'tiles/s':>8} {'peak RSS MiB':>13}")
     with tempfile.TemporaryDirectory() as tmp:
-        model = model_for_backend(args.model, args.backend, Path(tmp))
         pool = write_tiles(Path(tmp) / "pool", args.size, args.pool)
         for count in args.counts:
             folder = Path(tmp) / f"tiles{count}"
             folder.mkdir()
             for i in range(count):
                 (folder / f"tile_{i:05d}.jpg").hardlink_to(pool[i % len(pool)])
-            r = scan_in_fresh_process(folder, Path(tmp) / f"out{count}", model, args.backend)
+            r = scan_in_fresh_process(folder, Path(tmp) / f"out{count}", args.model, args.backend)
             print(f"{r['tiles']:>7} {r['seconds']:8.1f} {r['tiles'] / r['seconds']:8.1f} "
                   f"{r['peak_rss_mib']:13.0f}")  # fmt: skip
 
