@@ -46,7 +46,7 @@ EXPORT_ATOL = 1e-4
 
 def _missing(package: str) -> HemoscanError:
     return HemoscanError(
-        f"the ONNX backend needs the {package!r} package: pip install 'hemoscan[onnx]'"
+        f"exporting to ONNX needs the {package!r} package: pip install 'hemoscan[onnx]'"
     )
 
 

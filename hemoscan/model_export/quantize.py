@@ -206,7 +206,7 @@ def quantize_export(
         )
     except ImportError as e:
         raise HemoscanError(
-            f"int8 quantization needs onnx and onnxruntime: pip install 'hemoscan[onnx]' ({e})"
+            f"int8 quantization needs the onnx package: pip install 'hemoscan[onnx]' ({e})"
         ) from None
 
     folder = Path(folder)

@@ -23,8 +23,7 @@ record to the sidecar (see :mod:`hemoscan.model_export.quantize`);
 ``None`` for a full-precision export.
 
 This module reads the format; :mod:`hemoscan.model_export` writes it and
-:class:`hemoscan.inference.backends.OnnxBackend` runs it. ``onnxruntime`` is optional
-(a core dependency) is imported only when a session is made.
+:class:`hemoscan.inference.backends.OnnxBackend` runs it; ``onnxruntime`` is a core dependency.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 import torch
 
 from hemoscan.choices import QUANTIZATIONS
@@ -102,12 +102,6 @@ def manifest_fields(folder: Path) -> dict[str, str]:
 def onnx_session(model: bytes | str | Path, threads: int | None = None) -> Any:
     """A CPU ``InferenceSession`` with every graph optimisation and ``threads`` intra-op
     threads (default: torch's thread count, so both backends use the same cores)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise HemoscanError(
-            "the ONNX backend needs the 'onnxruntime' package: pip install 'hemoscan[onnx]'"
-        ) from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
