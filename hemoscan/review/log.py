@@ -176,7 +176,7 @@ class ReviewLog:
         )
         if not data:
             return
-        import fcntl
+        import fcntl  # here, not at the top: POSIX-only, and `hemoscan report` imports this module on any OS
 
         with guard_writes(self.path):
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
