@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from hemoscan.synthetic.tile import ExampleCell, render_example_tile
 
@@ -101,8 +102,6 @@ def write_example_tiles(
     :meth:`ExampleCell.to_dict`), ``labs.json`` (invented lab values, :data:`EXAMPLE_LABS`) and ``README.txt`` stating that the tiles are procedurally
     generated and not real patient data. Same seed, same bytes. Returns the tile paths.
     """
-    from PIL import Image
-
     if n_tiles < 1:
         raise ValueError(f"n_tiles must be at least 1, got {n_tiles}")
     if samples < 1:

@@ -53,6 +53,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 from hemoscan.datamodel import Detection, QCFlag, SampleFindings, SampleQC, TileQC
 from hemoscan.errors import HemoscanError
@@ -120,8 +121,6 @@ class QCThresholds:
         try:
             text = path.read_text(encoding="utf-8")
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
                 values = yaml.safe_load(text) or {}
             else:
                 values = json.loads(text)

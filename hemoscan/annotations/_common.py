@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
 
 from hemoscan.annotations.record import (
     CLIP_TOLERANCE_PX,
@@ -170,8 +172,6 @@ def match_files(
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image as stored, from its header."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             return int(im.size[0]), int(im.size[1])
@@ -180,8 +180,6 @@ def image_size(path: Path) -> tuple[int, int]:
     except (UnidentifiedImageError, OSError, ValueError) as e:
         if path.suffix.lower() in (".tif", ".tiff"):
             try:
-                import tifffile
-
                 with tifffile.TiffFile(path) as tif:
                     shape = tif.pages[0].shape
                     return int(shape[1]), int(shape[0])

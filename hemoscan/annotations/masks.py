@@ -27,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import tifffile
 
 from hemoscan.annotations._common import (
     IMAGE_EXTENSIONS,
@@ -73,12 +75,8 @@ def read_mask(path: Path) -> np.ndarray:
     """A mask as stored: ``[H, W]`` or ``[H, W, C]`` with channels in R, G, B(, A) order."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
             arr = np.asarray(tifffile.imread(path))
         else:
-            import cv2
-
             buf = np.fromfile(path, dtype=np.uint8)
             arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
             if arr is None:
@@ -126,8 +124,6 @@ def _instance_objects(plane: np.ndarray) -> list[tuple[tuple[float, float, float
 def _binary_objects(
     binary: np.ndarray, connectivity: int
 ) -> list[tuple[tuple[float, float, float, float], int]]:
-    import cv2
-
     n, _, stats, _ = cv2.connectedComponentsWithStats(
         binary.astype(np.uint8), connectivity=connectivity
     )

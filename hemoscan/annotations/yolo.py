@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from hemoscan.annotations._common import (
     Draft,
     finalize,
     find_dir,
     paired_drafts,
     parse_options,
-    warn,
 )
 from hemoscan.annotations.record import AnnotatedImage, AnnotationError
 from hemoscan.annotations.spec import DatasetSpec
@@ -60,11 +61,6 @@ def _label_dir(spec: DatasetSpec, image_dir: Path) -> Path:
 
 
 def _yaml_names(path: Path) -> list[str] | None:
-    try:
-        import yaml  # optional: PyYAML is not a hemoscan dependency
-    except ImportError:
-        warn(f"{path}: PyYAML is not installed, class names in it are not read")
-        return None
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:

@@ -255,6 +255,7 @@ def _results_in_order(
 ) -> Iterator[tuple[list[TileSource], list[TileResult]]]:
     """Each chunk with its results, in chunk order, with a bounded number of chunks in flight
     (``chunks`` is consumed only as far as the window needs)."""
+    # lazy: dask.distributed is the optional `dask` extra; the caller already checked it is there
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 

@@ -16,8 +16,7 @@ orientation tags are not applied, so boxes refer to the pixels as stored in the 
 
 PNG and JPEG are decoded with Pillow (which raises on truncated data), TIFF with tifffile
 (which reads 16-bit RGB); TIFF compressions that tifffile cannot decode without the optional
-``imagecodecs`` package (LZW, JPEG) fall back to Pillow. Pillow and tifffile are imported
-lazily.
+``imagecodecs`` package (LZW, JPEG) fall back to Pillow.
 """
 
 from __future__ import annotations
@@ -30,6 +29,9 @@ import warnings
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+from tifffile import TIFF
 
 from hemoscan.errors import ImageReadError
 
@@ -198,8 +200,6 @@ def to_rgb8(pixels: np.ndarray) -> np.ndarray:
 
 
 def _decode_pillow(data: bytes, fmt: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     formats = ("JPEG", "MPO") if fmt == "JPEG" else (fmt,)
     try:
         with warnings.catch_warnings():
@@ -256,8 +256,6 @@ def _pillow_to_rgb(im: Any) -> np.ndarray:
 
 
 def _decode_tiff(data: bytes) -> np.ndarray:
-    import tifffile
-
     try:
         tif = tifffile.TiffFile(io.BytesIO(data))
     except Exception as e:
@@ -277,8 +275,6 @@ def _decode_tiff(data: bytes) -> np.ndarray:
 
 
 def _tiff_page_to_rgb(page: Any, data: bytes) -> np.ndarray:
-    from tifffile import TIFF
-
     if page.imagedepth > 1:
         raise _Refused(f"TIFF holds a 3-D volume ({page.imagedepth} slices; expected one image)")
     _check_size(int(page.imagewidth), int(page.imagelength))

@@ -21,6 +21,11 @@ import os
 import socket
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no OS lock; output folders are unguarded
+    fcntl = None  # type: ignore[assignment]
+
 from hemoscan.errors import OutputDirError
 
 LOCK_FILE = ".hemoscan.lock"
@@ -56,9 +61,7 @@ class OutputLock:
                 f"{self.folder}: cannot write in the output folder ({e.strerror or e}); "
                 "give a folder you can write to"
             ) from None
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no OS lock; the folder is unguarded
+        if fcntl is None:  # not POSIX
             return
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from hemoscan.datamodel import Detection
@@ -85,8 +86,6 @@ class SlideRegion:
         pixels = reader.read_region(self.x, self.y, self.w, self.h, self.level)
         if (self.w, self.h) == (self.out_w, self.out_h):
             return pixels
-        import cv2
-
         shrink = self.out_w * self.out_h < self.w * self.h
         interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         return cv2.resize(pixels, (self.out_w, self.out_h), interpolation=interpolation)

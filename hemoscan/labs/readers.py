@@ -39,6 +39,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
 from hemoscan.errors import LabFileError, LabValueError
 from hemoscan.labs.analytes import resolve_analyte
 from hemoscan.labs.panel import MAX_DIGITS, LabPanel, parse_panel
@@ -149,11 +151,6 @@ def _no_constant(name: str) -> Any:
 
 def _read_yaml(f: IO[str], path: Path) -> Iterator[LabPanel]:
     try:
-        import yaml
-    except ImportError:
-        message = f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use JSON or CSV"
-        raise LabFileError(message) from None
-    try:
         data = yaml.load(f, Loader=_strict_yaml_loader())  # noqa: S506 - a SafeLoader subclass
     except _Refused as e:
         raise LabFileError(f"{path}: {e}") from None
@@ -165,8 +162,6 @@ def _read_yaml(f: IO[str], path: Path) -> Iterator[LabPanel]:
 def _strict_yaml_loader() -> type:
     """PyYAML's SafeLoader without anchors and aliases (no alias bombs, no merge keys) and with
     repeated mapping keys refused."""
-    import yaml
-
     class StrictLoader(yaml.SafeLoader):
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()

@@ -82,7 +82,7 @@ def export_onnx(
             model.config, calibration, calibration_images or CALIBRATION_IMAGES
         )
     try:
-        import onnx
+        import onnx  # the optional `onnx` extra
     except ImportError:
         raise _missing("onnx") from None
 

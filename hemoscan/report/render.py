@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import logging
 import os
 from pathlib import Path
+
+import jinja2
+from PIL import ImageFile
 
 from hemoscan.io.files import atomic_write_bytes, atomic_write_text, unique_stem
 from hemoscan.io.spreadsheet import neutralise
@@ -44,8 +48,6 @@ def yes_no(value: object) -> str:
 
 
 def _environment():  # type: ignore[no-untyped-def]
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("hemoscan.report", "templates"),
         autoescape=True,  # sample names and lab text come from users
@@ -79,12 +81,8 @@ def render_html(report: SampleReport, page: Path | None = None) -> str:
 def write_pdf(html: str, path: Path, base: Path | None = None) -> None:
     """The same HTML as a PDF, laid out by WeasyPrint (no browser, no network), written
     atomically; relative links resolve against the folder ``base``."""
-    import logging
-
-    from PIL import ImageFile
-
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    from weasyprint import HTML
+    from weasyprint import HTML  # lazy: 0.4 s to import, needed for PDFs only
 
     # WeasyPrint switches Pillow's global truncated-image tolerance on when imported; hemoscan
     # must keep refusing truncated tiles in the same process, and embeds only its own images.

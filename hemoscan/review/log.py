@@ -176,6 +176,7 @@ class ReviewLog:
         )
         if not data:
             return
+        # lazy: fcntl is POSIX-only, and `hemoscan report` imports this module on any OS
         import fcntl
 
         with guard_writes(self.path):

@@ -25,6 +25,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
 from hemoscan.datamodel import REVIEWED_CLASSES, Detection, detection_id
 from hemoscan.errors import HemoscanError
 from hemoscan.io.output_lock import scan_running
@@ -293,13 +302,6 @@ def _page_html(session: ReviewSession, token: str) -> str:
 
 def create_app(session: ReviewSession, token: str | None = None):  # type: ignore[no-untyped-def]
     """The Starlette app of ``session``; ``token`` (random when ``None``) guards ``/api``."""
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response
-    from starlette.routing import Route
-
     token = token or secrets.token_urlsafe(24)
 
     def guarded(handler):  # type: ignore[no-untyped-def]
@@ -319,8 +321,6 @@ def create_app(session: ReviewSession, token: str | None = None):  # type: ignor
         return endpoint
 
     def run(fn, *args):  # type: ignore[no-untyped-def]
-        from starlette.concurrency import run_in_threadpool
-
         return run_in_threadpool(fn, *args)
 
     def jpeg(data: bytes | None) -> Response:
@@ -405,8 +405,6 @@ def bind(port: int | None) -> socket.socket:
 
 def serve(app: Any, sock: socket.socket, ready: Iterable[Any] = ()) -> None:  # pragma: no cover
     """Serve ``app`` on ``sock`` until interrupted (Ctrl+C)."""
-    import uvicorn
-
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     for callback in ready:
         threading.Timer(0.5, callback).start()
