@@ -139,12 +139,14 @@ def _circular_mean(degrees: list[float]) -> float:
     return float(np.rad2deg(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean())) % 360)
 
 
-def _hue(mean_rgb: tuple[float, ...]) -> float | None:
-    """Hue in degrees of a mean RGB colour; ``None`` for a grey one (saturation below
+def _hues(mean_rgb: list[tuple[float, ...]]) -> list[float]:
+    """Hues in degrees of mean RGB colours, leaving out grey ones (saturation below
     :data:`MIN_HUE_SATURATION`), whose hue means nothing."""
-    colour = np.array([[mean_rgb[:3]]], np.float32) / 255.0
-    hue, saturation, _ = cv2.cvtColor(colour, cv2.COLOR_RGB2HSV)[0, 0]
-    return float(hue) if saturation >= MIN_HUE_SATURATION else None
+    if not mean_rgb:
+        return []
+    colours = np.array([[c[:3] for c in mean_rgb]], np.float32) / 255.0
+    hsv = cv2.cvtColor(colours, cv2.COLOR_RGB2HSV)[0]
+    return [float(h) for h, s, _ in hsv if s >= MIN_HUE_SATURATION]
 
 
 def _cell_hue(
@@ -154,7 +156,7 @@ def _cell_hue(
     :data:`MAX_CELLS_FOR_HUE` ``cells``, optionally of only their ``darkest`` fraction of
     pixels; ``None`` with fewer than ``minimum`` cells measured."""
     h, w = gray.shape
-    hues = []
+    colours = []
     for d in cells[:MAX_CELLS_FOR_HUE]:
         cx, cy, qw, qh = (d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2, (d.x2 - d.x1) / 4, (d.y2 - d.y1) / 4
         x0, x1 = max(0, int(cx - qw)), min(w, int(np.ceil(cx + qw)))
@@ -165,9 +167,8 @@ def _cell_hue(
         if darkest is not None:
             patch = gray[y0:y1, x0:x1]
             mask = (patch <= np.quantile(patch, darkest)).astype(np.uint8)
-        hue = _hue(cv2.mean(image[y0:y1, x0:x1], mask=mask))
-        if hue is not None:
-            hues.append(hue)
+        colours.append(cv2.mean(image[y0:y1, x0:x1], mask=mask))
+    hues = _hues(colours)
     return _circular_mean(hues) if len(hues) >= minimum else None
 
 

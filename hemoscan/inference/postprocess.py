@@ -10,13 +10,15 @@ its import took as long as torch's, half a scan's start-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from hemoscan.datamodel import ENGULFED_PREFIX, Detection, EngulfedCell
+
+_BLOCK = 256  # rows of a pairwise-overlap block in the greedy suppressions
 
 # Classes that are one physical kind of object for duplicate suppression: a host called both
 # macrophage and hemophagocyte at the same place keeps only its higher-scoring call.
@@ -119,25 +121,46 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
         return inter / (area1[:, None] + area2[None, :] - inter)
 
 
+def _greedy(n: int, conflicts: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Greedy survival of ``n`` items in priority order: item ``i`` survives unless a surviving
+    item before it conflicts with it; ``conflicts(start, stop)`` is the ``bool [stop - start, n]``
+    block of rows ``start:stop`` (row ``i``: the items ``i`` removes). Rows come in blocks so
+    memory stays at ``_BLOCK * n`` whatever ``n``."""
+    alive = np.ones(n, bool)
+    for start in range(0, n, _BLOCK):
+        block = conflicts(start, min(n, start + _BLOCK))
+        for i in range(start, min(n, start + _BLOCK)):
+            if alive[i]:
+                alive &= ~block[i - start]
+                alive[i] = True
+    return alive
+
+
+def _overlap(boxes: np.ndarray, areas: np.ndarray, rows: slice) -> np.ndarray:
+    """``float32 [rows, N]`` intersection areas of the boxes ``rows`` with every box."""
+    w = np.minimum(boxes[rows, None, 2], boxes[None, :, 2]) - np.maximum(
+        boxes[rows, None, 0], boxes[None, :, 0]
+    )
+    h = np.minimum(boxes[rows, None, 3], boxes[None, :, 3]) - np.maximum(
+        boxes[rows, None, 1], boxes[None, :, 1]
+    )
+    return np.maximum(np.float32(0), w) * np.maximum(np.float32(0), h)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Indices kept by greedy NMS, by descending score: a box goes when its IoU with a kept,
     higher-scoring box exceeds ``iou``."""
-    boxes = boxes.astype(np.float32)
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    suppressed = np.zeros(len(scores), bool)
-    keep = []
-    for i in np.argsort(-scores, kind="stable"):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        w = np.maximum(np.float32(0), np.minimum(x2[i], x2) - np.maximum(x1[i], x1))
-        h = np.maximum(np.float32(0), np.minimum(y2[i], y2) - np.maximum(y1[i], y1))
-        inter = w * h
+    order = np.argsort(-scores, kind="stable")
+    ranked = boxes[order].astype(np.float32)
+    areas = (ranked[:, 2] - ranked[:, 0]) * (ranked[:, 3] - ranked[:, 1])
+
+    def conflicts(start: int, stop: int) -> np.ndarray:
+        inter = _overlap(ranked, areas, slice(start, stop))
         with np.errstate(divide="ignore", invalid="ignore"):
-            overlap = inter / (areas[i] + areas - inter)
-        suppressed |= overlap.astype(np.float64) > iou
-    return np.asarray(keep, dtype=np.int64)
+            overlap = inter / (areas[start:stop, None] + areas[None, :] - inter)
+        return overlap.astype(np.float64) > iou
+
+    return order[_greedy(len(order), conflicts)].astype(np.int64)
 
 
 def batched_nms(
@@ -164,20 +187,16 @@ def _ios_survivors(boxes: np.ndarray, groups: np.ndarray, limit: np.ndarray) -> 
     over the smaller box with every higher-scoring surviving box of their group is at most
     their own ``limit``."""
     areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    alive = np.ones(len(boxes), bool)
-    for i in range(len(boxes)):
-        if not alive[i]:
-            continue
-        rest = np.flatnonzero(alive & (groups == groups[i]))
-        rest = rest[rest > i]
-        if not len(rest):
-            continue
-        w = np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0])
-        h = np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1])
-        inter = np.maximum(w, 0) * np.maximum(h, 0)
-        smaller = np.maximum(np.minimum(areas[i], areas[rest]), 1e-9)
-        alive[rest[inter / smaller > limit[rest]]] = False
-    return np.flatnonzero(alive)
+    later = np.arange(len(boxes))
+
+    def conflicts(start: int, stop: int) -> np.ndarray:
+        rows = slice(start, stop)
+        smaller = np.maximum(np.minimum(areas[rows, None], areas[None, :]), 1e-9)
+        nested = _overlap(boxes, areas, rows) / smaller > limit[None, :]
+        same = groups[rows, None] == groups[None, :]
+        return nested & same & (later[None, :] > later[rows, None])
+
+    return np.flatnonzero(_greedy(len(boxes), conflicts))
 
 
 def to_detections(
