@@ -169,7 +169,7 @@ def main() -> None:
             folder = Path(tmp) / f"tiles{size}"
             tiles = write_tiles(folder, size, args.tiles)
             row(size, "decode + preprocess (floor)", decode_floor(tiles))
-            alone, how = network_alone(size, max(16, args.tiles // 4))
+            alone, how = network_alone(size, max(32, args.tiles))
             row(size, f"network alone ({how})", alone)
             whole, reported = plain_command(folder, Path(tmp) / f"out{size}", [])
             row(size, "hemoscan scan (default), whole command", whole, "start-up included")
