@@ -6,7 +6,7 @@ with procedurally generated smear tiles (red cells, white cells, macrophages). T
 ``hemoscan scan SLIDE`` runs in a fresh process, which reports its peak resident memory
 (``ru_maxrss``), the regions scanned and skipped as glass, and the time taken. Usage::
 
-    python benchmarks/slide_scan.py [--side 12000] [--tissue 0.15] [--backend onnx]
+    python benchmarks/slide_scan.py [--side 12000] [--tissue 0.15] [--backend auto]
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def synthetic_slide(path: Path, side: int, tissue: float, mpp: float, seed: int 
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from scan_memory import model_for_backend, scan_in_fresh_process
+    from scan_memory import scan_in_fresh_process
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--backend", default="onnx", choices=["torch", "onnx"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     parser.add_argument("--side", type=int, default=12000, help="level-0 width and height, px")
     parser.add_argument("--tissue", type=float, default=0.15, help="fraction of the slide smeared")
     parser.add_argument("--mpp", type=float, default=0.25, help="µm per pixel of level 0")
@@ -74,11 +74,13 @@ def main() -> None:
               f"{fraction:.0%} smear, {slide.stat().st_size / 2**20:.0f} MiB on disk "
               f"(written in {time.perf_counter() - t0:.0f} s); model {args.model}, "
               f"backend {args.backend}")  # fmt: skip
-        model = model_for_backend(args.model, args.backend, Path(tmp))
-        r = scan_in_fresh_process(slide, Path(tmp) / "out", model, args.backend)
+        r = scan_in_fresh_process(slide, Path(tmp) / "out", args.model, args.backend)
+        mpx = args.side**2 / 1e6
         print(f"regions scanned {r['tiles']}, skipped as glass {r['background']}, "
               f"failed {r['failed']}; {r['seconds']:.1f} s per slide "
-              f"({r['tiles'] / r['seconds']:.2f} regions/s); peak RSS {r['peak_rss_mib']:.0f} MiB")  # fmt: skip
+              f"({r['tiles'] / r['seconds']:.2f} regions/s, {mpx / r['seconds']:.1f} slide Mpx/s, "
+              f"{fraction * mpx / r['seconds']:.1f} smear Mpx/s); "
+              f"peak RSS {r['peak_rss_mib']:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":
