@@ -168,6 +168,7 @@ def scan_command(
         resolve_model_folder(model or DEFAULT_MODEL)
     except HemoscanError as e:
         fail(str(e))
+    from hemoscan.inference.scale import parse_scale
     from hemoscan.pipeline import ScanOptions
     from hemoscan.pipeline import scan as run_scan
     from hemoscan.qc import QCThresholds
@@ -175,8 +176,6 @@ def scan_command(
     class _TilesPerSecond(ProgressColumn):
         def render(self, task) -> Text:  # type: ignore[no-untyped-def]
             return Text(f"{task.speed or 0:.1f} tiles/s")
-
-    from hemoscan.inference.scale import parse_scale
 
     try:
         scale_value = parse_scale(scale)
