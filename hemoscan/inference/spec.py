@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from hemoscan.errors import SettingsError
 from hemoscan.inference.backends import (
     AnyModel,
-    check_backend,
     default_batch_size,
     model_for_backend,
     resolve_backend,
@@ -113,7 +112,6 @@ def resolve_predictor(
     Raises :class:`~hemoscan.errors.SettingsError` (a ``ValueError``) for a setting out of
     range, and the model loaders' errors for a model that cannot be loaded.
     """
-    check_backend(backend)
     device = resolve_device(device, backend)
     backend = resolve_backend(backend, model, device)
     model = model_for_backend(model, backend, threads)
