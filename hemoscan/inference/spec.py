@@ -32,7 +32,8 @@ class PredictorSpec:
 
     The model: ``model_name``/``model_version`` from its config, ``model_folder`` (absolute),
     the sha256 of its weights (``model_sha256``: its identity whichever backend runs it) and
-    of its ``config.json`` (``config_sha256``; empty for a model built in memory), and the
+    of its ``config.json`` (``config_sha256``; empty for a model built in memory), the sha256
+    of the ONNX file that runs (``onnx_sha256``; ``None`` with torch) and the
     ``quantization`` method of an int8 ONNX export (``None``: full precision).
     The run: ``backend`` (``"torch"``/``"onnx"``), ``device`` (never ``"auto"``),
     ``batch_size`` windows per forward pass, ``tile_size``/``overlap`` (pixels of the rescaled
@@ -45,6 +46,7 @@ class PredictorSpec:
     model_folder: str
     model_sha256: str
     config_sha256: str
+    onnx_sha256: str | None
     quantization: str | None
     backend: str
     device: str
@@ -72,13 +74,17 @@ class PredictorSpec:
 
     def mismatch(self, model: AnyModel) -> str | None:
         """What makes ``model`` another model than the one this spec was resolved for (weights,
-        config or quantization), or ``None`` when it is the same."""
+        config, ONNX file or quantization), or ``None`` when it is the same."""
         if model.sha256 != self.model_sha256:
             return (f"{model.folder} holds weights {model.sha256[:16]}..., not the "
                     f"{self.model_sha256[:16]}... of the spec")  # fmt: skip
         if model.config_sha256 != self.config_sha256:
             return (f"{model.folder} holds another config.json (sha256 "
                     f"{model.config_sha256[:16]}...) than the spec's")  # fmt: skip
+        onnx_sha256 = getattr(model, "onnx_sha256", None)
+        if onnx_sha256 != self.onnx_sha256:
+            return (f"{model.folder} holds another ONNX file (sha256 {str(onnx_sha256)[:16]}...) "
+                    "than the spec's")  # fmt: skip
         quantization = getattr(model, "quantization", None)
         if quantization != self.quantization:
             return (f"{model.folder} holds an export quantized as {quantization!r}, not "
@@ -129,6 +135,7 @@ def resolve_predictor(
         model_folder=os.path.abspath(model.folder),
         model_sha256=model.sha256,
         config_sha256=model.config_sha256,
+        onnx_sha256=getattr(model, "onnx_sha256", None),
         quantization=getattr(model, "quantization", None),
         backend=backend,
         device=device,

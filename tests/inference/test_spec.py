@@ -68,3 +68,17 @@ def test_a_spec_refuses_another_model(tiny_model) -> None:
         Predictor(tiny_model, replace(spec, model_sha256="0" * 64))
     with pytest.raises(SettingsError, match="another config.json"):
         Predictor(tiny_model, replace(spec, config_sha256="1" * 64))
+
+
+def test_a_spec_refuses_another_onnx_file_of_the_same_weights(tiny_model, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from hemoscan.model_export.onnx import export_onnx
+    from hemoscan.models.onnx_format import load_onnx_model
+
+    spec, model = resolve_predictor(str(export_onnx(tiny_model, tmp_path / "a")), backend="auto",
+                                    device="cpu")  # fmt: skip
+    assert (spec.backend, spec.onnx_sha256) == ("onnx", model.onnx_sha256)
+    other = load_onnx_model(str(export_onnx(tiny_model, tmp_path / "b", opset=16)))
+    assert other.sha256 == model.sha256 and other.onnx_sha256 != model.onnx_sha256
+    with pytest.raises(SettingsError, match="another ONNX file"):
+        Predictor(other, spec)
