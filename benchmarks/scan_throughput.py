@@ -42,7 +42,8 @@ import cv2
 import numpy as np
 import torch
 
-from hemoscan.inference.backends import cpu_cores, default_streams, resolve_backend
+from hemoscan.hardware import cpu_cores
+from hemoscan.inference.backends import default_streams, resolve_backend
 from hemoscan.io.images import read_tile
 from hemoscan.model_export.onnx import export_onnx
 from hemoscan.models.loading import DEFAULT_MODEL, load_model

@@ -126,7 +126,7 @@ def test_no_import_cycles_in_hemoscan():
 #: The package's layers, lowest first, as the README's Development section draws them: a
 #: module may import its own subpackage and the layers below its own, never one above or beside.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("hemoscan", "errors", "choices", "datamodel", "stats"),
+    ("hemoscan", "errors", "choices", "datamodel", "hardware", "stats"),
     ("io", "labs", "models", "synthetic"),
     ("annotations", "examples", "qc", "scores", "visualize"),
     ("inference",),

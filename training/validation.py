@@ -101,11 +101,11 @@ def predict(
     """Every peak above :data:`SCORE_FLOOR` after duplicate suppression, per image (the model
     is put in eval mode)."""
     model.eval()
-    thresholds = torch.full((len(classes),), SCORE_FLOOR)
+    thresholds = np.full(len(classes), SCORE_FLOOR, np.float32)
     stride = int(getattr(model, "stride", 8))
     preds = []
     for v in val:
-        heat, size, off = (t.float().cpu() for t in model(v.image[None].to(device)))
+        heat, size, off = (t.float().cpu().numpy() for t in model(v.image[None].to(device)))
         boxes, scores, labels = decode_heatmaps(heat[0], size[0], off[0], stride, thresholds, 1000)
         keep = suppress_duplicates(boxes, scores, labels, classes, NMS_IOU)
         preds.append(ImageDetections(boxes[keep], scores[keep], labels[keep]))

@@ -55,12 +55,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from hemoscan import __version__
 from hemoscan.datamodel import TileResult
 from hemoscan.engines.local import ScannedTile, scan_items
 from hemoscan.errors import EngineError
+from hemoscan.hardware import device_type
 from hemoscan.inference.backends import model_for_backend
 from hemoscan.inference.predictor import Predictor
 from hemoscan.inference.spec import PredictorSpec
@@ -89,6 +88,12 @@ _predictors: OrderedDict[PredictorSpec, Predictor] = OrderedDict()
 _predictors_lock = threading.Lock()
 
 
+def _cuda_available() -> bool:
+    import torch  # only a worker resolved for a GPU asks, and it runs torch anyway
+
+    return bool(torch.cuda.is_available())
+
+
 def _worker_name() -> str:
     try:
         from distributed import get_worker
@@ -99,7 +104,7 @@ def _worker_name() -> str:
 
 
 def _build_predictor(spec: PredictorSpec) -> Predictor:
-    if torch.device(spec.device).type == "cuda" and not torch.cuda.is_available():
+    if device_type(spec.device) == "cuda" and not _cuda_available():
         raise EngineError(
             f"worker {_worker_name()} has no CUDA GPU, but the client resolved the device "
             f"{spec.device!r}; scan with --device cpu"

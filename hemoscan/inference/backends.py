@@ -1,26 +1,27 @@
 """Where a :class:`~hemoscan.inference.predictor.Predictor` runs the network.
 
 A backend is called with a normalised batch ``float32 [B, 3, H, W]`` (numpy) and returns the
-CenterNet outputs ``(heatmap_logits, log_size, offset)`` as CPU float32 torch tensors.
+CenterNet outputs ``(heatmap_logits, log_size, offset)`` as float32 numpy arrays.
 ``TorchBackend`` runs the PyTorch module (any device); ``OnnxBackend`` runs an ONNX export
 (:mod:`hemoscan.models.onnx_format`) in onnxruntime on the CPU. Results of a full-precision
 export agree with PyTorch's within 1e-4; an int8 export (:mod:`hemoscan.model_export.quantize`)
 does not, and says so in its ``quantization``. :func:`resolve_backend` settles ``"auto"``;
 :func:`model_for_backend` is the one way a model is obtained for a backend; the rest picks
 hardware-dependent defaults.
+
+torch is imported only where PyTorch runs: an ONNX scan on the CPU never loads it (importing
+it was 1.1 s of the 1.9 s the plain `hemoscan scan` spent starting, measured).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from hemoscan.choices import AUTO_BACKEND, BACKEND_CHOICES, BACKENDS
 from hemoscan.errors import HemoscanError, SettingsError
+from hemoscan.hardware import cpu_cores, device_type, gpu_driver_present
 from hemoscan.models.loading import LoadedModel, load_model
 from hemoscan.models.onnx_format import (
     INPUT_NAME,
@@ -30,7 +31,10 @@ from hemoscan.models.onnx_format import (
     load_onnx_model,
 )
 
-Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+if TYPE_CHECKING:
+    from torch import nn
+
+Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: A model ready for a backend: PyTorch weights, or a verified ONNX export.
 AnyModel = Union[LoadedModel, OnnxModel]
 
@@ -46,14 +50,18 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, module: nn.Module, device: str | torch.device = "cpu") -> None:
+    def __init__(self, module: nn.Module, device: str = "cpu") -> None:
+        import torch
+
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
 
     def __call__(self, batch: np.ndarray) -> Outputs:
+        import torch
+
         with torch.inference_mode():
             outs = self.module(torch.from_numpy(batch).to(self.device))
-        return tuple(o.float().cpu() for o in outs)  # type: ignore[return-value]
+        return tuple(o.float().cpu().numpy() for o in outs)  # type: ignore[return-value]
 
 
 class OnnxBackend:
@@ -73,7 +81,7 @@ class OnnxBackend:
     def __call__(self, batch: np.ndarray) -> Outputs:
         feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
         outs = self.session.run(list(OUTPUT_NAMES), feed)
-        heat, size, offset = (torch.from_numpy(np.asarray(o, dtype=np.float32)) for o in outs)
+        heat, size, offset = (np.asarray(o, dtype=np.float32) for o in outs)
         return heat, size, offset
 
 
@@ -92,7 +100,11 @@ def resolve_device(device: str, backend: str = "torch") -> str:
     else ``"cpu"``."""
     if device != "auto":
         return device
-    return "cuda" if backend != "onnx" and torch.cuda.is_available() else "cpu"
+    if backend == "onnx" or not gpu_driver_present():
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_backend(backend: str, model: str | AnyModel, device: str) -> str:
@@ -105,23 +117,14 @@ def resolve_backend(backend: str, model: str | AnyModel, device: str) -> str:
         return backend
     if not isinstance(model, str):
         return "onnx" if isinstance(model, OnnxModel) else "torch"
-    on_cpu = torch.device(device).type == "cpu"
-    return "onnx" if on_cpu and has_onnx_export(model) else "torch"
+    return "onnx" if device_type(device) == "cpu" and has_onnx_export(model) else "torch"
 
 
 def default_batch_size(device: str) -> int:
     """Tiles per forward pass when not given: 1 on the CPU, where larger batches were slower per
     tile (``benchmarks/scan_throughput.py``: 2.9 vs 8.2 tiles/s at 512 px, batch 8 vs 1, 2 cores),
     and 8 on a GPU, which needs batches to be kept busy."""
-    return 1 if torch.device(device).type == "cpu" else 8
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return 1 if device_type(device) == "cpu" else 8
 
 
 def default_streams(backend: str, device: str) -> int:
@@ -129,7 +132,7 @@ def default_streams(backend: str, device: str) -> int:
     each with one intra-op thread, so decoding, post-processing and the next tile's network
     overlap (on 2 cores, an int8 scan of 96 512 px tiles: 30.8 tiles/s with 2 streams, 20.9
     with 1); else 1 (PyTorch's threads are process-wide, a GPU queues its work itself)."""
-    return cpu_cores() if backend == "onnx" and torch.device(device).type == "cpu" else 1
+    return cpu_cores() if backend == "onnx" and device_type(device) == "cpu" else 1
 
 
 def model_for_backend(
@@ -173,6 +176,6 @@ def create_backend(model: AnyModel, device: str = "cpu") -> tuple[Backend, int]:
     An ONNX export runs on the CPU only."""
     if isinstance(model, LoadedModel):
         return TorchBackend(model.module, device), int(model.module.stride)
-    if torch.device(device).type != "cpu":
+    if device_type(device) != "cpu":
         raise SettingsError(f"the onnx backend runs on the CPU only (got device {device!r})")
     return OnnxBackend(model.session, model.quantization), int(model.stride)

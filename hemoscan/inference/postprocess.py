@@ -3,9 +3,10 @@
 Arrays here are numpy: ``boxes float32 [N, 4]`` as ``x1, y1, x2, y2`` pixels, ``scores
 float32 [N]``, ``labels int64 [N]`` indexing the model's ``classes``.
 
-:func:`nms`, :func:`batched_nms` and :func:`box_iou` compute what ``torchvision.ops`` computes,
-in the same float32 arithmetic (tested against it), so that a scan never imports torchvision:
-its import took as long as torch's, half a scan's start-up.
+Everything is numpy, so that an ONNX scan imports neither torch nor torchvision (together
+most of a scan's start-up): heatmaps are decoded as ``torch.sigmoid`` and a 3x3
+``max_pool2d`` would decode them, and :func:`nms`, :func:`batched_nms` and :func:`box_iou`
+compute what ``torchvision.ops`` computes in the same float32 arithmetic (tested against both).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from hemoscan.datamodel import ENGULFED_PREFIX, Detection, EngulfedCell
 
@@ -35,16 +34,16 @@ def nms_group(label: str) -> str:
 
 
 def decode_heatmaps(
-    heatmap_logits: torch.Tensor,
-    log_size: torch.Tensor,
-    offset: torch.Tensor,
+    heatmap_logits: np.ndarray,
+    log_size: np.ndarray,
+    offset: np.ndarray,
     stride: int,
-    thresholds: torch.Tensor,
+    thresholds: np.ndarray,
     max_detections: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Peaks of one window's heatmaps as boxes in that window's pixel frame.
 
-    Inputs are one window's outputs: ``[K, h, w]``, ``[2, h, w]``, ``[2, h, w]``;
+    Inputs are one window's outputs, float32: ``[K, h, w]``, ``[2, h, w]``, ``[2, h, w]``;
     ``thresholds`` is ``float32 [K]``. A peak is a local 3x3 maximum at or above its class
     threshold; at most ``max_detections`` highest-scoring peaks are returned.
     """
@@ -53,31 +52,43 @@ def decode_heatmaps(
 
 
 def decode_heatmaps_at(
-    heatmap_logits: torch.Tensor,
-    log_size: torch.Tensor,
-    offset: torch.Tensor,
+    heatmap_logits: np.ndarray,
+    log_size: np.ndarray,
+    offset: np.ndarray,
     stride: int,
-    threshold_sets: Sequence[torch.Tensor],
+    threshold_sets: Sequence[np.ndarray],
     max_detections: int,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`decode_heatmaps` at each of several ``float32 [K]`` threshold sets, finding the
     heatmaps' peaks once."""
-    heat = torch.sigmoid(heatmap_logits.float())
-    peaks = heat == F.max_pool2d(heat[None], 3, stride=1, padding=1)[0]
+    heat = 1 / (1 + np.exp(-heatmap_logits.astype(np.float32)))
+    peaks = heat == _max_3x3(heat)
     out = []
     for thresholds in threshold_sets:
-        keep = peaks & (heat >= thresholds[:, None, None])
-        labels, ys, xs = torch.nonzero(keep, as_tuple=True)
+        keep = peaks & (heat >= np.asarray(thresholds, np.float32)[:, None, None])
+        labels, ys, xs = np.nonzero(keep)
         scores = heat[labels, ys, xs]
-        if scores.numel() > max_detections:
-            top = torch.topk(scores, max_detections).indices
+        if len(scores) > max_detections:
+            top = np.argsort(-scores, kind="stable")[:max_detections]
             labels, ys, xs, scores = labels[top], ys[top], xs[top], scores[top]
-        cx = (xs.float() + offset[0, ys, xs]) * stride
-        cy = (ys.float() + offset[1, ys, xs]) * stride
-        w = torch.exp(log_size[0, ys, xs].clamp(max=8.0)) * stride
-        h = torch.exp(log_size[1, ys, xs].clamp(max=8.0)) * stride
-        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
-        out.append((boxes.numpy(), scores.numpy(), labels.numpy()))
+        cx = (xs.astype(np.float32) + offset[0, ys, xs]) * np.float32(stride)
+        cy = (ys.astype(np.float32) + offset[1, ys, xs]) * np.float32(stride)
+        w = np.exp(np.minimum(log_size[0, ys, xs], np.float32(8))) * np.float32(stride)
+        h = np.exp(np.minimum(log_size[1, ys, xs], np.float32(8))) * np.float32(stride)
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        out.append((boxes.astype(np.float32), scores, labels.astype(np.int64)))
+    return out
+
+
+def _max_3x3(heat: np.ndarray) -> np.ndarray:
+    """The maximum over each pixel's 3x3 neighbourhood within its channel (edges: of the
+    pixels that exist), ``[K, h, w]``."""
+    padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    h, w = heat.shape[1:]
+    out = padded[:, 1 : h + 1, 1 : w + 1].copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            np.maximum(out, padded[:, dy : dy + h, dx : dx + w], out=out)
     return out
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 from hemoscan.datamodel import Detection, ScaleEstimate
 from hemoscan.errors import SettingsError
@@ -102,7 +101,7 @@ class Predictor:
                 raise SettingsError(f"the model is not the spec's: {mismatch}")
         self.spec = spec
         cfg = self.config = model.config
-        self.device = torch.device(spec.device)
+        self.device = spec.device
         self.backend, self.stride = create_backend(model, spec.device)
         self.module = getattr(self.backend, "module", None)
         #: ``None`` (full precision) or the quantization method of an ONNX export, e.g.
@@ -114,10 +113,10 @@ class Predictor:
         #: A positive factor, or ``"auto"``.
         self.scale: float | str = spec.scale
         self.thresholds = dict(spec.thresholds)
-        self._threshold_tensor = torch.tensor([self.thresholds[c] for c in cfg.classes])
-        self._near_miss_tensor = torch.tensor(
+        self._thresholds = np.array([self.thresholds[c] for c in cfg.classes], np.float32)
+        self._near_miss_thresholds = np.array(
             [NEAR_MISS_FLOOR * self.thresholds[c] if c == _NEAR_MISS_CLASS else float("inf")
-             for c in cfg.classes]
+             for c in cfg.classes], np.float32,
         )  # fmt: skip
         self._mean, self._inv_std = normalisation(cfg)
 
@@ -237,28 +236,28 @@ class Predictor:
                     found[job.image_index].append(self._decode_window(outputs, b, job.window))
         return [self._merge(parts, s) for parts, s in zip(found, scales)]
 
-    def _forward(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return self.backend(batch)
 
     def _decode_window(
-        self, outputs: tuple[torch.Tensor, ...], b: int, win: Window
+        self, outputs: tuple[np.ndarray, ...], b: int, win: Window
     ) -> tuple[_Peaks, _Peaks]:
         """The window's detections and near-miss candidates, in image pixels, core only."""
         heat, size, offset = (o[b] for o in outputs)
         found, near = decode_heatmaps_at(
-            heat, size, offset, self.stride, (self._threshold_tensor, self._near_miss_tensor),
+            heat, size, offset, self.stride, (self._thresholds, self._near_miss_thresholds),
             self.config.max_detections,
         )  # fmt: skip
-        return self._in_core(found, win), self._in_core(near, win, below=self._threshold_tensor)
+        return self._in_core(found, win), self._in_core(near, win, below=self._thresholds)
 
     @staticmethod
-    def _in_core(peaks: _Peaks, win: Window, below: torch.Tensor | None = None) -> _Peaks:
+    def _in_core(peaks: _Peaks, win: Window, below: np.ndarray | None = None) -> _Peaks:
         boxes, scores, labels = peaks
         boxes = boxes + np.array([win.x0, win.y0, win.x0, win.y0], np.float32)
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
         keep = (cx >= win.cx0) & (cx < win.cx1) & (cy >= win.cy0) & (cy < win.cy1)
         if below is not None:
-            keep &= scores < below.numpy()[labels]
+            keep &= scores < below[labels]
         return boxes[keep], scores[keep], labels[keep]
 
     def _merge(self, parts: list[tuple[_Peaks, _Peaks]], scale: float) -> Prediction:

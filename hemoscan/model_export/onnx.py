@@ -163,7 +163,8 @@ def _check_export(module: Any, folder: Path) -> None:
         expected = module(torch.from_numpy(batch))
     got = OnnxBackend(exported.session)(batch)
     for name, e, g in zip(OUTPUT_NAMES, expected, got):
-        diff = float((e.float() - g).abs().max()) if e.shape == g.shape else float("inf")
+        e = e.float().numpy()
+        diff = float(np.abs(e - g).max()) if e.shape == g.shape else float("inf")
         if not diff <= EXPORT_ATOL:
             (folder / ONNX_SIDECAR).unlink(missing_ok=True)
             raise HemoscanError(

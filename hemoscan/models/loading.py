@@ -17,15 +17,15 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hemoscan_weights
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from hemoscan.errors import ModelConfigError, UnknownModelError, WeightsIntegrityError
 from hemoscan.models.config import ModelConfig
-from hemoscan.models.registry import create_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_MODEL = "hemoscan-lite0-v3"
 WEIGHTS_FILE = "model.safetensors"
@@ -168,6 +168,13 @@ def load_model(name_or_path: str = DEFAULT_MODEL) -> LoadedModel:
             f"{expected[:16]}...; the file is corrupted or was replaced. Restore it, "
             "or re-save the model folder if you changed it on purpose."
         )
+    # torch (and the networks) load here, not with this module: an ONNX scan, which reads
+    # model folders and the manifest through it, never needs torch (1.1 s of start-up)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from hemoscan.models.registry import create_model
+
     module = create_model(config.architecture, num_classes=len(config.classes))
     try:
         state = load_file(weights)
@@ -182,6 +189,8 @@ def save_model_folder(module: nn.Module, config: ModelConfig, folder: Path) -> M
     """Write ``model.safetensors`` and ``config.json`` (with the weights' sha256) to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    from safetensors.torch import save_file  # imports torch, see load_model
+
     save_file(state, folder / WEIGHTS_FILE)
     config = replace(config, weights_sha256=sha256_file(folder / WEIGHTS_FILE))
     config.write(folder / CONFIG_FILE)

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
-import torch
 
 from hemoscan.choices import QUANTIZATIONS
 from hemoscan.errors import HemoscanError, ModelConfigError, WeightsIntegrityError
+from hemoscan.hardware import cpu_cores
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.loading import (
     CONFIG_FILE,
@@ -101,9 +101,9 @@ def manifest_fields(folder: Path) -> dict[str, str]:
 
 def onnx_session(model: bytes | str | Path, threads: int | None = None) -> Any:
     """A CPU ``InferenceSession`` with every graph optimisation and ``threads`` intra-op
-    threads (default: torch's thread count, so both backends use the same cores)."""
+    threads (default: every core this process may use)."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = threads or cpu_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     source = str(model) if isinstance(model, Path) else model
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
@@ -152,7 +152,7 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
 
     The onnx file is read once, hashed, and the same bytes are given to onnxruntime, so a file
     replaced after the check is never run. ``threads``: onnxruntime intra-op threads (default:
-    torch's thread count). Raises :class:`~hemoscan.errors.WeightsIntegrityError` for a missing,
+    every core). Raises :class:`~hemoscan.errors.WeightsIntegrityError` for a missing,
     corrupted or replaced onnx file and :class:`~hemoscan.errors.ModelConfigError` for a folder
     without an export.
     """

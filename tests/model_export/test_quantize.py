@@ -108,7 +108,7 @@ def test_recorded_differences_are_those_measured_against_float32(
     fp32 = OnnxBackend(load_onnx_model(str(fp32_dir)).session)
     int8 = OnnxBackend(load_onnx_model(str(int8_dir)).session)
     diffs = [
-        np.abs(_heat_prob(fp32(a)[0].numpy()) - _heat_prob(int8(a)[0].numpy())).ravel()
+        np.abs(_heat_prob(fp32(a)[0]) - _heat_prob(int8(a)[0])).ravel()
         for a in batch.arrays
     ]
     every = np.concatenate(diffs)
@@ -131,8 +131,8 @@ def test_int8_finds_the_same_discs_as_float32_on_other_images(tiny_model, int8_d
             assert g.label == e.label and g.score == pytest.approx(e.score, abs=0.01)
             assert (g.x1, g.y1, g.x2, g.y2) == pytest.approx((e.x1, e.y1, e.x2, e.y2), abs=0.5)
         batch = pad_to_multiple(Predictor(tiny_model).normalise(image))[None]
-        fp32_heat = _heat_prob(Predictor(tiny_model).backend(batch)[0].numpy())
-        int8_heat = _heat_prob(OnnxBackend(int8.session)(batch)[0].numpy())
+        fp32_heat = _heat_prob(Predictor(tiny_model).backend(batch)[0])
+        int8_heat = _heat_prob(OnnxBackend(int8.session)(batch)[0])
         diff = np.abs(fp32_heat - int8_heat)
         assert diff.mean() < 0.01 and diff.max() < 0.1, (diff.mean(), diff.max())
 
