@@ -56,3 +56,21 @@ def test_the_shipped_default_model_runs_its_own_export_on_the_cpu() -> None:
     assert (spec.backend, spec.precision, spec.quantization) == ("onnx", "fp32", None)
     assert spec.model_sha256 == load_model(DEFAULT_MODEL).sha256
     assert model.onnx_sha256 != model.sha256
+
+
+def test_the_default_scan_on_the_cpu_imports_neither_torch_nor_torchvision(tmp_path: Path) -> None:
+    """Importing torch was most of a plain scan's start-up; the ONNX path does without it."""
+    import subprocess
+    import sys
+
+    from hemoscan.examples import write_example_tiles
+
+    tiles = write_example_tiles(tmp_path / "tiles", n_tiles=1, seed=0)
+    code = (
+        "import sys; from hemoscan.pipeline import ScanOptions, scan; "
+        f"s = scan([{str(tiles[0])!r}], {str(tmp_path / 'out')!r}, ScanOptions()); "
+        "assert s.tiles_scanned_now == 1 and s.samples[0].provenance.settings['backend'] == 'onnx'; "
+        "loaded = [m for m in ('torch', 'torchvision') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
