@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from hemoscan_training.evaluate import (
+    DEFAULT_DATA_ROOT,
     REPORT_SUITES,
     THRESHOLDS_SIDECAR,
     EvaluationError,
@@ -346,7 +347,7 @@ def test_segpc_plasma_cells_are_mask_components_without_clusters() -> None:
     assert segpc_plasma_cells(np.zeros((8, 8), np.uint8)).shape == (0, 4)
 
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+SHARED = DEFAULT_DATA_ROOT
 needs_shared = pytest.mark.skipif(
     not (SHARED / "txl-pbc").is_dir() or not (SHARED / "bal-macrophages").is_dir()
     or not (SHARED / "segpc-marrow").is_dir(),
