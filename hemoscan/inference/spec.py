@@ -95,7 +95,7 @@ class PredictorSpec:
 def resolve_predictor(
     model: str | AnyModel,
     *,
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "auto",
     batch_size: int | None = None,
     conf: float | None = None,
@@ -111,9 +111,9 @@ def resolve_predictor(
     of an export loaded here). ``device="auto"``: a GPU when torch sees one and the backend
     can use it. ``batch_size=None`` (or 0): 1 on the CPU, 8 on a GPU. ``conf`` overrides every
     class's tuned threshold. ``tile_size``/``overlap``: the model config's when ``None``.
-    ``scale``: a factor (``1.0``: as given) or ``"auto"``. ``backend="auto"``: the model's ONNX
-    export on the CPU where it has one, else torch
-    (:func:`~hemoscan.inference.backends.resolve_backend`).
+    ``scale``: a factor (``1.0``: as given) or ``"auto"``. ``backend="auto"`` (the default): a
+    loaded model's own kind; for a name or folder, its ONNX export on the CPU where it has one,
+    else torch (:func:`~hemoscan.inference.backends.resolve_backend`).
 
     Raises :class:`~hemoscan.errors.SettingsError` (a ``ValueError``) for a setting out of
     range, and the model loaders' errors for a model that cannot be loaded.
