@@ -75,3 +75,15 @@ def test_the_default_scan_on_the_cpu_imports_neither_torch_nor_torchvision(tmp_p
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_loaded_model_runs_in_its_own_kind_by_default(
+    folder_with_export: Path, tiny_model
+) -> None:
+    from hemoscan.inference.predictor import Predictor
+    from hemoscan.models.onnx_format import load_onnx_model
+
+    exported = load_onnx_model(str(folder_with_export))
+    assert Predictor(exported, scale=0.5).spec.backend == "onnx"
+    assert Predictor(tiny_model, scale=0.5).spec.backend == "torch"
+    assert Predictor(str(folder_with_export), device="cpu").spec.backend == "onnx"
