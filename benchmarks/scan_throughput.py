@@ -46,6 +46,7 @@ from hemoscan.hardware import cpu_cores
 from hemoscan.inference.backends import default_streams, resolve_backend
 from hemoscan.io.images import read_tile
 from hemoscan.model_export.onnx import export_onnx
+from hemoscan.models.config import ModelConfig
 from hemoscan.models.loading import DEFAULT_MODEL, load_model
 from hemoscan.models.onnx_format import load_onnx_model, onnx_session
 from hemoscan.synthetic.tile import render_example_tile
@@ -78,8 +79,7 @@ def row(size: int, what: str, tiles_per_s: float, note: str = "") -> None:
           f"{mpx:7.2f}  {note}")  # fmt: skip
 
 
-def decode_floor(tiles: list[Path]) -> float:
-    config = load_model(DEFAULT_MODEL).config
+def decode_floor(tiles: list[Path], config: ModelConfig) -> float:
     mean = np.asarray(config.mean, np.float32) * 255
     std = np.asarray(config.std, np.float32) * 255
 
@@ -169,7 +169,7 @@ def main() -> None:
         for size in args.sizes:
             folder = Path(tmp) / f"tiles{size}"
             tiles = write_tiles(folder, size, args.tiles)
-            row(size, "decode + preprocess (floor)", decode_floor(tiles))
+            row(size, "decode + preprocess (floor)", decode_floor(tiles, model.config))
             alone, how = network_alone(size, max(32, args.tiles))
             row(size, f"network alone ({how})", alone)
             whole, reported = plain_command(folder, Path(tmp) / f"out{size}", [])

@@ -14,9 +14,9 @@ import numpy as np
 from hemoscan.models.config import ALIGN, ModelConfig
 
 
-def round_up(n: int, multiple: int = ALIGN) -> int:
+def round_up(n: float, multiple: int = ALIGN) -> int:
     """The smallest multiple of ``multiple`` that is at least ``n``."""
-    return -(-n // multiple) * multiple
+    return int(-(-n // multiple)) * multiple
 
 
 def normalisation(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:

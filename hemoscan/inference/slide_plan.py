@@ -28,16 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hemoscan.errors import PixelSizeError, SlideError
+from hemoscan.inference.preprocess import round_up
 from hemoscan.inference.tiling import grid
 from hemoscan.inference.tissue import tissue_mask
 from hemoscan.io.regions import SlideRegion
 from hemoscan.io.slides import Slide, best_level, is_slide
 from hemoscan.io.sources import TileSource
-from hemoscan.models.config import ALIGN, ModelConfig
-
-
-def _round_up(n: float, multiple: int = ALIGN) -> int:
-    return math.ceil(n / multiple) * multiple
+from hemoscan.models.config import ModelConfig
 
 
 def region_tiling(tile_size: int, overlap: int, largest_cell_px: float) -> tuple[int, int]:
@@ -47,7 +44,7 @@ def region_tiling(tile_size: int, overlap: int, largest_cell_px: float) -> tuple
     larger; the size is the predictor's window ``tile_size`` or twice the overlap, whichever is
     larger (so at least half of a region is its own core).
     """
-    region_overlap = _round_up(max(overlap, largest_cell_px))
+    region_overlap = round_up(max(overlap, largest_cell_px))
     return max(tile_size, 2 * region_overlap), region_overlap
 
 
