@@ -41,7 +41,9 @@ def set_train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
 
 def load_start_weights(model: nn.Module, source: str, cfg: TrainConfig) -> str:
     """Copy a hemoscan model's weights into ``model``; heatmap channels are matched by class
-    name (classes the source lacks keep their fresh initialisation). Returns a summary."""
+    name (classes the source lacks keep their fresh initialisation). With
+    ``model.weights_prefixes`` only the parameters under those prefixes are copied (the only
+    way to start from a model of another architecture). Returns a summary."""
     from hemoscan.errors import HemoscanError
     from hemoscan.models import load_model
 
@@ -49,15 +51,21 @@ def load_start_weights(model: nn.Module, source: str, cfg: TrainConfig) -> str:
         src = load_model(source)
     except HemoscanError as e:
         raise ConfigError(f"model.weights: {e}") from None
-    if src.config.architecture != cfg.model.architecture:
+    prefixes = tuple(p.rstrip(".") for p in cfg.model.weights_prefixes)
+    if src.config.architecture != cfg.model.architecture and not prefixes:
         raise ConfigError(f"model.weights: {source} is a {src.config.architecture}, "
-                          f"not model.architecture {cfg.model.architecture}")  # fmt: skip
+                          f"not model.architecture {cfg.model.architecture}; "
+                          "copy parts of it with model.weights_prefixes")  # fmt: skip
     theirs, mine = src.module.state_dict(), model.state_dict()
+    wanted = [k for k in mine if not prefixes or any(_matches(k, p) for p in prefixes)]
+    for p in prefixes:
+        if not any(_matches(k, p) for k in mine):
+            raise ConfigError(f"model.weights_prefixes: {p!r} matches no parameter")
     src_classes, classes = src.config.classes, cfg.model.classes
     shared = [c for c in classes if c in src_classes]
     with torch.no_grad():
-        for key, value in mine.items():
-            other = theirs.get(key)
+        for key in wanted:
+            value, other = mine[key], theirs.get(key)
             per_class = (
                 key.startswith("heatmap.") and other is not None and src_classes != classes
                 and other.shape[:1] == (len(src_classes),) and value.shape[:1] == (len(classes),)
@@ -73,6 +81,9 @@ def load_start_weights(model: nn.Module, source: str, cfg: TrainConfig) -> str:
                 raise ConfigError(
                     f"model.weights: {source}'s {key} ({got}) does not fit {tuple(value.shape)}"
                 )
+    if prefixes:
+        return (f"{len(wanted)} of {len(mine)} tensors ({', '.join(prefixes)}) from {source}, "
+                "the rest fresh")  # fmt: skip
     return f"started from {source} ({len(shared)}/{len(classes)} heatmap classes from it)"
 
 

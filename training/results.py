@@ -1,7 +1,8 @@
 """Per-epoch results of a run: ``results.csv`` and its curves, ``curves.png`` (drawn with Pillow).
 
 One row per finished epoch: ``epoch, step`` (optimizer steps so far), mean training losses
-(``loss, heatmap, size, offset``), ``lr`` (after the epoch), ``images_per_s`` (training only),
+(``loss, heatmap, size, offset, distill``: the total, the ground-truth terms and the
+teacher term, 0 without one), ``lr`` (after the epoch), ``images_per_s`` (training only),
 ``wall_s`` (training and validation time so far, summed over resumes), ``ap50_<class>`` for the
 evaluated classes, ``metric`` (the model-selection score), ``best`` (best metric so far) and
 ``skipped_steps`` (non-finite losses or gradients). Missing values are ``nan``.
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.png"
-LOSS_KEYS = ("loss", "heatmap", "size", "offset")
+LOSS_KEYS = ("loss", "heatmap", "size", "offset", "distill")
 
 
 def results_fields(eval_classes: Sequence[str]) -> list[str]:

@@ -41,6 +41,7 @@ from .config import (
 )
 from .data import RangeSampler, worker_init
 from .datasets import TrainData, build_data
+from .distill import Distiller, distillation_loss
 from .losses import detection_loss
 from .network import BEST_DIR, build_model, save_best, set_train_mode
 from .results import CURVES_FILE, LOSS_KEYS, ResultsLog, fmt, plot_curves, results_fields
@@ -183,6 +184,9 @@ class _Run:
         self.device = torch.device(cfg.run.device)
         self.model, self.frozen, start = build_model(cfg)
         self.model.to(self.device)
+        self.distiller = (
+            Distiller(cfg, self.model, self.frozen, self.device) if cfg.distill.teacher else None
+        )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(
             self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
@@ -197,8 +201,12 @@ class _Run:
             self._load(cfg.out / CHECKPOINT_FILE)
         self.data: TrainData = build_data(cfg, int(getattr(self.model, "stride", 8)))
         n_train = sum(p.numel() for p in self.params)
+        taught = ""
+        if self.distiller is not None:
+            shared = ", one shared backbone pass" if self.distiller.shared_backbone else ""
+            taught = f"; taught by {cfg.distill.teacher}{shared}"
         log(
-            f"model {cfg.model.architecture} ({start}): {n_train / 1e6:.2f} M trainable; "
+            f"model {cfg.model.architecture} ({start}{taught}): {n_train / 1e6:.2f} M trainable; "
             f"{self.data.summary}; epochs {self.start_epoch}..{cfg.schedule.epochs - 1} x "
             f"{cfg.steps_per_epoch} steps x {cfg.data.batch_size}"
         )
@@ -273,6 +281,18 @@ class _Run:
             )
             raise _NonFiniteAbort
 
+    def _losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The step's losses: ground truth (``heatmap``, ``size``, ``offset``), the teacher
+        term (``distill``, 0 without a teacher) and their weighted total (``loss``)."""
+        if self.distiller is None:
+            parts = detection_loss(self.model(batch["image"]), batch)
+            return {**parts, "distill": torch.zeros((), device=self.device)}
+        outputs, taught = self.distiller.outputs(self.model, batch["image"])
+        parts = detection_loss(outputs, batch)
+        kd = distillation_loss(outputs, taught)["distill"]
+        d = self.cfg.distill
+        return {**parts, "loss": d.gt_weight * parts["loss"] + d.weight * kd, "distill": kd}
+
     def _train_epoch(self, epoch: int, loader: DataLoader, progress) -> _EpochStats:  # type: ignore[no-untyped-def]
         cfg = self.cfg
         steps, batch_size, every = cfg.steps_per_epoch, cfg.data.batch_size, cfg.run.log_every
@@ -285,7 +305,7 @@ class _Run:
         for i, batch in enumerate(loader):
             if self.device.type != "cpu":
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-            parts = detection_loss(self.model(batch["image"]), batch)
+            parts = self._losses(batch)
             finite = bool(torch.isfinite(parts["loss"]))
             if finite:
                 self.opt.zero_grad(set_to_none=True)
@@ -311,7 +331,7 @@ class _Run:
                 self.log(
                     f"epoch {epoch} step {i + 1}/{steps} loss {parts['loss'].item():.3f} "
                     f"(hm {parts['heatmap'].item():.3f} size {parts['size'].item():.3f} "
-                    f"off {parts['offset'].item():.3f}) lr {self.sched.get_last_lr()[0]:.2e} "
+                    f"off {parts['offset'].item():.3f} distill {parts['distill'].item():.3f}) lr {self.sched.get_last_lr()[0]:.2e} "
                     f"{ips:.2f} img/s"
                 )
         progress.remove_task(task)

@@ -30,24 +30,57 @@ def _head(c_in: int, c_mid: int, c_out: int) -> nn.Sequential:
     )
 
 
+def _separable_bn_relu(c_in: int, c_out: int, kernel: int = 5) -> nn.Sequential:
+    """Depthwise ``kernel`` x ``kernel`` then pointwise convolution, each with batch norm and
+    ReLU: about a sixth of a 3x3 convolution's cost at 64 channels, with a wider view."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_in, kernel, padding=kernel // 2, groups=c_in, bias=False),
+        nn.BatchNorm2d(c_in),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _separable_head(c_in: int, c_mid: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(_separable_bn_relu(c_in, c_mid), nn.Conv2d(c_mid, c_out, 1))
+
+
 class CenterNet(nn.Module):
-    """Backbone (strides 8/16/32) -> top-down FPN fused at stride 8 -> three heads."""
+    """Backbone (strides 8/16/32) -> top-down FPN fused at stride 8 -> three heads.
+
+    ``separable``: the FPN's smoothing and the heads' hidden layers are depthwise-separable
+    5x5 convolutions instead of dense 3x3 ones (the stride-8 neck and heads then cost ~3% of
+    an EfficientNet-Lite0 network's time instead of ~17%).
+    """
 
     stride = 8
 
-    def __init__(self, backbone: nn.Module, num_classes: int, fpn_channels: int = 64) -> None:
+    def __init__(
+        self, backbone: nn.Module, num_classes: int, fpn_channels: int = 64, separable: bool = False
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_channels, 1) for c in backbone.out_channels)
-        self.smooth = _conv_bn_relu(fpn_channels, fpn_channels)
-        self.heatmap = _head(fpn_channels, fpn_channels, num_classes)
-        self.size = _head(fpn_channels, fpn_channels, 2)
-        self.offset = _head(fpn_channels, fpn_channels, 2)
+        smooth, head = _conv_bn_relu, _head
+        if separable:
+            smooth, head = _separable_bn_relu, _separable_head
+        self.smooth = smooth(fpn_channels, fpn_channels)
+        self.heatmap = head(fpn_channels, fpn_channels, num_classes)
+        self.size = head(fpn_channels, fpn_channels, 2)
+        self.offset = head(fpn_channels, fpn_channels, 2)
         prior = 0.01
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior) / prior))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        c3, c4, c5 = self.backbone(x)
+        return self.forward_head(self.backbone(x))
+
+    def forward_head(
+        self, features: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The outputs from the backbone's ``[c3, c4, c5]`` maps (strides 8, 16, 32)."""
+        c3, c4, c5 = features
         p = self.lateral[2](c5)
         p = self.lateral[1](c4) + F.interpolate(p, size=c4.shape[-2:], mode="nearest")
         p = self.lateral[0](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")

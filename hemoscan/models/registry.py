@@ -65,6 +65,16 @@ def build_centernet_lite0(num_classes: int, pretrained_backbone: bool = False) -
     return CenterNet(backbone, num_classes)
 
 
+@register_model("centernet_lite0_separable")
+def build_centernet_lite0_separable(
+    num_classes: int, pretrained_backbone: bool = False
+) -> nn.Module:
+    backbone = EfficientNetLite0Backbone()
+    if pretrained_backbone:
+        load_imagenet_lite0(backbone)
+    return CenterNet(backbone, num_classes, separable=True)
+
+
 @register_model("centernet_mnv3s")
 def build_centernet_mnv3s(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
     if pretrained_backbone:

@@ -1,6 +1,6 @@
 """Training configuration: typed sections, YAML files, dotted overrides and validation.
 
-A config file is YAML with up to five sections, each a dataclass of :mod:`.sections` (every
+A config file is YAML with up to six sections, each a dataclass of :mod:`.sections` (every
 key has a default, so a file only states what differs)::
 
     model:    architecture, starting weights, frozen layers, what the saved model folder says
@@ -8,6 +8,7 @@ key has a default, so a file only states what differs)::
               batch size, validation set, augmentation
     optim:    AdamW learning rate, weight decay, gradient clipping, non-finite loss guard
     schedule: epochs, steps per epoch, warmup + cosine, early stopping, model selection
+    distill:  an optional teacher model and the weights of its loss term
     run:      output folder, seed, deterministic mode, resume, threads, workers, fraction
 
 :func:`load_config` reads a file, applies ``--set section.key=value`` overrides (values are
@@ -41,6 +42,7 @@ from .sections import (
     AugmentSection,
     ComposerSection,
     DataSection,
+    DistillSection,
     ModelSection,
     OptimSection,
     RunSection,
@@ -59,6 +61,7 @@ __all__ = [
     "ComposerSection",
     "ConfigError",
     "DataSection",
+    "DistillSection",
     "ModelSection",
     "OptimSection",
     "RunSection",

@@ -153,6 +153,14 @@ def validate(config: TrainConfig) -> TrainConfig:
     need(s.min_delta >= 0, "schedule.min_delta", "must be >= 0")
     need(s.time_budget_min >= 0, "schedule.time_budget_min", "must be >= 0 (0: off)")
 
+    t = config.distill
+    need(t.weight >= 0 and t.gt_weight >= 0, "distill.weight",
+         "distill.weight and distill.gt_weight must be >= 0")  # fmt: skip
+    need(t.teacher is None or t.weight + t.gt_weight > 0, "distill.weight",
+         "distill.weight and distill.gt_weight cannot both be 0")  # fmt: skip
+    need(not m.weights_prefixes or m.weights is not None, "model.weights_prefixes",
+         "name the model to copy them from in model.weights")  # fmt: skip
+
     need(r.out is not None, "run.out", "set the run folder (--out DIR)")
     need(0 < r.fraction <= 1, "run.fraction", f"must be in (0, 1], got {r.fraction}")
     need(r.threads >= 1, "run.threads", "must be >= 1")

@@ -33,6 +33,9 @@ class ModelSection:
     ``weights``: start the whole network from a hemoscan model (a shipped name such as
     ``hemoscan-lite0-v2`` or a model folder) instead; heatmap channels are matched by class
     name, channels of classes it lacks start fresh. Overrides ``pretrained``.
+    ``weights_prefixes``: copy only the parameters under these prefixes from ``weights`` (the
+    rest start fresh); needed when ``weights`` is of another architecture, e.g. a student
+    that reuses its teacher's ``backbone`` and ``lateral`` under new heads.
     ``freeze``: parameter-name prefixes (module paths, e.g. ``backbone._blocks.0``) kept
     fixed; their batch-norm layers stay in eval mode (statistics kept).
     The rest is written into the model folder's ``config.json``.
@@ -41,6 +44,7 @@ class ModelSection:
     architecture: str = "centernet_lite0"
     pretrained: bool = True
     weights: str | None = None
+    weights_prefixes: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
     classes: tuple[str, ...] = DEFAULT_CLASSES
     name: str = "hemoscan-custom"
@@ -186,6 +190,22 @@ class ScheduleSection:
 
 
 @dataclass(frozen=True)
+class DistillSection:
+    """Knowledge distillation from a teacher model (off while ``teacher`` is unset).
+
+    ``teacher``: a hemoscan model (shipped name or folder) with the same classes, run in
+    eval mode on every training batch. The loss is ``gt_weight`` times the ground-truth loss
+    plus ``weight`` times the teacher term: the Bernoulli KL divergence of the student's
+    heatmaps from the teacher's, and L1 on sizes and offsets where the teacher sees a cell
+    (see :mod:`hemoscan_training.distill`).
+    """
+
+    teacher: str | None = None
+    weight: float = 1.0
+    gt_weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class RunSection:
     """How this run is executed. ``fraction`` scales steps per epoch and the number of
     validation images (and annotated training images) for quick runs. ``deterministic``
@@ -211,6 +231,7 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    distill: DistillSection = field(default_factory=DistillSection)
     run: RunSection = field(default_factory=RunSection)
 
     # ------------------------------------------------------------------ derived numbers

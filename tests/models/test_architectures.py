@@ -1,0 +1,40 @@
+"""Every registered architecture keeps the CenterNet output contract; the separable variant
+keeps its dense twin's backbone and FPN laterals, so a student can start from them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hemoscan.models import create_model, list_models
+
+STRIDE_8 = ("centernet_lite0", "centernet_lite0_separable", "centernet_mnv3s")
+
+
+@pytest.mark.parametrize("name", STRIDE_8)
+def test_outputs_follow_the_contract(name: str) -> None:
+    assert name in list_models()
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=8).eval()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        heat, log_size, offset = model(x)
+        again = model.forward_head(model.backbone(x))
+    assert model.stride == 8
+    assert heat.shape == (1, 8, 12, 16) and log_size.shape == offset.shape == (1, 2, 12, 16)
+    assert float(offset.min()) >= 0 and float(offset.max()) <= 1
+    for got, want in zip(again, (heat, log_size, offset)):
+        assert torch.equal(got, want)
+
+
+def test_the_separable_variant_shares_the_backbone_and_laterals_of_the_dense_one() -> None:
+    dense = create_model("centernet_lite0", num_classes=8).state_dict()
+    separable = create_model("centernet_lite0_separable", num_classes=8).state_dict()
+    shared = [k for k in dense if k.startswith(("backbone.", "lateral."))]
+    assert shared and all(separable[k].shape == dense[k].shape for k in shared)
+
+    def neck_and_heads(state: dict[str, torch.Tensor]) -> int:
+        return sum(v.numel() for k, v in state.items()
+                   if k.startswith(("smooth.", "heatmap.", "size.", "offset.")) and v.is_floating_point())  # fmt: skip
+
+    assert neck_and_heads(separable) < neck_and_heads(dense) / 4
