@@ -14,6 +14,8 @@ tiles/s (and megapixels/s) for:
   included) and as the scan reports it (its own tiles/s, from its first tile to its last);
 - ``--also torch onnx-int8``: the same scan with ``--backend torch``, or with an int8 export
   calibrated on generated example tiles (``hemoscan export --quantize int8``), for comparison;
+- ``--compare MODEL ...``: other shipped models (e.g. the previous default), the network alone
+  and the scan with ``--model MODEL``, in the same run;
 - ``baseline``: what a user would write themselves: torchvision's
   ``fasterrcnn_mobilenet_v3_large_fpn`` (random weights: only speed is measured), each image
   opened with PIL, converted with ``to_tensor`` and run one by one (on ``--baseline-tiles``).
@@ -24,6 +26,7 @@ alone. Run it on a quiet machine; nothing here is a timed test.
 Usage::
 
     python benchmarks/scan_throughput.py [--tiles 200] [--sizes 512 1024] [--also torch onnx-int8]
+        [--compare hemoscan-lite0-v3]
 """
 
 from __future__ import annotations
@@ -92,14 +95,14 @@ def decode_floor(tiles: list[Path], config: ModelConfig) -> float:
     return rate(run)
 
 
-def network_alone(size: int, reps: int) -> tuple[float, str]:
-    """Network passes per second over ``size``-square tensors, in the backend and with the
-    streams the plain scan uses here; and their description."""
-    backend = resolve_backend("auto", DEFAULT_MODEL, "cpu")
+def network_alone(model: str, size: int, reps: int) -> tuple[float, str]:
+    """Network passes per second of ``model`` over ``size``-square tensors, in the backend and
+    with the streams the plain scan uses here; and their description."""
+    backend = resolve_backend("auto", model, "cpu")
     streams = default_streams(backend, "cpu")
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     if backend == "torch":
-        module, xt = load_model(DEFAULT_MODEL).module, torch.from_numpy(x)
+        module, xt = load_model(model).module, torch.from_numpy(x)
 
         def forward() -> None:
             with torch.inference_mode():
@@ -107,7 +110,7 @@ def network_alone(size: int, reps: int) -> tuple[float, str]:
 
         forward()
         return rate(lambda: [forward() for _ in range(reps)] and reps), "torch, 1 stream"
-    onnx_file = load_onnx_model(DEFAULT_MODEL).folder / "model.onnx"
+    onnx_file = load_onnx_model(model).folder / "model.onnx"
     session = onnx_session(onnx_file, threads=max(1, cpu_cores() // streams))
     session.run(None, {"image": x})
     with ThreadPoolExecutor(streams) as pool:
@@ -154,6 +157,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--also", nargs="*", default=[], choices=["torch", "onnx-int8"],
                         help="also scan with these backends")  # fmt: skip
+    parser.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
+                        help="also measure these shipped models (network alone and scan)")  # fmt: skip
     parser.add_argument("--baseline-tiles", type=int, default=48)
     args = parser.parse_args()
 
@@ -170,7 +175,7 @@ def main() -> None:
             folder = Path(tmp) / f"tiles{size}"
             tiles = write_tiles(folder, size, args.tiles)
             row(size, "decode + preprocess (floor)", decode_floor(tiles, model.config))
-            alone, how = network_alone(size, max(32, args.tiles))
+            alone, how = network_alone(DEFAULT_MODEL, size, max(32, args.tiles))
             row(size, f"network alone ({how})", alone)
             whole, reported = plain_command(folder, Path(tmp) / f"out{size}", [])
             row(size, "hemoscan scan (default), whole command", whole, "start-up included")
@@ -181,6 +186,12 @@ def main() -> None:
                     "--model", str(int8), "--backend", "onnx"]  # fmt: skip
                 _, other = plain_command(folder, Path(tmp) / f"out{size}{backend}", extra)
                 row(size, f"hemoscan scan --backend {backend}, as it reports", other)
+            for name in args.compare:
+                other_alone, _ = network_alone(name, size, max(32, args.tiles))
+                row(size, f"{name}: network alone", other_alone)
+                _, other = plain_command(folder, Path(tmp) / f"out{size}{name}", ["--model", name])
+                row(size, f"{name}: hemoscan scan, as it reports", other,
+                    f"{other / other_alone:.0%} of its network alone")  # fmt: skip
             if args.baseline_tiles:
                 plain = baseline(tiles[: args.baseline_tiles])
                 row(size, "baseline fasterrcnn_mnv3, image by image", plain)

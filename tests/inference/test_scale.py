@@ -63,6 +63,13 @@ def test_scale_summary_counts_sources_and_settles_on_own_estimates() -> None:
     assert summary["b"] == {"consensus": None, "estimates": None, "tiles_by_source": {"default": 1}}
 
 
+def test_the_scale_one_pass_settles_widely_and_shrunk_passes_only_close_by() -> None:
+    assert keeps(1.0, 1.3) and keeps(1.0, 0.76) and not keeps(1.0, 1.4)
+    # a probe at 1/3 stands for red cells of about 109-132 px, not for 100 px ones (scale 0.4)
+    assert keeps(PROBE_SCALE, 40 / 110) and keeps(PROBE_SCALE, 40 / 130)
+    assert not keeps(PROBE_SCALE, 40 / 100)
+
+
 class _SizeBoundDetector:
     """Stands in for the network: each image is filled with its true red-cell diameter
     (pixels); at a pass of scale ``s`` the cells are ``D * s`` px, found only from 15 px up,
@@ -84,7 +91,7 @@ class _SizeBoundDetector:
         return out
 
 
-@pytest.mark.parametrize("true_d", [25, 40, 55, 70, 90, 150, 180])
+@pytest.mark.parametrize("true_d", [25, 40, 55, 70, 90, 100, 110, 150, 180])
 def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: int) -> None:
     detector = _SizeBoundDetector()
     predictor = Predictor(tiny_model, device="cpu", scale="auto")
