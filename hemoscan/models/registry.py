@@ -18,7 +18,7 @@ from hemoscan.models.backbones import (
     MobileNetV3SmallBackbone,
     load_imagenet_lite0,
 )
-from hemoscan.models.centernet import CenterNet, TinyBlobNet
+from hemoscan.models.centernet import NECK_AND_HEADS, CenterNet, TinyBlobNet
 
 Builder = Callable[..., nn.Module]
 _ARCHITECTURES: dict[str, Builder] = {}
@@ -72,7 +72,19 @@ def build_centernet_lite0_separable(
     backbone = EfficientNetLite0Backbone()
     if pretrained_backbone:
         load_imagenet_lite0(backbone)
-    return CenterNet(backbone, num_classes, separable=True)
+    return CenterNet(backbone, num_classes, separable=NECK_AND_HEADS)
+
+
+@register_model("centernet_lite0_separable_regression")
+def build_centernet_lite0_separable_regression(
+    num_classes: int, pretrained_backbone: bool = False
+) -> nn.Module:
+    """``centernet_lite0`` with depthwise-separable size and offset heads only: its backbone,
+    FPN and heatmap head are ``centernet_lite0``'s, so a student can keep its teacher's."""
+    backbone = EfficientNetLite0Backbone()
+    if pretrained_backbone:
+        load_imagenet_lite0(backbone)
+    return CenterNet(backbone, num_classes, separable=("size", "offset"))
 
 
 @register_model("centernet_mnv3s")

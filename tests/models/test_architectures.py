@@ -8,7 +8,8 @@ import torch
 
 from hemoscan.models import create_model, list_models
 
-STRIDE_8 = ("centernet_lite0", "centernet_lite0_separable", "centernet_mnv3s")
+STRIDE_8 = ("centernet_lite0", "centernet_lite0_separable", "centernet_lite0_separable_regression",
+            "centernet_mnv3s")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", STRIDE_8)
@@ -27,11 +28,21 @@ def test_outputs_follow_the_contract(name: str) -> None:
         assert torch.equal(got, want)
 
 
-def test_the_separable_variant_shares_the_backbone_and_laterals_of_the_dense_one() -> None:
+@pytest.mark.parametrize(("name", "kept"), [
+    ("centernet_lite0_separable", ("backbone.", "lateral.")),
+    ("centernet_lite0_separable_regression", ("backbone.", "lateral.", "smooth.", "heatmap.")),
+])  # fmt: skip
+def test_separable_variants_keep_the_dense_parts_of_centernet_lite0(name: str, kept) -> None:
+    dense = create_model("centernet_lite0", num_classes=8).state_dict()
+    separable = create_model(name, num_classes=8).state_dict()
+    shared = [k for k in dense if k.startswith(kept)]
+    assert shared and all(separable[k].shape == dense[k].shape for k in shared)
+    assert not [k for k in separable if k.startswith(kept) and k not in dense]
+
+
+def test_the_fully_separable_neck_and_heads_are_a_fraction_of_the_dense_ones() -> None:
     dense = create_model("centernet_lite0", num_classes=8).state_dict()
     separable = create_model("centernet_lite0_separable", num_classes=8).state_dict()
-    shared = [k for k in dense if k.startswith(("backbone.", "lateral."))]
-    assert shared and all(separable[k].shape == dense[k].shape for k in shared)
 
     def neck_and_heads(state: dict[str, torch.Tensor]) -> int:
         return sum(v.numel() for k, v in state.items()
