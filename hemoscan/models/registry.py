@@ -57,22 +57,24 @@ def create_model(name: str, num_classes: int, pretrained_backbone: bool = False)
     return _ARCHITECTURES[name](num_classes=num_classes, pretrained_backbone=pretrained_backbone)
 
 
-@register_model("centernet_lite0")
-def build_centernet_lite0(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+def _lite0(num_classes: int, pretrained_backbone: bool, separable: tuple[str, ...]) -> nn.Module:
     backbone = EfficientNetLite0Backbone()
     if pretrained_backbone:
         load_imagenet_lite0(backbone)
-    return CenterNet(backbone, num_classes)
+    return CenterNet(backbone, num_classes, separable=separable)
+
+
+@register_model("centernet_lite0")
+def build_centernet_lite0(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+    return _lite0(num_classes, pretrained_backbone, ())
 
 
 @register_model("centernet_lite0_separable")
 def build_centernet_lite0_separable(
     num_classes: int, pretrained_backbone: bool = False
 ) -> nn.Module:
-    backbone = EfficientNetLite0Backbone()
-    if pretrained_backbone:
-        load_imagenet_lite0(backbone)
-    return CenterNet(backbone, num_classes, separable=NECK_AND_HEADS)
+    """``centernet_lite0`` with a depthwise-separable neck and heads."""
+    return _lite0(num_classes, pretrained_backbone, NECK_AND_HEADS)
 
 
 @register_model("centernet_lite0_separable_regression")
@@ -81,10 +83,7 @@ def build_centernet_lite0_separable_regression(
 ) -> nn.Module:
     """``centernet_lite0`` with depthwise-separable size and offset heads only: its backbone,
     FPN and heatmap head are ``centernet_lite0``'s, so a student can keep its teacher's."""
-    backbone = EfficientNetLite0Backbone()
-    if pretrained_backbone:
-        load_imagenet_lite0(backbone)
-    return CenterNet(backbone, num_classes, separable=("size", "offset"))
+    return _lite0(num_classes, pretrained_backbone, ("size", "offset"))
 
 
 @register_model("centernet_mnv3s")
