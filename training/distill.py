@@ -80,15 +80,17 @@ def distillation_loss(student: Outputs, teacher: Outputs) -> dict[str, torch.Ten
 
     Both arguments are ``(heatmap_logits [B, K, h, w], log_size [B, 2, h, w],
     offset [B, 2, h, w])`` (float32, the CenterNet output contract). The KL sum is divided by
-    the teacher's total heatmap probability, a count of cells up to the Gaussian's spread.
+    the teacher's total heatmap probability of each class (a count of its cells up to the
+    Gaussian's spread) and summed over classes.
     """
     s_heat, s_size, s_off = student
     t_heat, t_size, t_off = teacher
     t_p = torch.sigmoid(t_heat)
-    kl = F.binary_cross_entropy_with_logits(s_heat, t_p, reduction="sum") - (
-        F.binary_cross_entropy_with_logits(t_heat, t_p, reduction="sum")
+    kl = F.binary_cross_entropy_with_logits(s_heat, t_p, reduction="none") - (
+        F.binary_cross_entropy_with_logits(t_heat, t_p, reduction="none")
     )
-    heat = kl / t_p.sum().clamp(min=1.0)
+    # per class, so that rare small cells (platelets) weigh as much as the many red cells
+    heat = (kl.sum(dim=(0, 2, 3)) / t_p.sum(dim=(0, 2, 3)).clamp(min=1.0)).sum()
     where = t_p.amax(dim=1, keepdim=True)
     denom = (where.sum() * 2).clamp(min=1.0)
     size = ((s_size - t_size).abs() * where).sum() / denom
