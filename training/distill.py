@@ -60,7 +60,9 @@ class Distiller:
         return student(images), taught
 
 
-def _same_frozen_backbone(student: nn.Module, teacher: nn.Module, frozen: list[nn.Module]) -> bool:
+def _same_frozen_backbone(
+    student: nn.Module, teacher: nn.Module, frozen: list[nn.Module]
+) -> bool:
     """Whether the student's backbone is frozen and equal to the teacher's (then one pass
     serves both: frozen modules run in eval mode, like the teacher)."""
     s_bb, t_bb = getattr(student, "backbone", None), getattr(teacher, "backbone", None)
@@ -75,8 +77,8 @@ def _same_frozen_backbone(student: nn.Module, teacher: nn.Module, frozen: list[n
     )
 
 
-def distillation_loss(student: Outputs, teacher: Outputs) -> dict[str, torch.Tensor]:
-    """The teacher term (scalars): ``distill`` = heatmap KL + size L1 + offset L1.
+def distillation_loss(student: Outputs, teacher: Outputs) -> torch.Tensor:
+    """The teacher term, a scalar: heatmap KL + size L1 + offset L1.
 
     Both arguments are ``(heatmap_logits [B, K, h, w], log_size [B, 2, h, w],
     offset [B, 2, h, w])`` (float32, the CenterNet output contract). The KL sum is divided by
@@ -95,4 +97,4 @@ def distillation_loss(student: Outputs, teacher: Outputs) -> dict[str, torch.Ten
     denom = (where.sum() * 2).clamp(min=1.0)
     size = ((s_size - t_size).abs() * where).sum() / denom
     off = ((s_off - t_off).abs() * where).sum() / denom
-    return {"distill": heat + size + off}
+    return heat + size + off

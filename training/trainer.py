@@ -289,7 +289,7 @@ class _Run:
             return {**parts, "distill": torch.zeros((), device=self.device)}
         outputs, taught = self.distiller.outputs(self.model, batch["image"])
         parts = detection_loss(outputs, batch)
-        kd = distillation_loss(outputs, taught)["distill"]
+        kd = distillation_loss(outputs, taught)
         d = self.cfg.distill
         return {**parts, "loss": d.gt_weight * parts["loss"] + d.weight * kd, "distill": kd}
 
@@ -331,7 +331,8 @@ class _Run:
                 self.log(
                     f"epoch {epoch} step {i + 1}/{steps} loss {parts['loss'].item():.3f} "
                     f"(hm {parts['heatmap'].item():.3f} size {parts['size'].item():.3f} "
-                    f"off {parts['offset'].item():.3f} distill {parts['distill'].item():.3f}) lr {self.sched.get_last_lr()[0]:.2e} "
+                    f"off {parts['offset'].item():.3f} distill {parts['distill'].item():.3f}) "
+                    f"lr {self.sched.get_last_lr()[0]:.2e} "
                     f"{ips:.2f} img/s"
                 )
         progress.remove_task(task)

@@ -26,12 +26,12 @@ def _outputs(seed: int, shape=(2, 8, 6, 6)) -> tuple[torch.Tensor, ...]:
 
 def test_the_teacher_term_is_zero_only_where_student_and_teacher_agree() -> None:
     teacher = _outputs(0)
-    assert distillation_loss(teacher, teacher)["distill"].item() == pytest.approx(0.0, abs=1e-5)
-    other = distillation_loss(_outputs(1), teacher)["distill"]
+    assert distillation_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-5)
+    other = distillation_loss(_outputs(1), teacher)
     assert other.item() > 0.1
     heat = teacher[0].clone().requires_grad_(True)
     moved = (heat + 1.0, *teacher[1:])
-    loss = distillation_loss(moved, teacher)["distill"]
+    loss = distillation_loss(moved, teacher)
     loss.backward()
     assert loss.item() > 0 and heat.grad is not None and heat.grad.abs().sum() > 0
 
@@ -40,10 +40,10 @@ def test_sizes_count_only_where_the_teacher_sees_a_cell() -> None:
     heat, size, off = _outputs(0)
     teacher = (torch.full_like(heat, -30.0), size, off)  # no cell anywhere
     wrong_size = (teacher[0], size + 5.0, off)
-    assert distillation_loss(wrong_size, teacher)["distill"].item() == pytest.approx(0.0, abs=1e-4)
+    assert distillation_loss(wrong_size, teacher).item() == pytest.approx(0.0, abs=1e-4)
     teacher = (torch.full_like(heat, 30.0), size, off)  # cells everywhere
     wrong_size = (teacher[0], size + 5.0, off)
-    assert distillation_loss(wrong_size, teacher)["distill"].item() == pytest.approx(5.0, rel=1e-3)  # mean L1
+    assert distillation_loss(wrong_size, teacher).item() == pytest.approx(5.0, rel=1e-3)  # mean L1
 
 
 @pytest.fixture(scope="module")
