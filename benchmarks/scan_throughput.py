@@ -21,18 +21,20 @@ tiles/s (and megapixels/s) for:
   opened with PIL, converted with ``to_tensor`` and run one by one (on ``--baseline-tiles``).
 
 The summary lines give the default command against the baseline and as a share of the network
-alone. Run it on a quiet machine; nothing here is a timed test.
+alone. ``--repeat N`` measures the network alone and the default command N times in turn and
+prints their medians with the range (this machine's speed drifts by about 10% between runs). Run it on a quiet machine; nothing here is a timed test.
 
 Usage::
 
     python benchmarks/scan_throughput.py [--tiles 200] [--sizes 512 1024] [--also torch onnx-int8]
-        [--compare hemoscan-lite0-v3]
+        [--compare hemoscan-fast-v1] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,6 +162,9 @@ def main() -> None:
     parser.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
                         help="also measure these shipped models (network alone and scan)")  # fmt: skip
     parser.add_argument("--baseline-tiles", type=int, default=48)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure the network alone and the default command this many times "
+                             "(medians, with their range)")  # fmt: skip
     args = parser.parse_args()
 
     model = load_model(DEFAULT_MODEL)
@@ -175,12 +180,19 @@ def main() -> None:
             folder = Path(tmp) / f"tiles{size}"
             tiles = write_tiles(folder, size, args.tiles)
             row(size, "decode + preprocess (floor)", decode_floor(tiles, model.config))
-            alone, how = network_alone(DEFAULT_MODEL, size, max(32, args.tiles))
-            row(size, f"network alone ({how})", alone)
-            whole, reported = plain_command(folder, Path(tmp) / f"out{size}", [])
-            row(size, "hemoscan scan (default), whole command", whole, "start-up included")
+            runs = []  # network alone and the plain command in turn, so drift hits both
+            for r in range(args.repeat):
+                alone, how = network_alone(DEFAULT_MODEL, size, max(32, args.tiles))
+                whole, reported = plain_command(folder, Path(tmp) / f"out{size}-{r}", [])
+                runs.append((alone, whole, reported))
+            alone, whole, reported = (statistics.median(v) for v in zip(*runs))
+            spread = (lambda i: f"; {args.repeat} runs {min(r[i] for r in runs):.1f}-"
+                      f"{max(r[i] for r in runs):.1f}" if args.repeat > 1 else "")  # fmt: skip
+            row(size, f"network alone ({how})", alone, spread(0).lstrip("; "))
+            row(size, "hemoscan scan (default), whole command", whole,
+                "start-up included" + spread(1))  # fmt: skip
             row(size, "hemoscan scan (default), as it reports", reported,
-                f"{reported / alone:.0%} of the network alone")  # fmt: skip
+                f"{reported / alone:.0%} of the network alone" + spread(2))  # fmt: skip
             for backend in args.also:
                 extra = ["--backend", "torch"] if backend == "torch" else [
                     "--model", str(int8), "--backend", "onnx"]  # fmt: skip
@@ -190,7 +202,7 @@ def main() -> None:
                 other_alone, _ = network_alone(name, size, max(32, args.tiles))
                 row(size, f"{name}: network alone", other_alone)
                 _, other = plain_command(folder, Path(tmp) / f"out{size}{name}", ["--model", name])
-                row(size, f"{name}: hemoscan scan, as it reports", other,
+                row(size, f"{name}: scan, as it reports", other,
                     f"{other / other_alone:.0%} of its network alone")  # fmt: skip
             if args.baseline_tiles:
                 plain = baseline(tiles[: args.baseline_tiles])
