@@ -16,7 +16,8 @@ def evaluate_command(
     data: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="shared:NAMES (txl-val, txl-val-native, composed-val, composed-val-real-host, "
+            help="shared:NAMES (txl-val, txl-val-native, txl-val-scanner, composed-val, "
+            "composed-val-real-host, "
             "segpc-heldout, segpc-heldout-native, bal-heldout, txl-dev, composed-dev, "
             "default), FORMAT:PATH (coco, yolo, voc, qupath, masks) or spec:FILE; repeatable.",
             metavar="<data>",

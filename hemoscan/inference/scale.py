@@ -7,18 +7,18 @@ of ``d`` input pixels. It is measured from the model's own detections
 (:meth:`hemoscan.inference.predictor.Predictor.predict_scaled` runs the passes):
 
 1. the tile at scale 1; when its own red cells, measured reliably, put it within
-   :data:`SETTLE_RATIO` of scale 1 (:func:`settled_at_scale_one`), that pass is the answer: a
-   tile at the model's magnification costs one pass;
+   :data:`KEEP_RATIO` of scale 1 (:func:`settled_at_scale_one`), that pass is the answer: a
+   tile at the model's magnification costs one pass. When they are reliable but smaller than
+   the model's (:func:`asks_to_enlarge`), the tile goes straight to step 3: small red cells
+   are no fragments of large ones, so the probe has nothing to add;
 2. otherwise a coarse probe at :data:`PROBE_SCALE` too (red cells of 80-190 px come to the
    26-64 px the model knows). Each pass's measurement counts only if the cells it rests on were
    seen at sizes the network measures reliably (:func:`trusted`): a network measures cells much
    larger than it knows as fragments of a familiar size, and clusters of cells much smaller as
    single cells; of the trusted ones, the pass whose cells the network is most confident of
    (:attr:`Measurement.confidence`, the mean score of its best ten) wins;
-3. the tile at the estimated scale, unless a pass already run is close enough to it
-   (:func:`keeps`): the scale-1 pass within :data:`SETTLE_RATIO`, any other within the tighter
-   :data:`KEEP_RATIO`. The network tolerates the wider ratio at some cost in accuracy; another
-   pass at scale 1 or above costs a whole tile, one below it (large red cells) a fraction.
+3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO` of
+   it (:func:`keeps`).
 
 Where a tile holds fewer than :data:`MIN_RBC` red cells (lavage, cytospins), the size of its
 nucleated cells stands in, at :data:`NUCLEATED_TO_RBC` red-cell diameters each (a rougher
@@ -61,11 +61,11 @@ OWN_ESTIMATE = ("auto-rbc", "auto-nucleated")
 AUTO = "auto"
 #: The probe pass's scale: red cells of 80-190 input px come to the 26-64 px the model knows.
 PROBE_SCALE = 1 / 3
-#: The scale-1 pass is kept when the estimated scale is within this ratio of 1 either way.
-SETTLE_RATIO = 1.33
-#: Any other pass is kept when the estimated scale is within this ratio of its scale: on
-#: TXL-PBC val at native resolution, 1.1 instead of 1.33 raised hemoscan-lite0-v3's AP50 from
-#: 0.903 to 0.922 (rbc) and 0.780 to 0.819 (platelet), 1.05 gained nothing more.
+#: A pass is kept when the estimated scale is within this ratio of its scale either way. With
+#: 1.33, hemoscan-lite0-v3 lost AP50 where it was kept off the mark: on TXL-PBC val at native
+#: resolution (red cells 55-170 px) rbc 0.903 and platelet 0.780 against 0.922 and 0.819 with
+#: 1.1, on the same fields brought to 32 px red cells 0.902 and 0.711 against 0.923 and 0.834
+#: (0.932 / 0.835 at the labelled scale); 1.05 gained nothing more.
 KEEP_RATIO = 1.1
 MIN_RBC = 6
 MIN_NUCLEATED = 3
@@ -119,16 +119,21 @@ def trusted(estimate: float, pass_scale: float) -> bool:
 
 
 def keeps(pass_scale: float, estimate: float) -> bool:
-    """Whether a pass at ``pass_scale`` is close enough to ``estimate`` to be kept: within
-    :data:`SETTLE_RATIO` for the scale-1 pass, :data:`KEEP_RATIO` for any other."""
-    ratio = SETTLE_RATIO if pass_scale == 1.0 else KEEP_RATIO
-    return 1 / ratio <= estimate / pass_scale <= ratio
+    """Whether a pass at ``pass_scale`` is close enough to ``estimate`` to be kept."""
+    return 1 / KEEP_RATIO <= estimate / pass_scale <= KEEP_RATIO
 
 
 def settled_at_scale_one(best: Measurement | None) -> bool:
     """Whether the scale-1 pass's own measurement (the best trusted one, or ``None``) settles
-    the tile: red cells, not their nucleated stand-in, put it within :data:`SETTLE_RATIO` of 1."""
+    the tile: red cells, not their nucleated stand-in, put it within :data:`KEEP_RATIO` of 1."""
     return best is not None and best.source == "auto-rbc" and keeps(1.0, best.estimate)
+
+
+def asks_to_enlarge(best: Measurement | None) -> bool:
+    """Whether the scale-1 pass's own measurement is of red cells smaller than the model's
+    (and not within :data:`KEEP_RATIO` of them): the tile is then enlarged to its estimate
+    without the probe."""
+    return best is not None and best.source == "auto-rbc" and best.estimate > KEEP_RATIO
 
 
 def sample_consensus(estimates: Iterable[float]) -> float | None:

@@ -24,6 +24,8 @@ Named suites over the public sets (``--data-root``, default ``../shared/datasets
   labels (a user sets ``--scale``). rbc / platelet / nucleated AP and precision / recall.
 - ``txl-val-native`` (real): the same fields at native resolution, scale auto (the plain
   command); the oracle scale of ``txl-val`` is the reference for the chosen scales.
+- ``txl-val-scanner`` (real): the same fields resampled so their median labelled red cell is
+  32 px (a 40x slide scanner's magnification), scale auto; oracle scale ``rbc_diameter_px / 32``.
 - ``segpc-heldout`` (real): every 5th segpc myeloma marrow field (sorted), never trained on by
   runs using :mod:`hemoscan_training.splits`; rescaled by ``rbc_diameter_px / 32``
   (32 px: the fields' approximate red cell). Hemophagocyte and macrophage calls per 100

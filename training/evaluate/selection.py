@@ -24,7 +24,15 @@ from .common import (
     SHARED_SUITES,
     EvaluationError,
 )
-from .suites import EvalField, Suite, bal_suite, composed_suite, segpc_suite, txl_suite
+from .suites import (
+    SCANNER_RBC_PX,
+    EvalField,
+    Suite,
+    bal_suite,
+    composed_suite,
+    segpc_suite,
+    txl_suite,
+)
 
 
 def _oracle_rbc(records: Sequence[AnnotatedImage]) -> list[float | None]:
@@ -139,6 +147,9 @@ def build_suites(
                     suites.append(txl_suite(model, data_root, "val", limit))
                 elif name == "txl-val-native":
                     suites.append(txl_suite(model, data_root, "val", limit, native=True))
+                elif name == "txl-val-scanner":
+                    suites.append(txl_suite(model, data_root, "val", limit, native=True,
+                                            resampled_rbc_px=SCANNER_RBC_PX))  # fmt: skip
                 elif name == "txl-dev":
                     suites.append(txl_suite(model, data_root, "dev", limit))
                 elif name == "segpc-heldout":

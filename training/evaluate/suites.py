@@ -67,11 +67,22 @@ class Suite:
     recall_only: frozenset[str] = frozenset()
 
 
+#: The median red cell, in pixels, of the ``txl-val-scanner`` suite: a 40x slide scanner's.
+SCANNER_RBC_PX = 32.0
+
+
 def txl_suite(
-    model: AnyModel, data_root: Path, part: str, limit: int | None, native: bool = False
+    model: AnyModel,
+    data_root: Path,
+    part: str,
+    limit: int | None,
+    native: bool = False,
+    resampled_rbc_px: float | None = None,
 ) -> Suite:
     """TXL-PBC ``val`` (real, reported) or ``dev`` (tuning) fields at the oracle scale, or
-    with ``native`` at their own resolution, scale auto (the oracle kept as the reference)."""
+    with ``native`` at their own resolution, scale auto (the oracle kept as the reference);
+    ``resampled_rbc_px`` first resamples each field (and its boxes) so its median labelled red
+    cell is that many pixels (another magnification of the same fields)."""
     root = data_root / "txl-pbc"
     if not (root / "images").is_dir():
         raise EvaluationError(f"TXL-PBC not found at {root} (set --data-root)")
@@ -79,15 +90,22 @@ def txl_suite(
     rbc_px = model.config.rbc_diameter_px
     supervised = frozenset(FREE_CLASSES)
 
+    def factor(item: Any) -> float:
+        return 1.0 if resampled_rbc_px is None else resampled_rbc_px / item.rbc_diameter
+
     def loader(item: Any) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
         def load() -> tuple[np.ndarray, AnnotatedImage]:
             image = read_tile(item.path)
+            f = factor(item)
+            if f != 1.0:
+                interpolation = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+                image = cv2.resize(image, None, fx=f, fy=f, interpolation=interpolation)
             labels = tuple(CLASSES[int(c)] for c in item.boxes[:, 4])
             record = AnnotatedImage(
                 item.path,
                 image.shape[1],
                 image.shape[0],
-                item.boxes[:, :4],
+                item.boxes[:, :4] * f,
                 labels,
                 [-1] * len(labels),
                 np.zeros((0, 4)),
@@ -103,14 +121,18 @@ def txl_suite(
             it.path.stem,
             AUTO if native else rbc_px / it.rbc_diameter,
             loader(it),
-            oracle_scale=rbc_px / it.rbc_diameter,
+            oracle_scale=rbc_px / (it.rbc_diameter * factor(it)),
         )
         for it in items
     ]
     name = f"txl-{part}" + ("-native" if native else "")
     what = "validation split, never trained on" if part == "val" else "dev fields (tuning only)"
-    if native:
+    if resampled_rbc_px is not None:
+        name = f"txl-{part}-scanner"
+        what += f", resampled to {resampled_rbc_px:g} px red cells (a 40x scanner)"
+    elif native:
         what += ", at native resolution"
+    if native:
         note = (
             f"auto: each field's own estimate, as `hemoscan scan` does; oracle for reference: "
             f"the scale bringing its median labelled red cell to {rbc_px:g} px"

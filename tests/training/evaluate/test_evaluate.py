@@ -359,15 +359,24 @@ needs_shared = pytest.mark.skipif(
 def test_native_resolution_suites(tiny_model) -> None:
     from hemoscan_training.splits import HELDOUT_BAL_SLIDES
 
-    names = ("txl-val", "txl-val-native", "bal-heldout", "segpc-heldout-native", "segpc-heldout")
+    names = ("txl-val", "txl-val-native", "bal-heldout", "segpc-heldout-native", "segpc-heldout",
+             "txl-val-scanner")  # fmt: skip
     assert set(names) <= set(REPORT_SUITES)
-    txl, native, bal, segpc, segpc_fixed = build_suites(
+    txl, native, bal, segpc, segpc_fixed, scanner = build_suites(
         ["shared:" + ",".join(names)], tiny_model, data_root=SHARED, limit=3
     )
     # the same TXL fields: scale auto, the oracle scale of txl-val kept as the reference
     assert [f.name for f in native.fields] == [f.name for f in txl.fields]
     assert all(f.scale == "auto" for f in (*native.fields, *bal.fields, *segpc.fields))
     assert [f.oracle_scale for f in native.fields] == [f.scale for f in txl.fields]
+    # ... and resampled to a 40x scanner's 32 px red cells, boxes with them
+    assert [f.name for f in scanner.fields] == [f.name for f in txl.fields]
+    assert all(f.scale == "auto" for f in scanner.fields)
+    assert all(f.oracle_scale == pytest.approx(40 / 32) for f in scanner.fields)
+    (image, record), (native_image, native_record) = scanner.fields[0].load(), native.fields[0].load()
+    factor = txl.fields[0].scale * 32 / 40
+    assert image.shape[0] == round(native_image.shape[0] * factor)
+    np.testing.assert_allclose(record.boxes, native_record.boxes * factor, rtol=1e-5)
     # every held-out lavage patch (7, of 2 slides); a 7.5 µm red cell at 0.23 µm/px -> 40 px
     bal = build_suites(["shared:bal-heldout"], tiny_model, data_root=SHARED)[0]
     assert len(bal.fields) == 7 and {f.sample for f in bal.fields} == set(HELDOUT_BAL_SLIDES)
