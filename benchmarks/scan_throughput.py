@@ -27,7 +27,7 @@ prints their medians with the range (this machine's speed drifts by about 10% be
 Usage::
 
     python benchmarks/scan_throughput.py [--tiles 200] [--sizes 512 1024] [--also torch onnx-int8]
-        [--compare hemoscan-fast-v1] [--repeat 3]
+        [--compare MODEL ...] [--repeat 3]
 """
 
 from __future__ import annotations
