@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--also", nargs="*", default=[], choices=["torch", "onnx-int8"],
                         help="also scan with these backends")  # fmt: skip
     parser.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
-                        help="also measure these shipped models (network alone and scan)")  # fmt: skip
+                        help="also measure these shipped models")  # fmt: skip
     parser.add_argument("--baseline-tiles", type=int, default=48)
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure the network alone and the default command this many times "

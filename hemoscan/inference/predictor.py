@@ -166,8 +166,8 @@ class Predictor:
         scale 1, kept when its own red cells say it is at the right scale; a pass at their
         estimate when they say it must be enlarged; otherwise a pass at the probe scale too,
         then one at the estimate of the most confident trusted pass unless a pass already run
-        is close enough to it. Images without an estimate keep their scale-1
-        pass (``default``)."""
+        is close enough to it. Images without an estimate keep their scale-1 pass
+        (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         plan: list[list[float]] = [[1.0] for _ in images]
         done: list[Prediction | None] = [None] * len(images)

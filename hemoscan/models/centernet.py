@@ -57,6 +57,8 @@ class CenterNet(nn.Module):
     ``separable``: which of :data:`NECK_AND_HEADS` are depthwise-separable 5x5 convolutions
     instead of dense 3x3 ones (on EfficientNet-Lite0 at 512 px, the dense smoothing costs ~4%
     of the network's time and each dense head as much; a separable one about a sixth of that).
+    Students distilled with separable heads have so far lost box precision on small cells
+    (``training/configs/experiment-*.yaml`` record what was measured).
     """
 
     stride = 8
@@ -71,7 +73,7 @@ class CenterNet(nn.Module):
         super().__init__()
         unknown = set(separable) - set(NECK_AND_HEADS)
         if unknown:
-            raise ValueError(f"separable: unknown parts {sorted(unknown)}; parts: {NECK_AND_HEADS}")
+            raise ValueError(f"separable: unknown parts {sorted(unknown)} (of {NECK_AND_HEADS})")
         c = fpn_channels
         self.backbone = backbone
         self.lateral = nn.ModuleList(nn.Conv2d(ch, c, 1) for ch in backbone.out_channels)
