@@ -78,6 +78,11 @@ def rate(fn: Callable[[], int]) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def spread(values: tuple[float, ...]) -> str:
+    """``"N runs low-high"`` of repeated measurements, or nothing for one."""
+    return f"{len(values)} runs {min(values):.1f}-{max(values):.1f}" if len(values) > 1 else ""
+
+
 def row(size: int, what: str, tiles_per_s: float, note: str = "") -> None:
     mpx = tiles_per_s * size * size / 1e6
     print(f"{size:>4}x{size:<4} {what:<44} {tiles_per_s:8.1f} {1000 / tiles_per_s:8.1f} "
@@ -186,13 +191,13 @@ def main() -> None:
                 whole, reported = plain_command(folder, Path(tmp) / f"out{size}-{r}", [])
                 runs.append((alone, whole, reported))
             alone, whole, reported = (statistics.median(v) for v in zip(*runs))
-            spread = (lambda i: f"; {args.repeat} runs {min(r[i] for r in runs):.1f}-"
-                      f"{max(r[i] for r in runs):.1f}" if args.repeat > 1 else "")  # fmt: skip
-            row(size, f"network alone ({how})", alone, spread(0).lstrip("; "))
+            ranges = [spread(v) for v in zip(*runs)]
+            row(size, f"network alone ({how})", alone, ranges[0])
             row(size, "hemoscan scan (default), whole command", whole,
-                "start-up included" + spread(1))  # fmt: skip
+                "; ".join(filter(None, ["start-up included", ranges[1]])))  # fmt: skip
             row(size, "hemoscan scan (default), as it reports", reported,
-                f"{reported / alone:.0%} of the network alone" + spread(2))  # fmt: skip
+                "; ".join(filter(None, [f"{reported / alone:.0%} of the network alone",
+                                        ranges[2]])))  # fmt: skip
             for backend in args.also:
                 extra = ["--backend", "torch"] if backend == "torch" else [
                     "--model", str(int8), "--backend", "onnx"]  # fmt: skip

@@ -1,7 +1,8 @@
 """What this machine offers a scan: CPU cores, and whether a GPU driver is present.
 
-Standard library only, so that a scan on the CPU learns it has no GPU without importing torch
-(1.1 s of the 1.9 s a plain `hemoscan scan` spent starting, measured).
+Standard library only at import, so that a scan on the CPU learns it has no GPU without
+importing torch (1.1 s of the 1.9 s a plain `hemoscan scan` spent starting, measured); only
+:func:`cuda_available` imports torch, and only where a GPU driver is present.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ def cpu_cores() -> int:
 def gpu_driver_present() -> bool:
     """Whether a GPU driver is loaded (a GPU may then be usable; torch decides)."""
     return any(Path(f).exists() for f in GPU_DRIVER_FILES)
+
+
+def cuda_available() -> bool:
+    """Whether torch can run on a CUDA GPU here (torch is imported only if a driver is present)."""
+    if not gpu_driver_present():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def device_type(device: str) -> str:

@@ -66,9 +66,8 @@ def _same_frozen_backbone(
     """Whether the student's backbone is frozen and equal to the teacher's (then one pass
     serves both: frozen modules run in eval mode, like the teacher)."""
     s_bb, t_bb = getattr(student, "backbone", None), getattr(teacher, "backbone", None)
-    if s_bb is None or t_bb is None or not hasattr(student, "forward_head"):
-        return False
-    if not any(m is s_bb for m in frozen) or not hasattr(teacher, "forward_head"):
+    split = all(hasattr(m, "forward_head") for m in (student, teacher))
+    if s_bb is None or t_bb is None or not split or not any(m is s_bb for m in frozen):
         return False
     mine, theirs = s_bb.state_dict(), t_bb.state_dict()
     return mine.keys() == theirs.keys() and all(

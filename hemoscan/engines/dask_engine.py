@@ -59,7 +59,7 @@ from hemoscan import __version__
 from hemoscan.datamodel import TileResult
 from hemoscan.engines.local import ScannedTile, scan_items
 from hemoscan.errors import EngineError
-from hemoscan.hardware import device_type
+from hemoscan.hardware import cuda_available, device_type
 from hemoscan.inference.backends import model_for_backend
 from hemoscan.inference.predictor import Predictor
 from hemoscan.inference.spec import PredictorSpec
@@ -88,12 +88,6 @@ _predictors: OrderedDict[PredictorSpec, Predictor] = OrderedDict()
 _predictors_lock = threading.Lock()
 
 
-def _cuda_available() -> bool:
-    import torch  # only a worker resolved for a GPU asks, and it runs torch anyway
-
-    return bool(torch.cuda.is_available())
-
-
 def _worker_name() -> str:
     try:
         from distributed import get_worker
@@ -104,7 +98,7 @@ def _worker_name() -> str:
 
 
 def _build_predictor(spec: PredictorSpec) -> Predictor:
-    if device_type(spec.device) == "cuda" and not _cuda_available():
+    if device_type(spec.device) == "cuda" and not cuda_available():
         raise EngineError(
             f"worker {_worker_name()} has no CUDA GPU, but the client resolved the device "
             f"{spec.device!r}; scan with --device cpu"

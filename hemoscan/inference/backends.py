@@ -21,7 +21,7 @@ import numpy as np
 
 from hemoscan.choices import AUTO_BACKEND, BACKEND_CHOICES, BACKENDS
 from hemoscan.errors import HemoscanError, SettingsError
-from hemoscan.hardware import cpu_cores, device_type, gpu_driver_present
+from hemoscan.hardware import cpu_cores, cuda_available, device_type
 from hemoscan.models.loading import LoadedModel, load_model
 from hemoscan.models.onnx_format import (
     INPUT_NAME,
@@ -100,11 +100,7 @@ def resolve_device(device: str, backend: str = "torch") -> str:
     else ``"cpu"``."""
     if device != "auto":
         return device
-    if backend == "onnx" or not gpu_driver_present():
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if backend != "onnx" and cuda_available() else "cpu"
 
 
 def resolve_backend(backend: str, model: str | AnyModel, device: str) -> str:

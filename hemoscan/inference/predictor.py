@@ -41,6 +41,11 @@ from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
 
 _MAX_PASSES = 4  # network passes over one image with scale="auto", at most
+
+
+def _pass_scale(estimate: float) -> float:
+    """The scale a pass at ``estimate`` runs at (3 significant digits: repeatable keys)."""
+    return float(f"{estimate:.3g}")
 #: Near misses are hemophagocyte calls scoring below the threshold but at least this fraction of it.
 NEAR_MISS_FLOOR = 0.5
 #: Near misses kept per image, best first.
@@ -181,11 +186,9 @@ class Predictor:
             for i in {i for i, _ in jobs}:
                 plan[i] = []
                 best = self._best_measure(passes[i])
-                if len(passes[i]) == 1 and asks_to_enlarge(best):
-                    plan[i] = [float(f"{best.estimate:.3g}")]  # type: ignore[union-attr]
-                    continue
                 if len(passes[i]) == 1 and not settled_at_scale_one(best):
-                    plan[i] = [PROBE_SCALE]
+                    enlarge = asks_to_enlarge(best)  # smaller red cells, reliably measured
+                    plan[i] = [_pass_scale(best.estimate) if enlarge else PROBE_SCALE]  # type: ignore[union-attr]
                     continue
                 if best is None:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
@@ -197,7 +200,7 @@ class Predictor:
                         s, best.source, best.estimate, best.cell_px, best.cells
                     ))  # fmt: skip
                 else:
-                    plan[i] = [float(f"{best.estimate:.3g}")]
+                    plan[i] = [_pass_scale(best.estimate)]
 
     def _best_measure(self, passes: dict[float, Prediction]) -> Measurement | None:
         """The measurement of the pass that saw its cells at sizes it measures reliably and
