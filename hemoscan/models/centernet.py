@@ -59,6 +59,8 @@ class CenterNet(nn.Module):
     of the network's time and each dense head as much; a separable one about a sixth of that).
     Students distilled with separable heads have so far lost box precision on small cells
     (``training/configs/experiment-*.yaml`` record what was measured).
+    ``shared_box``: one dense head (``box``) predicts both sizes and offsets, for half the
+    regression cost with a dense layer kept for box precision.
     """
 
     stride = 8
@@ -69,6 +71,7 @@ class CenterNet(nn.Module):
         num_classes: int,
         fpn_channels: int = 64,
         separable: tuple[str, ...] = (),
+        shared_box: bool = False,
     ) -> None:
         super().__init__()
         unknown = set(separable) - set(NECK_AND_HEADS)
@@ -80,8 +83,15 @@ class CenterNet(nn.Module):
         self.smooth = (_separable_bn_relu if "smooth" in separable else _conv_bn_relu)(c, c)
         head = {part: _separable_head if part in separable else _head for part in NECK_AND_HEADS}
         self.heatmap = head["heatmap"](c, c, num_classes)
-        self.size = head["size"](c, c, 2)
-        self.offset = head["offset"](c, c, 2)
+        if shared_box:
+            if {"size", "offset"} & set(separable):
+                raise ValueError("shared_box: the shared box head is dense; size and offset "
+                                 "cannot also be separable")  # fmt: skip
+            self.box = _head(c, c, 4)
+        else:
+            self.size = head["size"](c, c, 2)
+            self.offset = head["offset"](c, c, 2)
+        self.shared_box = shared_box
         prior = 0.01
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior) / prior))
 
@@ -97,7 +107,11 @@ class CenterNet(nn.Module):
         p = self.lateral[1](c4) + F.interpolate(p, size=c4.shape[-2:], mode="nearest")
         p = self.lateral[0](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
         p = self.smooth(p)
-        return self.heatmap(p), self.size(p), torch.sigmoid(self.offset(p))
+        if self.shared_box:
+            log_size, offset = self.box(p).split(2, dim=1)
+        else:
+            log_size, offset = self.size(p), self.offset(p)
+        return self.heatmap(p), log_size, torch.sigmoid(offset)
 
 
 class TinyBlobNet(nn.Module):

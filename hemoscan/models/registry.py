@@ -57,11 +57,16 @@ def create_model(name: str, num_classes: int, pretrained_backbone: bool = False)
     return _ARCHITECTURES[name](num_classes=num_classes, pretrained_backbone=pretrained_backbone)
 
 
-def _lite0(num_classes: int, pretrained_backbone: bool, separable: tuple[str, ...]) -> nn.Module:
+def _lite0(
+    num_classes: int,
+    pretrained_backbone: bool,
+    separable: tuple[str, ...],
+    shared_box: bool = False,
+) -> nn.Module:
     backbone = EfficientNetLite0Backbone()
     if pretrained_backbone:
         load_imagenet_lite0(backbone)
-    return CenterNet(backbone, num_classes, separable=separable)
+    return CenterNet(backbone, num_classes, separable=separable, shared_box=shared_box)
 
 
 @register_model("centernet_lite0")
@@ -84,6 +89,13 @@ def build_centernet_lite0_separable_regression(
     """``centernet_lite0`` with depthwise-separable size and offset heads only: its backbone,
     FPN and heatmap head are ``centernet_lite0``'s, so a student can keep its teacher's."""
     return _lite0(num_classes, pretrained_backbone, ("size", "offset"))
+
+
+@register_model("centernet_lite0_lean")
+def build_centernet_lite0_lean(num_classes: int, pretrained_backbone: bool = False) -> nn.Module:
+    """``centernet_lite0`` with a depthwise-separable smoothing and heatmap head and one dense
+    head for sizes and offsets together."""
+    return _lite0(num_classes, pretrained_backbone, ("smooth", "heatmap"), shared_box=True)
 
 
 @register_model("centernet_mnv3s")

@@ -1,5 +1,5 @@
-"""Every registered architecture keeps the CenterNet output contract; the separable variant
-keeps its dense twin's backbone and FPN laterals, so a student can start from them."""
+"""Every registered architecture keeps the CenterNet output contract; the separable and lean
+variants keep their dense twin's backbone and FPN laterals, so a student can start from them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hemoscan.models import create_model, list_models
 
 STRIDE_8 = ("centernet_lite0", "centernet_lite0_separable", "centernet_lite0_separable_regression",
-            "centernet_mnv3s")  # fmt: skip
+            "centernet_lite0_lean", "centernet_mnv3s")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", STRIDE_8)
@@ -31,6 +31,7 @@ def test_outputs_follow_the_contract(name: str) -> None:
 @pytest.mark.parametrize(("name", "kept"), [
     ("centernet_lite0_separable", ("backbone.", "lateral.")),
     ("centernet_lite0_separable_regression", ("backbone.", "lateral.", "smooth.", "heatmap.")),
+    ("centernet_lite0_lean", ("backbone.", "lateral.")),
 ])  # fmt: skip
 def test_separable_variants_keep_the_dense_parts_of_centernet_lite0(name: str, kept) -> None:
     dense = create_model("centernet_lite0", num_classes=8).state_dict()
@@ -49,3 +50,25 @@ def test_the_fully_separable_neck_and_heads_are_a_fraction_of_the_dense_ones() -
                    if k.startswith(("smooth.", "heatmap.", "size.", "offset.")) and v.is_floating_point())  # fmt: skip
 
     assert neck_and_heads(separable) < neck_and_heads(dense) / 4
+
+
+def test_the_shared_box_head_predicts_sizes_then_offsets() -> None:
+    """``box``'s first two channels are the log sizes, the last two the offsets' logits."""
+    torch.manual_seed(0)
+    model = create_model("centernet_lite0_lean", num_classes=8).eval()
+    seen: list[torch.Tensor] = []
+    model.box.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    with torch.no_grad():
+        _, log_size, offset = model(torch.randn(1, 3, 64, 64))
+    (box,) = seen
+    assert box.shape == (1, 4, 8, 8)
+    assert torch.equal(log_size, box[:, :2])
+    assert torch.equal(offset, torch.sigmoid(box[:, 2:]))
+
+
+def test_a_shared_box_head_cannot_be_separable() -> None:
+    from hemoscan.models.centernet import CenterNet
+
+    backbone = create_model("centernet_lite0", num_classes=8).backbone
+    with pytest.raises(ValueError, match="shared_box"):
+        CenterNet(backbone, 8, separable=("size",), shared_box=True)
