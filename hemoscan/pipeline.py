@@ -90,7 +90,7 @@ def scan(
     out = Path(out_dir)
     tiles = TileSources(sources, options.sample_id)
     tiles.check()  # sources that name nothing fail before the model loads
-    spec, model = resolve_scan(options, model)
+    spec, model = resolve_scan(options, model, out)
     predictor = Predictor(model, spec.predictor)
     units = ScanUnits(tiles, model.config, spec.predictor.tile_size, spec.predictor.overlap,
                       spec.predictor.given_scale, mpp=options.mpp,

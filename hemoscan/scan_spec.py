@@ -12,9 +12,10 @@ of ``summary.json`` (:meth:`ScanSpec.provenance_settings`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from hemoscan.choices import ENGINES, RESULT_FORMATS
+from hemoscan.choices import AUTO_PRECISION, ENGINES, PRECISION_CHOICES, RESULT_FORMATS
 from hemoscan.errors import SettingsError
 from hemoscan.inference.backends import (
     AnyModel,
@@ -25,6 +26,7 @@ from hemoscan.inference.backends import (
     resolve_device,
 )
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
+from hemoscan.io.scan_files import RUN, read_run
 from hemoscan.models.loading import DEFAULT_MODEL, resolve_model_folder
 from hemoscan.qc import QCThresholds
 
@@ -40,6 +42,11 @@ class ScanOptions:
     within 1e-4, so a scan may be resumed with the other backend; an int8 export
     (``hemoscan export --quantize int8``) does not, so its scans record ``quantization`` in
     their settings and provenance, and resuming across a change of it is refused.
+
+    ``precision``: which ONNX export runs: ``"auto"`` (a shipped model's int8 export where
+    the CPU has VNNI, else its float32 one; a scan being resumed keeps the precision it was
+    started with, see :func:`resolve_scan`), ``"fp32"`` or ``"int8"`` (see
+    :func:`~hemoscan.models.onnx_format.load_onnx_model`). PyTorch runs float32 only.
 
     ``engine``: ``"local"`` (this process) or ``"dask"``: the tiles are shared out over the
     workers of the Dask cluster at ``scheduler`` (a local cluster of ``workers`` processes
@@ -78,6 +85,7 @@ class ScanOptions:
     exports: tuple[str, ...] = ()
     retry_failed: bool = False
     backend: str = "auto"
+    precision: str = "auto"
     engine: str = "local"
     scheduler: str | None = None
     mpp: float | None = None
@@ -113,10 +121,27 @@ class ScanSpec:
                 "quantization": p.quantization}  # fmt: skip
 
 
+def resumed_precision(out_dir: Path) -> str | None:
+    """The precision (``"fp32"`` or ``"int8"``) of the scan already in ``out_dir``, from its
+    ``run.json``; ``None`` for a new scan (or an unreadable ``run.json``, which the store
+    reports)."""
+    if not (out_dir / RUN).is_file():
+        return None
+    try:
+        quantization = read_run(out_dir)["settings"].get("quantization")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return "int8" if quantization else "fp32"
+
+
 def check_options(options: ScanOptions) -> None:
     """Raise :class:`~hemoscan.errors.SettingsError` for an option that is not one of its
     choices (:mod:`hemoscan.choices`) or out of range, before anything is loaded."""
     check_backend(options.backend)
+    if options.precision not in PRECISION_CHOICES:
+        raise SettingsError(
+            f"unknown precision {options.precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
+        )
     if options.engine not in ENGINES:
         raise SettingsError(f"unknown engine {options.engine!r}; choose from {', '.join(ENGINES)}")
     if options.scheduler and options.engine != "dask":
@@ -130,10 +155,14 @@ def check_options(options: ScanOptions) -> None:
         raise SettingsError(f"streams must be at least 1 (got {options.streams})")
 
 
-def resolve_scan(options: ScanOptions, model: AnyModel | None = None) -> tuple[ScanSpec, AnyModel]:
+def resolve_scan(
+    options: ScanOptions, model: AnyModel | None = None, out_dir: Path | None = None
+) -> tuple[ScanSpec, AnyModel]:
     """The resolved spec of a scan with ``options``, and the model its backend runs:
     ``model`` when given (a loaded model or export, e.g. in tests and notebooks), else the one
-    ``options.model`` names. Raises :class:`~hemoscan.errors.SettingsError` for bad options,
+    ``options.model`` names. With onnxruntime, ``precision="auto"`` keeps the precision of the
+    scan being resumed in ``out_dir`` (:func:`resumed_precision`), so that the plain command
+    resumes a scan whichever export it started with. Raises :class:`~hemoscan.errors.SettingsError` for bad options,
     :class:`~hemoscan.errors.UnknownModelError` for a model name that names nothing (before
     anything is loaded), and the model loaders' errors for a model that cannot be loaded."""
     check_options(options)
@@ -143,6 +172,9 @@ def resolve_scan(options: ScanOptions, model: AnyModel | None = None) -> tuple[S
     device = resolve_device(options.device, options.backend)
     backend = resolve_backend(options.backend, model, device)
     streams = options.streams or default_streams(backend, device)
+    precision = options.precision
+    if backend == "onnx" and precision == AUTO_PRECISION and out_dir is not None:
+        precision = resumed_precision(out_dir) or precision
     predictor, model = resolve_predictor(
         model,
         backend=backend,
@@ -153,5 +185,6 @@ def resolve_scan(options: ScanOptions, model: AnyModel | None = None) -> tuple[S
         overlap=options.overlap,
         scale=options.scale,
         threads=max(1, cpu_cores() // streams),
+        precision=precision,
     )
     return ScanSpec(options=options, predictor=predictor, streams=streams), model

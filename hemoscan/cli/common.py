@@ -17,6 +17,7 @@ from hemoscan.choices import (
     BACKENDS,
     ENGINES,
     MODEL_FORMATS,
+    PRECISION_CHOICES,
     QUANTIZATIONS,
     RESULT_FORMATS,
     REVIEW_EXPORT_FORMATS,
@@ -47,6 +48,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 #: What a scan may run on (``auto`` included); :data:`RuntimeBackend`: a backend itself.
 Backend = _choices("Backend", BACKEND_CHOICES)
+Precision = _choices("Precision", PRECISION_CHOICES)
 RuntimeBackend = _choices("RuntimeBackend", BACKENDS)
 Engine = _choices("Engine", ENGINES)
 ResultFormat = _choices("ResultFormat", RESULT_FORMATS)

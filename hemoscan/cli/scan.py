@@ -11,6 +11,7 @@ from hemoscan.cli.common import (
     EXIT_TILES_FAILED,
     Backend,
     Engine,
+    Precision,
     QCConfigOption,
     QuietOption,
     ResultFormat,
@@ -70,6 +71,13 @@ def scan_command(
             "must then be a folder holding an export, see `hemoscan export`)."
         ),
     ] = Backend.auto,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="Which ONNX export runs: auto (a shipped model's int8 export on a CPU with "
+            "VNNI, else float32; a resumed scan keeps its own), fp32, or int8."
+        ),
+    ] = Precision.auto,
     streams: Annotated[
         Optional[int],
         typer.Option(
@@ -200,6 +208,7 @@ def scan_command(
         exports=tuple(e.value for e in export or ()),
         retry_failed=retry_failed,
         backend=backend.value,
+        precision=precision.value,
         engine=engine.value,
         scheduler=scheduler,
         mpp=mpp,

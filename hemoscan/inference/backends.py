@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
 
-from hemoscan.choices import AUTO_BACKEND, BACKEND_CHOICES, BACKENDS
+from hemoscan.choices import (
+    AUTO_BACKEND,
+    AUTO_PRECISION,
+    BACKEND_CHOICES,
+    BACKENDS,
+    PRECISION_CHOICES,
+)
 from hemoscan.errors import HemoscanError, SettingsError
 from hemoscan.hardware import cpu_cores, cuda_available, device_type
 from hemoscan.models.loading import LoadedModel, load_model
@@ -132,22 +138,36 @@ def default_streams(backend: str, device: str) -> int:
 
 
 def model_for_backend(
-    model: str | AnyModel, backend: str = "torch", threads: int | None = None
+    model: str | AnyModel,
+    backend: str = "torch",
+    threads: int | None = None,
+    precision: str | None = None,
 ) -> AnyModel:
     """The model ``backend`` runs, from a shipped model name, a model folder or a loaded model.
 
-    ``"torch"`` runs a :class:`~hemoscan.models.loading.LoadedModel`. ``"onnx"`` runs an
+    ``"torch"`` runs a :class:`~hemoscan.models.loading.LoadedModel`, in float32 (``precision``
+    ``None``, ``"auto"`` or ``"fp32"``). ``"onnx"`` runs an
     :class:`~hemoscan.models.onnx_format.OnnxModel`: a name or folder is loaded as its ONNX
-    export, and a ``LoadedModel`` is replaced by the export in its folder, which must be of
-    the same weights. ``threads``: onnxruntime intra-op threads of an export loaded here.
-    A model already of the right kind is returned as it is.
+    export of ``precision`` (see :func:`~hemoscan.models.onnx_format.load_onnx_model`), and a
+    ``LoadedModel`` is replaced by that export of its folder, which must be of the same
+    weights. ``threads``: onnxruntime intra-op threads of an export loaded here. A model already
+    of the right kind is returned as it is.
     """
     if backend not in BACKENDS:
         raise SettingsError(
             f"backend {backend!r} is not resolved; choose from {', '.join(BACKENDS)}"
         )
+    if precision is not None and precision not in PRECISION_CHOICES:
+        raise SettingsError(
+            f"unknown precision {precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
+        )
+    if backend == "torch" and precision not in (None, AUTO_PRECISION, "fp32"):
+        raise SettingsError(
+            f"precision {precision!r} runs in onnxruntime on the CPU: use --backend onnx (or "
+            "auto, on the CPU)"
+        )
     if isinstance(model, str):
-        return load_onnx_model(model, threads) if backend == "onnx" else load_model(model)
+        return load_onnx_model(model, threads, precision) if backend == "onnx" else load_model(model)
     if backend == "torch":
         if not isinstance(model, LoadedModel):
             raise SettingsError(
@@ -156,7 +176,7 @@ def model_for_backend(
             )
         return model
     if isinstance(model, LoadedModel):
-        exported = load_onnx_model(str(model.folder), threads)
+        exported = load_onnx_model(str(model.folder), threads, precision)
         if exported.sha256 != model.sha256:
             raise HemoscanError(
                 f"{model.folder}: its ONNX export was made from other weights; export again "

@@ -103,6 +103,7 @@ def resolve_predictor(
     overlap: int | None = None,
     scale: float | str = 1.0,
     threads: int | None = None,
+    precision: str | None = None,
 ) -> tuple[PredictorSpec, AnyModel]:
     """The resolved spec of a predictor and the model its backend runs.
 
@@ -113,14 +114,16 @@ def resolve_predictor(
     class's tuned threshold. ``tile_size``/``overlap``: the model config's when ``None``.
     ``scale``: a factor (``1.0``: as given) or ``"auto"``. ``backend="auto"`` (the default): a
     loaded model's own kind; for a name or folder, its ONNX export on the CPU where it has one,
-    else torch (:func:`~hemoscan.inference.backends.resolve_backend`).
+    else torch (:func:`~hemoscan.inference.backends.resolve_backend`). ``precision``: which
+    ONNX export of a name or folder runs (``"auto"``: its int8 one where it carries one and the
+    CPU has VNNI; :func:`~hemoscan.models.onnx_format.load_onnx_model`); ``None``: its own.
 
     Raises :class:`~hemoscan.errors.SettingsError` (a ``ValueError``) for a setting out of
     range, and the model loaders' errors for a model that cannot be loaded.
     """
     device = resolve_device(device, backend)
     backend = resolve_backend(backend, model, device)
-    model = model_for_backend(model, backend, threads)
+    model = model_for_backend(model, backend, threads, precision)
     config = model.config
     tile_size = tile_size or config.tile_size
     overlap = config.overlap if overlap is None else overlap

@@ -20,7 +20,10 @@ backends): ``--backend auto`` then runs it on the CPU (:func:`has_onnx_export`).
 An INT8 export holds the quantized graph as ``model.onnx`` and adds a ``"quantization"``
 record to the sidecar (see :mod:`hemoscan.model_export.quantize`);
 :attr:`OnnxModel.quantization` is then its method (one of :data:`METHODS`' values), and
-``None`` for a full-precision export.
+``None`` for a full-precision export. A model folder may carry an INT8 export of its own
+weights beside its float32 one, as the complete export folder :data:`INT8_FOLDER` inside it
+(shipped models pin its onnx file as ``int8_onnx_sha256``); ``precision`` picks between them
+(:func:`load_onnx_model`).
 
 This module reads the format; :mod:`hemoscan.model_export` writes it and
 :class:`hemoscan.inference.backends.OnnxBackend` runs it; ``onnxruntime`` is a core dependency.
@@ -36,9 +39,9 @@ from typing import Any
 
 import onnxruntime as ort
 
-from hemoscan.choices import QUANTIZATIONS
+from hemoscan.choices import AUTO_PRECISION, PRECISION_CHOICES, QUANTIZATIONS
 from hemoscan.errors import HemoscanError, ModelConfigError, WeightsIntegrityError
-from hemoscan.hardware import cpu_cores
+from hemoscan.hardware import cpu_cores, cpu_has_vnni
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.loading import (
     CONFIG_FILE,
@@ -51,6 +54,8 @@ from hemoscan.models.loading import (
 
 ONNX_FILE = "model.onnx"
 ONNX_SIDECAR = "onnx.json"
+#: The folder inside a model folder that holds the int8 export of its weights.
+INT8_FOLDER = "int8"
 ONNX_FORMAT = "hemoscan-onnx/1"
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("heatmap", "log_size", "offset")
@@ -91,12 +96,21 @@ def has_onnx_export(name_or_path: str) -> bool:
     return (folder / ONNX_SIDECAR).is_file()
 
 
+def has_int8_export(name_or_path: str) -> bool:
+    """Whether the shipped model or model folder ``name_or_path`` carries an int8 export
+    beside its own (:data:`INT8_FOLDER`; verified when loaded)."""
+    folder, _ = resolve_model_folder(name_or_path)
+    return (folder / INT8_FOLDER / ONNX_SIDECAR).is_file()
+
+
 def manifest_fields(folder: Path) -> dict[str, str]:
-    """What a shipped model's manifest entry records of the export in ``folder``:
-    ``{"onnx_sha256": ...}``, or nothing when the folder holds none."""
-    if not (folder / ONNX_SIDECAR).is_file():
-        return {}
-    return {"onnx_sha256": sha256_file(folder / read_sidecar(folder, str(folder))["file"])}
+    """What a shipped model's manifest entry records of the exports in ``folder``:
+    ``{"onnx_sha256": ..., "int8_onnx_sha256": ...}`` for those it holds."""
+    fields = {}
+    for key, export in (("onnx_sha256", folder), ("int8_onnx_sha256", folder / INT8_FOLDER)):
+        if (export / ONNX_SIDECAR).is_file():
+            fields[key] = sha256_file(export / read_sidecar(export, str(export))["file"])
+    return fields
 
 
 def onnx_session(model: bytes | str | Path, threads: int | None = None) -> Any:
@@ -147,16 +161,51 @@ def read_sidecar(folder: Path, name_or_path: str) -> dict[str, Any]:
     return sidecar
 
 
-def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
+def load_onnx_model(
+    name_or_path: str, threads: int | None = None, precision: str | None = None
+) -> OnnxModel:
     """Load the ONNX export in a model folder (or shipped model), checking its sha256 first.
 
+    ``precision``: ``None``, the folder's own export; ``"fp32"``, the same, which must then be
+    full precision; ``"int8"``, the int8 export it carries (:data:`INT8_FOLDER`), or its own
+    export where that is int8; ``"auto"``, the int8 export it carries where it has one and this
+    CPU multiplies int8 exactly (VNNI, :func:`~hemoscan.hardware.cpu_has_vnni`: the shipped int8
+    exports were measured so), else its own export.
     The onnx file is read once, hashed, and the same bytes are given to onnxruntime, so a file
     replaced after the check is never run. ``threads``: onnxruntime intra-op threads (default:
     every core). Raises :class:`~hemoscan.errors.WeightsIntegrityError` for a missing,
     corrupted or replaced onnx file and :class:`~hemoscan.errors.ModelConfigError` for a folder
-    without an export.
+    without an export, or without one of the asked precision.
     """
+    if precision is not None and precision not in PRECISION_CHOICES:
+        raise ModelConfigError(
+            f"unknown precision {precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
+        )
     folder, expected_source = resolve_model_folder(name_or_path)
+    pinned = "onnx_sha256"
+    carries_int8 = (folder / INT8_FOLDER / ONNX_SIDECAR).is_file()
+    if carries_int8 and (precision == "int8" or (precision == AUTO_PRECISION and cpu_has_vnni())):
+        folder, pinned = folder / INT8_FOLDER, "int8_onnx_sha256"
+    model = _load_export(folder, name_or_path, expected_source, pinned, threads)
+    if precision == "fp32" and model.quantization:
+        raise ModelConfigError(
+            f"{folder}: its ONNX export is quantized ({model.quantization}), not float32; scan "
+            "it with --precision int8 (or auto), or export the model again without --quantize"
+        )
+    if precision == "int8" and not model.quantization:
+        raise ModelConfigError(
+            f"{folder}: holds no int8 export; make one with hemoscan export {name_or_path} "
+            "--format onnx --quantize int8 --out INT8_FOLDER and scan with --model INT8_FOLDER"
+        )
+    return model
+
+
+def _load_export(
+    folder: Path, name_or_path: str, expected_source: str | None, pinned: str,
+    threads: int | None,
+) -> OnnxModel:  # fmt: skip
+    """The verified export in ``folder``; ``pinned``: the manifest key that pins its onnx file
+    where ``name_or_path`` names a shipped model."""
     config, config_sha256 = read_model_config(folder, name_or_path)
     sidecar = read_sidecar(folder, name_or_path)
     onnx_path = folder / sidecar["file"]
@@ -171,10 +220,10 @@ def load_onnx_model(name_or_path: str, threads: int | None = None) -> OnnxModel:
             "replaced. Restore it, or export the model again (hemoscan export)."
         )
     entry = read_manifest().get(name_or_path)
-    if entry is not None and entry.get("onnx_sha256") != actual:
+    if entry is not None and entry.get(pinned) != actual:
         raise WeightsIntegrityError(
             f"{onnx_path}: sha256 {actual[:16]}... is not the "
-            f"{str(entry.get('onnx_sha256') or 'none')[:16]}... that {weights_dir() / 'manifest.json'} "
+            f"{str(entry.get(pinned) or 'none')[:16]}... that {weights_dir() / 'manifest.json'} "
             f"records for the shipped model {name_or_path!r}; the export was changed or replaced. "
             "Restore it, or export a copy of the folder and scan with --model FOLDER."
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +30,25 @@ from hemoscan.errors import (
     ModelConfigError,
     OutputDirError,
     QuantizationError,
+    SettingsError,
     SourceError,
     WeightsIntegrityError,
 )
+from hemoscan.hardware import cpu_has_vnni
 from hemoscan.inference.backends import OnnxBackend
 from hemoscan.inference.predictor import Predictor
 from hemoscan.inference.preprocess import pad_to_multiple
 from hemoscan.model_export import quantize
 from hemoscan.model_export.onnx import export_onnx
-from hemoscan.model_export.quantize import EXAMPLE_TILES, USER_TILES, calibration_batch
-from hemoscan.models import load_model
+from hemoscan.model_export.quantize import (
+    EXAMPLE_TILES,
+    FLOAT32_HEADS,
+    USER_TILES,
+    calibration_batch,
+)
+from hemoscan.models import load_model, onnx_format
 from hemoscan.models.loading import sha256_file
-from hemoscan.models.onnx_format import ONNX_FILE, ONNX_SIDECAR, load_onnx_model
+from hemoscan.models.onnx_format import INT8_FOLDER, ONNX_FILE, ONNX_SIDECAR, load_onnx_model
 from hemoscan.pipeline import ScanOptions, scan
 from tests.conftest import TINY_CONFIG, disc_image, write_image
 
@@ -89,9 +97,14 @@ def test_int8_export_writes_a_loadable_folder_that_records_its_quantization(
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)
     assert 0 < record["mean_abs_heatmap_prob_diff"] <= record["max_abs_heatmap_prob_diff"] < 1
-    # the stem (the node reading the image) stays float32
-    assert record["float32_nodes"] == [n.name for n in graph.node if "image" in n.input
-                                       and n.op_type == "Conv"]  # fmt: skip
+    # the stem (the node reading the image) and the prediction heads stay float32
+    heads = tuple(f"/{h}/" for h in FLOAT32_HEADS)
+    kept = [n.name for n in graph.node
+            if n.op_type == "Conv" and ("image" in n.input or n.name.startswith(heads))]  # fmt: skip
+    assert len(kept) == 4 and record["float32_nodes"] == kept  # darkness; heatmap, size, offset
+    assert [n.name for n in graph.node if n.op_type == "Conv" and n.name not in kept] == ["/blur/Conv"]
+    assert record["weights"].endswith("8-bit range (made on a CPU with VNNI)" if cpu_has_vnni()
+                                      else "7-bit range (reduce_range)")  # fmt: skip
 
     exported = load_onnx_model(str(int8_dir))
     assert exported.quantization == INT8 and exported.quantization_record == record
@@ -221,6 +234,39 @@ def test_scans_record_int8_and_refuse_to_resume_across_a_switch(
     # float32 ONNX and torch agree within 1e-4: switching between them may still resume
     summary = scan([str(tile_folder)], tmp_path / "fp32", ScanOptions(scale=1.0, workers=0), model=tiny_model)
     assert summary.tiles_skipped == 6
+
+
+def test_a_folder_carrying_an_int8_export_scans_with_it_and_resumes_at_its_own_precision(
+    tiny_model_dir: Path, calibration_dir: Path, tile_folder: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """As the shipped models: float32 beside the weights, int8 in ``int8/``; ``auto`` runs the
+    int8 one on a CPU with VNNI, and a resumed scan keeps the precision it started with."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    model = load_model(str(folder))
+    export_onnx(model, folder)
+    export_onnx(model, folder / INT8_FOLDER, quantize="int8", calibration=[str(calibration_dir)],
+                calibration_images=2)  # fmt: skip
+    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: True)
+    auto = ScanOptions(model=str(folder), scale=1.0, workers=0)
+    scan([str(tile_folder)], tmp_path / "auto", auto)
+    assert _settings(tmp_path / "auto")["quantization"] == INT8
+    provenance = json.loads((tmp_path / "auto" / "summary.json").read_text())["samples"][0]["provenance"]
+    assert provenance["settings"]["backend"] == "onnx" and provenance["settings"]["precision"] == "int8"
+
+    fp32 = replace(auto, precision="fp32")
+    scan([str(tile_folder)], tmp_path / "fp32", fp32)
+    assert _settings(tmp_path / "fp32")["quantization"] is None
+    assert scan([str(tile_folder)], tmp_path / "fp32", auto).tiles_skipped == 6  # kept float32
+    assert scan([str(tile_folder)], tmp_path / "auto", auto).tiles_skipped == 6
+    with pytest.raises(OutputDirError, match="quantization: 'int8-static-qdq' -> None"):
+        scan([str(tile_folder)], tmp_path / "auto", fp32)  # an explicit switch is refused
+    with pytest.raises(SettingsError, match="runs in onnxruntime"):
+        scan([str(tile_folder)], tmp_path / "torch", replace(auto, backend="torch", precision="int8"))
+    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: False)
+    scan([str(tile_folder)], tmp_path / "no-vnni", auto)
+    assert _settings(tmp_path / "no-vnni")["quantization"] is None
 
 
 def test_an_int8_export_in_the_source_folder_serves_both_backends(

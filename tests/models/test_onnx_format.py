@@ -1,4 +1,5 @@
-"""A shipped model's ONNX export is pinned by the manifest, like its weights."""
+"""A shipped model's ONNX exports (float32, and the int8 one it carries) are pinned by the
+manifest, like its weights; ``precision`` picks between them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from hemoscan.errors import WeightsIntegrityError
+from hemoscan.errors import ModelConfigError, WeightsIntegrityError
+from hemoscan.models import onnx_format
 from hemoscan.models.loading import DEFAULT_MODEL, read_manifest, sha256_file, weights_dir
-from hemoscan.models.onnx_format import ONNX_FILE, ONNX_SIDECAR, load_onnx_model, manifest_fields
+from hemoscan.models.onnx_format import (
+    INT8_FOLDER,
+    ONNX_FILE,
+    ONNX_SIDECAR,
+    load_onnx_model,
+    manifest_fields,
+)
 
 
 @pytest.fixture
@@ -24,10 +32,54 @@ def shipped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return copy / entry["folder"]
 
 
-def test_the_manifest_records_the_default_models_export() -> None:
+def test_the_manifest_records_the_default_models_exports() -> None:
     folder = weights_dir() / read_manifest()[DEFAULT_MODEL]["folder"]
-    assert read_manifest()[DEFAULT_MODEL]["onnx_sha256"] == sha256_file(folder / ONNX_FILE)
-    assert manifest_fields(folder) == {"onnx_sha256": sha256_file(folder / ONNX_FILE)}
+    fp32, int8 = sha256_file(folder / ONNX_FILE), sha256_file(folder / INT8_FOLDER / ONNX_FILE)
+    assert manifest_fields(folder) == {"onnx_sha256": fp32, "int8_onnx_sha256": int8}
+    entry = read_manifest()[DEFAULT_MODEL]
+    assert (entry["onnx_sha256"], entry["int8_onnx_sha256"]) == (fp32, int8)
+
+
+@pytest.mark.parametrize(("precision", "vnni", "quantized"), [
+    ("auto", True, True), ("auto", False, False), ("fp32", True, False), ("int8", False, True),
+    (None, True, False),
+])  # fmt: skip
+def test_precision_picks_an_export_of_the_folder(
+    precision, vnni: bool, quantized: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auto: the int8 export only where the CPU has VNNI (the int8 export was measured so)."""
+    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: vnni)
+    model = load_onnx_model(DEFAULT_MODEL, threads=1, precision=precision)
+    shipped = weights_dir() / read_manifest()[DEFAULT_MODEL]["folder"]
+    assert (model.quantization is not None) is quantized
+    assert model.folder == (shipped / INT8_FOLDER if quantized else shipped)
+    assert model.sha256 == read_manifest()[DEFAULT_MODEL]["sha256"]  # the same weights either way
+
+
+def test_a_folder_without_the_asked_precision_is_refused(shipped_copy: Path) -> None:
+    int8 = shipped_copy / INT8_FOLDER
+    with pytest.raises(ModelConfigError, match="quantized .* not float32"):
+        load_onnx_model(str(int8), threads=1, precision="fp32")
+    assert load_onnx_model(str(int8), threads=1, precision="int8").quantization
+    shutil.rmtree(int8)
+    with pytest.raises(ModelConfigError, match="holds no int8 export"):
+        load_onnx_model(str(shipped_copy), threads=1, precision="int8")
+    with pytest.raises(ModelConfigError, match="unknown precision 'fp16'"):
+        load_onnx_model(str(shipped_copy), threads=1, precision="fp16")
+
+
+def test_a_replaced_int8_export_is_refused(shipped_copy: Path) -> None:
+    int8 = shipped_copy / INT8_FOLDER
+    onnx = int8 / ONNX_FILE
+    data = bytearray(onnx.read_bytes())
+    data[-1] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    sidecar = json.loads((int8 / ONNX_SIDECAR).read_text())
+    sidecar["sha256"] = sha256_file(onnx)
+    (int8 / ONNX_SIDECAR).write_text(json.dumps(sidecar))
+    with pytest.raises(WeightsIntegrityError, match="manifest.json records for the shipped model"):
+        load_onnx_model(DEFAULT_MODEL, threads=1, precision="int8")
+    assert load_onnx_model(DEFAULT_MODEL, threads=1, precision="fp32").quantization is None
 
 
 def test_an_export_replaced_together_with_its_sidecar_is_refused(shipped_copy: Path) -> None:
