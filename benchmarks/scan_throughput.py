@@ -12,8 +12,8 @@ tiles/s (and megapixels/s) for:
 - ``hemoscan scan (default)``: the plain command ``hemoscan scan TILES --out DIR``, as a user
   runs it (automatic magnification included), timed whole (start-up and model loading
   included) and as the scan reports it (its own tiles/s, from its first tile to its last);
-- ``--also torch onnx-int8``: the same scan with ``--backend torch``, or with an int8 export
-  calibrated on generated example tiles (``hemoscan export --quantize int8``), for comparison;
+- ``--also torch int8``: the same scan with ``--backend torch``, or with the int8 export the
+  default model carries (``--precision int8``; its network alone too), for comparison;
 - ``--compare MODEL ...``: other shipped models (e.g. the previous default), the network alone
   and the scan with ``--model MODEL``, in the same run;
 - ``baseline``: what a user would write themselves: torchvision's
@@ -26,7 +26,7 @@ prints their medians with the range (this machine's speed drifts by about 10% be
 
 Usage::
 
-    python benchmarks/scan_throughput.py [--tiles 200] [--sizes 512 1024] [--also torch onnx-int8]
+    python benchmarks/scan_throughput.py [--tiles 200] [--sizes 512 1024] [--also torch int8]
         [--compare MODEL ...] [--repeat 3]
 """
 
@@ -50,7 +50,6 @@ import torch
 from hemoscan.hardware import cpu_cores
 from hemoscan.inference.backends import default_streams, resolve_backend
 from hemoscan.io.images import read_tile
-from hemoscan.model_export.onnx import export_onnx
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.loading import DEFAULT_MODEL, load_model
 from hemoscan.models.onnx_format import load_onnx_model, onnx_session
@@ -102,9 +101,12 @@ def decode_floor(tiles: list[Path], config: ModelConfig) -> float:
     return rate(run)
 
 
-def network_alone(model: str, size: int, reps: int) -> tuple[float, str]:
+def network_alone(
+    model: str, size: int, reps: int, precision: str | None = None
+) -> tuple[float, str]:
     """Network passes per second of ``model`` over ``size``-square tensors, in the backend and
-    with the streams the plain scan uses here; and their description."""
+    with the streams the plain scan uses here (its export of ``precision``); and their
+    description."""
     backend = resolve_backend("auto", model, "cpu")
     streams = default_streams(backend, "cpu")
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
@@ -117,13 +119,13 @@ def network_alone(model: str, size: int, reps: int) -> tuple[float, str]:
 
         forward()
         return rate(lambda: [forward() for _ in range(reps)] and reps), "torch, 1 stream"
-    onnx_file = load_onnx_model(model).folder / "model.onnx"
-    session = onnx_session(onnx_file, threads=max(1, cpu_cores() // streams))
+    exported = load_onnx_model(model, threads=1, precision=precision)
+    session = onnx_session(exported.folder / "model.onnx", threads=max(1, cpu_cores() // streams))
     session.run(None, {"image": x})
     with ThreadPoolExecutor(streams) as pool:
         passes = rate(lambda: len(list(pool.map(lambda _: session.run(None, {"image": x}),
                                                 range(reps)))))  # fmt: skip
-    return passes, f"onnx fp32, {streams} streams"
+    return passes, f"onnx {'int8' if exported.quantization else 'fp32'}, {streams} streams"
 
 
 def plain_command(tiles: Path, out: Path, extra: list[str]) -> tuple[float, float]:
@@ -162,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=200, help="tiles per size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--also", nargs="*", default=[], choices=["torch", "onnx-int8"],
+    parser.add_argument("--also", nargs="*", default=[], choices=["torch", "int8"],
                         help="also scan with these backends")  # fmt: skip
     parser.add_argument("--compare", nargs="*", default=[], metavar="MODEL",
                         help="also measure these shipped models")  # fmt: skip
@@ -177,9 +179,6 @@ def main() -> None:
           f"{cpu_cores()} cores, {platform.processor() or platform.machine()}; "
           f"{args.tiles} JPEG tiles per size")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        int8 = Path(tmp) / "onnx-int8"
-        if "onnx-int8" in args.also:
-            export_onnx(model, int8, quantize="int8")
         print(f"{'tile':>9} {'what':<44} {'tiles/s':>8} {'ms/tile':>8} {'Mpx/s':>7}")
         for size in args.sizes:
             folder = Path(tmp) / f"tiles{size}"
@@ -198,11 +197,14 @@ def main() -> None:
             row(size, "hemoscan scan (default), as it reports", reported,
                 "; ".join(filter(None, [f"{reported / alone:.0%} of the network alone",
                                         ranges[2]])))  # fmt: skip
-            for backend in args.also:
-                extra = ["--backend", "torch"] if backend == "torch" else [
-                    "--model", str(int8), "--backend", "onnx"]  # fmt: skip
-                _, other = plain_command(folder, Path(tmp) / f"out{size}{backend}", extra)
-                row(size, f"hemoscan scan --backend {backend}, as it reports", other)
+            for also in args.also:
+                if also == "int8":
+                    int8_alone, how8 = network_alone(DEFAULT_MODEL, size, max(32, args.tiles), "int8")
+                    row(size, f"network alone ({how8})", int8_alone)
+                option = ["--backend", "torch"] if also == "torch" else ["--precision", "int8"]
+                whole8, other = plain_command(folder, Path(tmp) / f"out{size}{also}", option)
+                row(size, f"hemoscan scan {' '.join(option)}, as it reports", other)
+                row(size, f"hemoscan scan {' '.join(option)}, whole command", whole8)
             for name in args.compare:
                 other_alone, _ = network_alone(name, size, max(32, args.tiles))
                 row(size, f"{name}: network alone", other_alone)

@@ -23,9 +23,9 @@ RESULT_FORMATS: tuple[str, ...] = ("geojson", "coco")
 MODEL_FORMATS: tuple[str, ...] = ("onnx",)
 #: Quantizations of an ONNX export (:mod:`hemoscan.model_export.quantize`).
 QUANTIZATIONS: tuple[str, ...] = ("int8",)
-#: The arithmetic an ONNX export runs in: ``"auto"`` (the int8 export a model folder carries
-#: beside its float32 one, where it has one; see
-#: :func:`hemoscan.models.onnx_format.resolve_export`), full precision, or int8.
+#: The arithmetic an ONNX export runs in: ``"auto"`` (a folder's own export; a resumed scan
+#: keeps its precision, see :func:`hemoscan.scan_spec.resolve_scan`), full precision, or int8
+#: (the int8 export a model folder carries, see :func:`hemoscan.models.onnx_format.load_onnx_model`).
 AUTO_PRECISION = "auto"
 PRECISIONS: tuple[str, ...] = ("fp32", *QUANTIZATIONS)
 PRECISION_CHOICES: tuple[str, ...] = (AUTO_PRECISION, *PRECISIONS)

@@ -43,10 +43,10 @@ class ScanOptions:
     (``hemoscan export --quantize int8``) does not, so its scans record ``quantization`` in
     their settings and provenance, and resuming across a change of it is refused.
 
-    ``precision``: which ONNX export runs: ``"auto"`` (a shipped model's int8 export where
-    the CPU has VNNI, else its float32 one; a scan being resumed keeps the precision it was
-    started with, see :func:`resolve_scan`), ``"fp32"`` or ``"int8"`` (see
-    :func:`~hemoscan.models.onnx_format.load_onnx_model`). PyTorch runs float32 only.
+    ``precision``: which ONNX export runs: ``"auto"`` (the model folder's own export, float32
+    for the shipped models; a scan being resumed keeps the precision it was started with, see
+    :func:`resolve_scan`), ``"fp32"`` or ``"int8"`` (the int8 export a shipped model carries;
+    see :func:`~hemoscan.models.onnx_format.load_onnx_model`). PyTorch runs float32 only.
 
     ``engine``: ``"local"`` (this process) or ``"dask"``: the tiles are shared out over the
     workers of the Dask cluster at ``scheduler`` (a local cluster of ``workers`` processes

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hemoscan.cli.common import QuietOption, RuntimeBackend, fail
+from hemoscan.cli.common import Precision, QuietOption, RuntimeBackend, fail
 
 
 def evaluate_command(
@@ -77,6 +77,13 @@ def evaluate_command(
             "onnxruntime on the CPU (--model is then its folder)."
         ),
     ] = RuntimeBackend.torch,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="With --backend onnx: the model folder's own export (auto), it in float32 "
+            "(fp32), or the int8 export it carries (int8), as `hemoscan scan --precision` runs."
+        ),
+    ] = Precision.auto,
     quiet: QuietOption = False,
 ) -> None:
     """Evaluate a model on labelled image sets.
@@ -126,6 +133,7 @@ def evaluate_command(
                 tune_data=tune_data or ["shared:txl-dev,composed-dev"],
                 device=device,
                 backend=backend.value,
+                precision=precision.value,
                 progress=advance,
             )
     except (HemoscanError, ValueError) as e:

@@ -115,8 +115,8 @@ def resolve_predictor(
     ``scale``: a factor (``1.0``: as given) or ``"auto"``. ``backend="auto"`` (the default): a
     loaded model's own kind; for a name or folder, its ONNX export on the CPU where it has one,
     else torch (:func:`~hemoscan.inference.backends.resolve_backend`). ``precision``: which
-    ONNX export of a name or folder runs (``"auto"``: its int8 one where it carries one and the
-    CPU has VNNI; :func:`~hemoscan.models.onnx_format.load_onnx_model`); ``None``: its own.
+    ONNX export of a name or folder runs (:func:`~hemoscan.models.onnx_format.load_onnx_model`;
+    ``None`` or ``"auto"``: its own).
 
     Raises :class:`~hemoscan.errors.SettingsError` (a ``ValueError``) for a setting out of
     range, and the model loaders' errors for a model that cannot be loaded.

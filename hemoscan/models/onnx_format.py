@@ -22,7 +22,7 @@ record to the sidecar (see :mod:`hemoscan.model_export.quantize`);
 :attr:`OnnxModel.quantization` is then its method (one of :data:`METHODS`' values), and
 ``None`` for a full-precision export. A model folder may carry an INT8 export of its own
 weights beside its float32 one, as the complete export folder :data:`INT8_FOLDER` inside it
-(shipped models pin its onnx file as ``int8_onnx_sha256``); ``precision`` picks between them
+(shipped models pin its onnx file as ``int8_onnx_sha256``); ``precision="int8"`` runs it
 (:func:`load_onnx_model`).
 
 This module reads the format; :mod:`hemoscan.model_export` writes it and
@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
-from hemoscan.choices import AUTO_PRECISION, PRECISION_CHOICES, QUANTIZATIONS
+from hemoscan.choices import PRECISION_CHOICES, QUANTIZATIONS
 from hemoscan.errors import HemoscanError, ModelConfigError, WeightsIntegrityError
 from hemoscan.hardware import cpu_cores, cpu_has_vnni
 from hemoscan.models.config import ModelConfig
@@ -54,6 +55,8 @@ from hemoscan.models.loading import (
 
 ONNX_FILE = "model.onnx"
 ONNX_SIDECAR = "onnx.json"
+log = logging.getLogger(__name__)
+
 #: The folder inside a model folder that holds the int8 export of its weights.
 INT8_FOLDER = "int8"
 ONNX_FORMAT = "hemoscan-onnx/1"
@@ -166,11 +169,9 @@ def load_onnx_model(
 ) -> OnnxModel:
     """Load the ONNX export in a model folder (or shipped model), checking its sha256 first.
 
-    ``precision``: ``None``, the folder's own export; ``"fp32"``, the same, which must then be
-    full precision; ``"int8"``, the int8 export it carries (:data:`INT8_FOLDER`), or its own
-    export where that is int8; ``"auto"``, the int8 export it carries where it has one and this
-    CPU multiplies int8 exactly (VNNI, :func:`~hemoscan.hardware.cpu_has_vnni`: the shipped int8
-    exports were measured so), else its own export.
+    ``precision``: ``None`` or ``"auto"``, the folder's own export; ``"fp32"``, the same, which
+    must then be full precision; ``"int8"``, the int8 export it carries (:data:`INT8_FOLDER`),
+    or its own export where that is int8.
     The onnx file is read once, hashed, and the same bytes are given to onnxruntime, so a file
     replaced after the check is never run. ``threads``: onnxruntime intra-op threads (default:
     every core). Raises :class:`~hemoscan.errors.WeightsIntegrityError` for a missing,
@@ -183,8 +184,7 @@ def load_onnx_model(
         )
     folder, expected_source = resolve_model_folder(name_or_path)
     pinned = "onnx_sha256"
-    carries_int8 = (folder / INT8_FOLDER / ONNX_SIDECAR).is_file()
-    if carries_int8 and (precision == "int8" or (precision == AUTO_PRECISION and cpu_has_vnni())):
+    if precision == "int8" and (folder / INT8_FOLDER / ONNX_SIDECAR).is_file():
         folder, pinned = folder / INT8_FOLDER, "int8_onnx_sha256"
     model = _load_export(folder, name_or_path, expected_source, pinned, threads)
     if precision == "fp32" and model.quantization:
@@ -192,6 +192,14 @@ def load_onnx_model(
             f"{folder}: its ONNX export is quantized ({model.quantization}), not float32; scan "
             "it with --precision int8 (or auto), or export the model again without --quantize"
         )
+    record = model.quantization_record or {}
+    if "VNNI" in str(record.get("weights", "")) and not cpu_has_vnni():
+        log.warning(
+            "%s: this int8 export has full 8-bit weights and was measured on a CPU with VNNI; "
+            "this CPU has none, and onnxruntime's int8 arithmetic here may saturate: check its "
+            "accuracy on your data (hemoscan evaluate --backend onnx --precision int8) or scan "
+            "in float32", folder,
+        )  # fmt: skip
     if precision == "int8" and not model.quantization:
         raise ModelConfigError(
             f"{folder}: holds no int8 export; make one with hemoscan export {name_or_path} "

@@ -237,36 +237,31 @@ def test_scans_record_int8_and_refuse_to_resume_across_a_switch(
 
 
 def test_a_folder_carrying_an_int8_export_scans_with_it_and_resumes_at_its_own_precision(
-    tiny_model_dir: Path, calibration_dir: Path, tile_folder: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    """As the shipped models: float32 beside the weights, int8 in ``int8/``; ``auto`` runs the
-    int8 one on a CPU with VNNI, and a resumed scan keeps the precision it started with."""
+    tiny_model_dir: Path, calibration_dir: Path, tile_folder: Path, tmp_path: Path
+) -> None:
+    """As the shipped models: float32 beside the weights, int8 in ``int8/``; ``--precision int8``
+    runs the int8 one, and the plain command resumes a scan at the precision it started with."""
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     model = load_model(str(folder))
     export_onnx(model, folder)
     export_onnx(model, folder / INT8_FOLDER, quantize="int8", calibration=[str(calibration_dir)],
                 calibration_images=2)  # fmt: skip
-    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: True)
     auto = ScanOptions(model=str(folder), scale=1.0, workers=0)
+    int8 = replace(auto, precision="int8")
     scan([str(tile_folder)], tmp_path / "auto", auto)
-    assert _settings(tmp_path / "auto")["quantization"] == INT8
-    provenance = json.loads((tmp_path / "auto" / "summary.json").read_text())["samples"][0]["provenance"]
+    assert _settings(tmp_path / "auto")["quantization"] is None
+    scan([str(tile_folder)], tmp_path / "int8", int8)
+    assert _settings(tmp_path / "int8")["quantization"] == INT8
+    provenance = json.loads((tmp_path / "int8" / "summary.json").read_text())["samples"][0]["provenance"]
     assert provenance["settings"]["backend"] == "onnx" and provenance["settings"]["precision"] == "int8"
 
-    fp32 = replace(auto, precision="fp32")
-    scan([str(tile_folder)], tmp_path / "fp32", fp32)
-    assert _settings(tmp_path / "fp32")["quantization"] is None
-    assert scan([str(tile_folder)], tmp_path / "fp32", auto).tiles_skipped == 6  # kept float32
+    assert scan([str(tile_folder)], tmp_path / "int8", auto).tiles_skipped == 6  # kept int8
     assert scan([str(tile_folder)], tmp_path / "auto", auto).tiles_skipped == 6
     with pytest.raises(OutputDirError, match="quantization: 'int8-static-qdq' -> None"):
-        scan([str(tile_folder)], tmp_path / "auto", fp32)  # an explicit switch is refused
+        scan([str(tile_folder)], tmp_path / "int8", replace(auto, precision="fp32"))
     with pytest.raises(SettingsError, match="runs in onnxruntime"):
-        scan([str(tile_folder)], tmp_path / "torch", replace(auto, backend="torch", precision="int8"))
-    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: False)
-    scan([str(tile_folder)], tmp_path / "no-vnni", auto)
-    assert _settings(tmp_path / "no-vnni")["quantization"] is None
+        scan([str(tile_folder)], tmp_path / "torch", replace(int8, backend="torch"))
 
 
 def test_an_int8_export_in_the_source_folder_serves_both_backends(

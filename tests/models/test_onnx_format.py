@@ -40,15 +40,10 @@ def test_the_manifest_records_the_default_models_exports() -> None:
     assert (entry["onnx_sha256"], entry["int8_onnx_sha256"]) == (fp32, int8)
 
 
-@pytest.mark.parametrize(("precision", "vnni", "quantized"), [
-    ("auto", True, True), ("auto", False, False), ("fp32", True, False), ("int8", False, True),
-    (None, True, False),
+@pytest.mark.parametrize(("precision", "quantized"), [
+    (None, False), ("auto", False), ("fp32", False), ("int8", True),
 ])  # fmt: skip
-def test_precision_picks_an_export_of_the_folder(
-    precision, vnni: bool, quantized: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """auto: the int8 export only where the CPU has VNNI (the int8 export was measured so)."""
-    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: vnni)
+def test_precision_picks_an_export_of_the_folder(precision, quantized: bool) -> None:
     model = load_onnx_model(DEFAULT_MODEL, threads=1, precision=precision)
     shipped = weights_dir() / read_manifest()[DEFAULT_MODEL]["folder"]
     assert (model.quantization is not None) is quantized
@@ -106,3 +101,16 @@ def test_a_shipped_export_the_manifest_does_not_know_is_refused(shipped_copy: Pa
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(WeightsIntegrityError, match="none"):
         load_onnx_model(DEFAULT_MODEL, threads=1)
+
+
+def test_an_8_bit_int8_export_on_a_cpu_without_vnni_is_run_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: False)
+    with caplog.at_level("WARNING", logger="hemoscan.models.onnx_format"):
+        assert load_onnx_model(DEFAULT_MODEL, threads=1, precision="int8").quantization
+    assert "this CPU has none" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hemoscan.models.onnx_format"):
+        load_onnx_model(DEFAULT_MODEL, threads=1, precision="fp32")
+    assert not caplog.text

@@ -156,12 +156,14 @@ def run(
     eval_conf: float = EVAL_CONF,
     progress: Progress | None = None,
     backend: str = "torch",
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """What ``hemoscan evaluate`` does: (tune and store thresholds,) evaluate, write JSON.
 
     ``backend="onnx"``: ``model_name`` is a folder written by ``hemoscan export`` (a
-    full-precision or int8 export), run by onnxruntime on the CPU; thresholds are then not tuned
-    (tune the source model folder, then export it again).
+    full-precision or int8 export) or a model folder holding one, run by onnxruntime on the CPU
+    (its export of ``precision``, as :func:`~hemoscan.models.onnx_format.load_onnx_model` picks);
+    thresholds are then not tuned (tune the source model folder, then export it again).
     """
     if not 0 < eval_conf <= 0.5:
         raise EvaluationError(f"eval_conf must be in (0, 0.5], got {eval_conf}")
@@ -174,8 +176,10 @@ def run(
                 "thresholds are tuned on the source model folder (backend torch), then exported "
                 "again; evaluate the ONNX export without --tune-thresholds"
             )
-        model = load_onnx_model(model_name)
+        model = load_onnx_model(model_name, precision=precision)
     else:
+        if precision not in (None, "auto", "fp32"):
+            raise EvaluationError(f"precision {precision!r} runs with --backend onnx")
         model = load_model(model_name)
     common: dict[str, Any] = {
         "data_root": data_root,

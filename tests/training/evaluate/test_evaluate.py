@@ -30,6 +30,7 @@ from hemoscan.annotations import DatasetSpec
 from hemoscan.cli.app import app
 from hemoscan.datamodel import ScaleEstimate
 from hemoscan.models import LoadedModel, ModelConfig, load_model
+from hemoscan.models.onnx_format import INT8_FOLDER
 from tests.conftest import HOST_CLASSES, ScriptedNet, disc_image, write_image
 
 RADIUS = 12
@@ -230,6 +231,17 @@ def test_cli_evaluate_an_int8_onnx_export(tiny_model, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*plain, "--data", f"coco:{coco}", "--classes",
                                       "wbc=nucleated", "--backend", "onnx"])  # fmt: skip
     assert result.exit_code == 2 and "hemoscan export" in result.output  # not an ONNX folder
+    # an int8 export carried inside a model folder, as shipped models do: --precision int8
+    carrier = tmp_path / "carrier"
+    shutil.copytree(tiny_model.folder, carrier)
+    shutil.copytree(folder, carrier / INT8_FOLDER)
+    picked = ["evaluate", "--model", str(carrier), "--data", f"coco:{coco}", "--classes",
+              "wbc=nucleated", "--backend", "onnx", "-q"]  # fmt: skip
+    result = CliRunner().invoke(app, [*picked, "--precision", "int8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["settings"]["quantization"] == "int8-static-qdq"
+    result = CliRunner().invoke(app, [*picked, "--precision", "fp32"])
+    assert result.exit_code == 2 and "no ONNX export" in result.output  # the carrier has no fp32 one
 
 
 def _tiny_at(tiny_model: LoadedModel, rbc_diameter_px: float) -> LoadedModel:
