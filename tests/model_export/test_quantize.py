@@ -46,7 +46,7 @@ from hemoscan.model_export.quantize import (
     USER_TILES,
     calibration_batch,
 )
-from hemoscan.models import load_model, onnx_format
+from hemoscan.models import load_model
 from hemoscan.models.loading import sha256_file
 from hemoscan.models.onnx_format import INT8_FOLDER, ONNX_FILE, ONNX_SIDECAR, load_onnx_model
 from hemoscan.pipeline import ScanOptions, scan
