@@ -162,7 +162,9 @@ def resolve_scan(
     ``model`` when given (a loaded model or export, e.g. in tests and notebooks), else the one
     ``options.model`` names. With onnxruntime, ``precision="auto"`` keeps the precision of the
     scan being resumed in ``out_dir`` (:func:`resumed_precision`), so that the plain command
-    resumes a scan whichever export it started with. Raises :class:`~hemoscan.errors.SettingsError` for bad options,
+    resumes a scan whichever export it started with.
+
+    Raises :class:`~hemoscan.errors.SettingsError` for bad options,
     :class:`~hemoscan.errors.UnknownModelError` for a model name that names nothing (before
     anything is loaded), and the model loaders' errors for a model that cannot be loaded."""
     check_options(options)

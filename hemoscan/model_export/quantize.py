@@ -19,10 +19,10 @@ kernels fuse into integer convolutions):
 On hemoscan-lite0-v3, calibrated on 49 real training fields (``python -m
 hemoscan_training.calibration_tiles``) and evaluated on the held-out suites at native
 resolution (session 7, an AMD EPYC with VNNI): with the heads in float32 and 8-bit weights the
-AP50s stayed within 0.01 of float32 or above it (TXL-PBC val platelet 0.847 vs 0.819), with the
-same composed-val hemophagocyte calls (65 found, 33 false); with 7-bit weights platelet AP50
-fell to 0.780 and lavage nucleated to 0.792 (from 0.874); with only the stem in float32 and
-7-bit weights (session 5) platelet fell to 0.727.
+AP50s stayed within 0.001 of float32 or above it (TXL-PBC val platelet 0.847 vs 0.819), with as
+many composed-val hemophagocytes found and false calls (65, 33), though two calls moved between
+samples; with 7-bit weights platelet AP50 fell to 0.780 and lavage nucleated to 0.792 (from
+0.874); with only the stem in float32 and 7-bit weights (session 5) platelet fell to 0.727.
 
 On ``hemoscan-lite0-v1`` calibrated on 8 example tiles (512 px) and compared on 8 others, on an
 AVX2 CPU (no VNNI), the 7-bit weights lowered the largest heatmap-probability difference to
@@ -250,8 +250,9 @@ def quantize_export(
             # shape inference and graph clean-up, as onnxruntime recommends before quantizing
             quant_pre_process(str(fp32_path), str(pre))
             graph = onnx.load(str(pre)).graph
-            keep_fp32 = [n.name for n in graph.node if n.name and (
-                INPUT_NAME in n.input or n.name.startswith(tuple(f"/{h}/" for h in FLOAT32_HEADS)))]  # fmt: skip
+            heads = tuple(f"/{h}/" for h in FLOAT32_HEADS)
+            keep_fp32 = [n.name for n in graph.node
+                         if n.name and (INPUT_NAME in n.input or n.name.startswith(heads))]  # fmt: skip
             full_range = cpu_has_vnni()
             quantize_static(
                 str(pre),

@@ -53,10 +53,10 @@ from hemoscan.models.loading import (
     weights_dir,
 )
 
-ONNX_FILE = "model.onnx"
-ONNX_SIDECAR = "onnx.json"
 log = logging.getLogger(__name__)
 
+ONNX_FILE = "model.onnx"
+ONNX_SIDECAR = "onnx.json"
 #: The folder inside a model folder that holds the int8 export of its weights.
 INT8_FOLDER = "int8"
 ONNX_FORMAT = "hemoscan-onnx/1"
@@ -97,13 +97,6 @@ def has_onnx_export(name_or_path: str) -> bool:
     sidecar; the export itself is verified when loaded)."""
     folder, _ = resolve_model_folder(name_or_path)
     return (folder / ONNX_SIDECAR).is_file()
-
-
-def has_int8_export(name_or_path: str) -> bool:
-    """Whether the shipped model or model folder ``name_or_path`` carries an int8 export
-    beside its own (:data:`INT8_FOLDER`; verified when loaded)."""
-    folder, _ = resolve_model_folder(name_or_path)
-    return (folder / INT8_FOLDER / ONNX_SIDECAR).is_file()
 
 
 def manifest_fields(folder: Path) -> dict[str, str]:
