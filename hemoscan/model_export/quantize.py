@@ -20,8 +20,8 @@ On hemoscan-lite0-v3, calibrated on 49 real training fields (``python -m
 hemoscan_training.calibration_tiles``) and evaluated on the held-out suites at native
 resolution (session 7, an AMD EPYC with VNNI): with the heads in float32 and 8-bit weights the
 AP50s stayed within 0.001 of float32 or above it (TXL-PBC val platelet 0.847 vs 0.819), with as
-many composed-val hemophagocytes found and false calls (65, 33), though two calls moved between
-samples; with 7-bit weights platelet AP50 fell to 0.780 and lavage nucleated to 0.792 (from
+many composed-val hemophagocytes found and false calls (65, 33), though 4 of the 98 calls
+changed (hemophagocyte scores moved by up to 0.09); with 7-bit weights platelet AP50 fell to 0.780 and lavage nucleated to 0.792 (from
 0.874); with only the stem in float32 and 7-bit weights (session 5) platelet fell to 0.727.
 
 On ``hemoscan-lite0-v1`` calibrated on 8 example tiles (512 px) and compared on 8 others, on an
