@@ -1,4 +1,5 @@
-"""``hemoscan models``: the shipped models (version, sha256, classes, licence, size, folder)."""
+"""``hemoscan models``: the shipped models (version, sha256, classes, licence, size, exports,
+folder)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def models_command() -> None:
             ("classes", ", ".join(config.classes)),
             ("licence", config.license or "not stated"),
             ("size", f"{model.size_bytes / 1e6:.1f} MB"),
+            ("exports", ", ".join(model.exports) or "none (PyTorch only)"),
             ("folder", str(model.folder)),
         )
         for key, value in rows:

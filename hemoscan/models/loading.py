@@ -70,13 +70,19 @@ def list_shipped_models() -> list[str]:
 @dataclass(frozen=True)
 class ShippedModel:
     """What ``hemoscan models`` shows of a shipped model: its config, as verified against the
-    manifest, the manifest's weights sha256, the model folder and its size on disk in bytes."""
+    manifest, the manifest's weights sha256, the model folder, its size on disk in bytes (every
+    file, exports included) and the exports the manifest pins (``"onnx fp32"``, ``"onnx int8"``)."""
 
     name: str
     config: ModelConfig
     sha256: str
     folder: Path
     size_bytes: int
+    exports: tuple[str, ...] = ()
+
+
+#: The manifest keys that pin a shipped model's exports, and what ``hemoscan models`` calls them.
+PINNED_EXPORTS: dict[str, str] = {"onnx_sha256": "onnx fp32", "int8_onnx_sha256": "onnx int8"}
 
 
 def describe_shipped_models() -> list[ShippedModel]:
@@ -85,8 +91,10 @@ def describe_shipped_models() -> list[ShippedModel]:
     for name in list_shipped_models():
         folder, sha256 = resolve_model_folder(name)
         config, _ = read_model_config(folder, name)
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-        models.append(ShippedModel(name, config, sha256 or "", folder, size))
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        entry = read_manifest()[name]
+        exports = tuple(label for key, label in PINNED_EXPORTS.items() if key in entry)
+        models.append(ShippedModel(name, config, sha256 or "", folder, size, exports))
     return models
 
 

@@ -27,4 +27,8 @@ def test_models_lists_what_the_manifest_and_configs_say() -> None:
         assert f"licence  {config['license']}" in block
         assert ", ".join(config["classes"]) in block
         assert str(weights_dir() / entry["folder"]) in block
+        pinned = [label for key, label in (("onnx_sha256", "onnx fp32"),
+                                           ("int8_onnx_sha256", "onnx int8")) if key in entry]  # fmt: skip
+        assert f"exports  {', '.join(pinned) or 'none (PyTorch only)'}" in block
+    assert "exports  onnx fp32, onnx int8" in blocks[DEFAULT_MODEL]
     assert "tiny_blob" not in result.output
