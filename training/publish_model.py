@@ -9,7 +9,7 @@ writes them); ``MODEL_CARD.md`` is written by hand next to the weights afterward
 and its export are loaded once from their new place to prove the manifest entry right.
 
 ``--int8 CALIBRATION`` also writes the model's int8 export into ``weights/NAME/int8`` (what
-``--precision auto`` runs on a CPU with VNNI), calibrated on the tiles in CALIBRATION (made by
+``--precision int8`` runs), calibrated on the tiles in CALIBRATION (made by
 ``python -m hemoscan_training.calibration_tiles``), and pins it as ``int8_onnx_sha256``. Without
 a source, it adds the int8 export to an already shipped model::
 
@@ -47,6 +47,7 @@ def publish(source: Path | None, name: str, int8_calibration: Path | None = None
         if (source / "thresholds.json").is_file():  # how `hemoscan evaluate --tune-thresholds` tuned
             shutil.copy2(source / "thresholds.json", target / "thresholds.json")
         export_onnx(load_model(str(target)), target)
+        shutil.rmtree(target / INT8_FOLDER, ignore_errors=True)  # an int8 export of other weights
     if int8_calibration is not None:
         int8 = target / INT8_FOLDER
         export_onnx(load_model(str(target)), int8, quantize="int8",
