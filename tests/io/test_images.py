@@ -63,6 +63,36 @@ def test_jpeg(tmp_path: Path, name: str) -> None:
     assert np.abs(arr.astype(int) - smooth).mean() < 4
 
 
+def _pillow_pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.mark.parametrize("options", [
+    {"subsampling": 2}, {"subsampling": 1}, {"subsampling": 0}, {"progressive": True},
+    {"quality": 60, "optimize": True},
+])  # fmt: skip
+def test_colour_jpeg_fast_path_gives_pillows_pixels(tmp_path: Path, options: dict) -> None:
+    """OpenCV decodes complete colour JPEGs (faster); its pixels are exactly Pillow's."""
+    rng = np.random.default_rng(0)
+    noisy = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (5, 5), 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90": neither decoder applies it (pixels in stored order)
+    p = tmp_path / "a.jpg"
+    Image.fromarray(noisy).save(p, format="JPEG", exif=exif, **options)
+    assert images._decode_jpeg_fast(p.read_bytes(), (W, H)) is not None  # the fast path runs
+    arr = read_tile(p)
+    check_rgb(arr)
+    np.testing.assert_array_equal(arr, _pillow_pixels(p))
+
+
+def test_a_jpeg_with_bytes_after_its_end_marker_is_read_by_pillow(tmp_path: Path) -> None:
+    p = tmp_path / "a.jpg"
+    Image.fromarray(RGB8).save(p, format="JPEG")
+    p.write_bytes(p.read_bytes() + b"trailing data")
+    np.testing.assert_array_equal(read_tile(p), _pillow_pixels(p))
+
+
 def test_accepts_str_path(tmp_path: Path) -> None:
     Image.fromarray(RGB8).save(tmp_path / "a.png")
     np.testing.assert_array_equal(read_tile(str(tmp_path / "a.png")), RGB8)
