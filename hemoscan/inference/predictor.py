@@ -31,7 +31,6 @@ from hemoscan.inference.preprocess import normalisation, normalise_image, round_
 from hemoscan.inference.scale import (
     PROBE_SCALE,
     Measurement,
-    asks_to_enlarge,
     keeps,
     measure,
     settled_at_scale_one,
@@ -168,10 +167,9 @@ class Predictor:
 
     def _predict_auto(self, images: list[np.ndarray]) -> list[Prediction]:
         """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): a pass at
-        scale 1, kept when its own red cells say it is at the right scale; a pass at their
-        estimate when they say it must be enlarged; otherwise a pass at the probe scale too,
-        then one at the estimate of the most confident trusted pass unless a pass already run
-        is close enough to it. Images without an estimate keep their scale-1 pass
+        scale 1, kept when its own red cells say it is at the right scale; otherwise a pass at
+        the probe scale too, then one at the estimate of the most confident trusted pass unless
+        a pass already run is close enough to it. Images without an estimate keep their scale-1 pass
         (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         plan: list[list[float]] = [[1.0] for _ in images]
@@ -187,8 +185,7 @@ class Predictor:
                 plan[i] = []
                 best = self._best_measure(passes[i])
                 if len(passes[i]) == 1 and not settled_at_scale_one(best):
-                    enlarge = asks_to_enlarge(best)  # smaller red cells, reliably measured
-                    plan[i] = [_pass_scale(best.estimate) if enlarge else PROBE_SCALE]  # type: ignore[union-attr]
+                    plan[i] = [PROBE_SCALE]
                     continue
                 if best is None:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))

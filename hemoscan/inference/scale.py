@@ -8,11 +8,12 @@ of ``d`` input pixels. It is measured from the model's own detections
 
 1. the tile at scale 1; when its own red cells, measured reliably, put it within
    :data:`KEEP_RATIO` of scale 1 (:func:`settled_at_scale_one`), that pass is the answer: a
-   tile at the model's magnification costs one pass. When they are reliable but smaller than
-   the model's (:func:`asks_to_enlarge`), the tile goes straight to step 3: small red cells
-   are no fragments of large ones, so the probe has nothing to add;
+   tile at the model's magnification costs one pass;
 2. otherwise a coarse probe at :data:`PROBE_SCALE` too (red cells of 80-190 px come to the
-   26-64 px the model knows). Each pass's measurement counts only if the cells it rests on were
+   26-64 px the model knows), also when the scale-1 pass found red cells smaller than the
+   model's: at a 100x oil magnification platelets and parasites pass for small red cells at
+   scale 1 while the real ones are seen only by the probe (without it, session 6's shortcut
+   enlarged a held-out parasite-laden Giemsa field 2.2x instead of shrinking it to 0.24). Each pass's measurement counts only if the cells it rests on were
    seen at sizes the network measures reliably (:func:`trusted`): a network measures cells much
    larger than it knows as fragments of a familiar size, and clusters of cells much smaller as
    single cells; of the trusted ones, the pass whose cells the network is most confident of
@@ -127,13 +128,6 @@ def settled_at_scale_one(best: Measurement | None) -> bool:
     """Whether the scale-1 pass's own measurement (the best trusted one, or ``None``) settles
     the tile: red cells, not their nucleated stand-in, put it within :data:`KEEP_RATIO` of 1."""
     return best is not None and best.source == "auto-rbc" and keeps(1.0, best.estimate)
-
-
-def asks_to_enlarge(best: Measurement | None) -> bool:
-    """Whether the scale-1 pass's own measurement is of red cells smaller than the model's
-    (and not within :data:`KEEP_RATIO` of them): the tile is then enlarged to its estimate
-    without the probe."""
-    return best is not None and best.source == "auto-rbc" and best.estimate > KEEP_RATIO
 
 
 def sample_consensus(estimates: Iterable[float]) -> float | None:

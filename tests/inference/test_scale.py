@@ -105,10 +105,35 @@ def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: in
     assert detector.passes[0][1] == 1.0
     if 37 <= true_d <= 44:  # the model's magnification: the scale-1 pass settles it alone
         assert pred.scale.scale == 1.0 and len(detector.passes) == 1
-    elif true_d < 37:  # smaller red cells, measured at scale 1: enlarged without the probe
-        assert [s for _, s in detector.passes] == [1.0, pred.scale.scale]
-    else:  # larger ones: the probe, then perhaps the estimate
+    else:  # smaller or larger red cells: the probe, then perhaps the estimate
         assert detector.passes[1][1] == PROBE_SCALE
+
+
+class _OilFieldDetector:
+    """A 100x oil field: red cells of 175 px, which a pass sees as red cells only at 22-66
+    model px (score 0.85), and platelet-sized objects of 24 px, which it takes for red cells
+    (score 0.6) wherever they look big enough."""
+
+    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+        out = []
+        for s in scales:
+            cells = _cells("rbc", 24.0, 10, 0.6) if 24 * s >= 12 else []
+            if 22 <= 175 * s <= 66:
+                cells += _cells("rbc", 175.0, 10, 0.85)
+            out.append(Prediction(cells, []))
+        return out
+
+
+def test_small_objects_at_scale_one_do_not_enlarge_a_high_magnification_field(
+    tiny_model, monkeypatch
+) -> None:
+    """At scale 1 the small objects pass for red cells that ask for 1.67x; the probe sees the
+    real ones, more confidently, and the field is shrunk to 40 / 175."""
+    predictor = Predictor(tiny_model, device="cpu", scale="auto")
+    monkeypatch.setattr(predictor, "_detect", _OilFieldDetector())
+    (pred,) = predictor.predict_scaled([np.full((600, 800, 3), 200, np.uint8)])
+    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert keeps(pred.scale.scale, 40 / 175)
 
 
 def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:
