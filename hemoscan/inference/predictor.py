@@ -29,6 +29,7 @@ from hemoscan.inference.postprocess import (
 )
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
 from hemoscan.inference.scale import (
+    AMBIGUOUS_RATIO,
     PROBE_SCALE,
     Measurement,
     keeps,
@@ -168,8 +169,9 @@ class Predictor:
     def _predict_auto(self, images: list[np.ndarray]) -> list[Prediction]:
         """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): a pass at
         scale 1, kept when its own red cells say it is at the right scale; otherwise a pass at
-        the probe scale too, then one at the estimate of the most confident trusted pass unless
-        a pass already run is close enough to it. Images without an estimate keep their scale-1 pass
+        the probe scale too (and, where the two read red cells far apart, a pass at each
+        reading), then one at the estimate of the most confident trusted pass unless a pass
+        already run is close enough to it. Images without an estimate keep their scale-1 pass
         (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         plan: list[list[float]] = [[1.0] for _ in images]
@@ -190,6 +192,13 @@ class Predictor:
                 if best is None:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
                     continue
+                if len(passes[i]) == 2:  # scale 1 and the probe: do they read the same cells?
+                    readings = self._trusted_estimates(passes[i])
+                    if len(readings) == 2 and max(readings) / min(readings) > AMBIGUOUS_RATIO:
+                        plan[i] = [s for s in map(_pass_scale, readings)
+                                   if not any(keeps(p, s) for p in passes[i])]  # fmt: skip
+                        if plan[i]:
+                            continue
                 kept = [s for s in passes[i] if keeps(s, best.estimate)]
                 if kept or len(passes[i]) >= _MAX_PASSES:
                     s = min(kept or passes[i], key=lambda s: abs(np.log(best.estimate / s)))
@@ -198,6 +207,13 @@ class Predictor:
                     ))  # fmt: skip
                 else:
                     plan[i] = [_pass_scale(best.estimate)]
+
+    def _trusted_estimates(self, passes: dict[float, Prediction]) -> list[float]:
+        """The red-cell estimates of the passes that saw their red cells at sizes they measure
+        reliably."""
+        found = (measure(p.detections, self.config.rbc_diameter_px) for p in passes.values())
+        return [m.estimate for m, s in zip(found, passes) if m and m.source == "auto-rbc"
+                and trusted(m.estimate, s)]  # fmt: skip
 
     def _best_measure(self, passes: dict[float, Prediction]) -> Measurement | None:
         """The measurement of the pass that saw its cells at sizes it measures reliably and

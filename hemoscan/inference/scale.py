@@ -17,7 +17,10 @@ of ``d`` input pixels. It is measured from the model's own detections
    seen at sizes the network measures reliably (:func:`trusted`): a network measures cells much
    larger than it knows as fragments of a familiar size, and clusters of cells much smaller as
    single cells; of the trusted ones, the pass whose cells the network is most confident of
-   (:attr:`Measurement.confidence`, the mean score of its best ten) wins;
+   (:attr:`Measurement.confidence`, the mean score of its best ten) wins. Where the two passes'
+   trusted red-cell readings are more than :data:`AMBIGUOUS_RATIO` apart, they read different
+   objects as red cells: each reading gets a pass at its own scale first, and the winner is
+   chosen among all the passes (a network is surest of red cells seen at its own size);
 3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO` of
    it (:func:`keeps`).
 
@@ -68,6 +71,11 @@ PROBE_SCALE = 1 / 3
 #: 1.1, on the same fields brought to 32 px red cells 0.902 and 0.711 against 0.923 and 0.834
 #: (0.932 / 0.835 at the labelled scale); 1.05 gained nothing more.
 KEEP_RATIO = 1.1
+#: Trusted red-cell readings of the scale-1 pass and the probe this far apart are read again,
+#: each in a pass at its own scale (on the three Giemsa fields at 100x oil, the scale-1 pass
+#: took platelets and parasites for red cells asking for 1.15-1.46x, the probe the real ones
+#: for 0.24-0.27x, and on one field the scale-1 pass was the more confident).
+AMBIGUOUS_RATIO = 2.0
 MIN_RBC = 6
 MIN_NUCLEATED = 3
 #: A pass's confidence is the mean score of its this many best-scoring cells.

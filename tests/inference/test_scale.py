@@ -146,3 +146,30 @@ def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:
     given = Predictor(tiny_model, device="cpu", scale=0.25)
     monkeypatch.setattr(given, "_detect", _SizeBoundDetector())
     assert given.predict_scaled([known])[0].scale == ScaleEstimate(0.25, "given")
+
+
+class _AmbiguousOilFieldDetector:
+    """As :class:`_OilFieldDetector`, but the probe is less sure of the real red cells (58 model
+    px) than the scale-1 pass of the small objects: each is surest where it sees 40 px."""
+
+    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+        out = []
+        for s in scales:
+            cells = []
+            if 24 * s >= 12:
+                cells += _cells("rbc", 24.0, 10, 0.6 - 0.002 * abs(24 * s - 40))
+            if 22 <= 175 * s <= 66:
+                cells += _cells("rbc", 175.0, 10, 0.9 - 0.02 * abs(175 * s - 40))
+            out.append(Prediction(cells, []))
+        return out
+
+
+def test_two_readings_far_apart_are_each_looked_at_in_their_own_pass(tiny_model, monkeypatch) -> None:
+    """The scale-1 pass (small objects, 1.67x) outranks the probe (real red cells, 0.229x);
+    passes at both estimates settle it: the real red cells, seen at 40 px, are surest."""
+    detector = _AmbiguousOilFieldDetector()
+    predictor = Predictor(tiny_model, device="cpu", scale="auto")
+    monkeypatch.setattr(predictor, "_detect", detector)
+    (pred,) = predictor.predict_scaled([np.full((600, 800, 3), 200, np.uint8)])
+    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert pred.scale.scale == pytest.approx(40 / 175, rel=0.01)
