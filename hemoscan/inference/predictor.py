@@ -41,16 +41,16 @@ from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
 
 _MAX_PASSES = 4  # network passes over one image with scale="auto", at most
-
-
-def _pass_scale(estimate: float) -> float:
-    """The scale a pass at ``estimate`` runs at (3 significant digits: repeatable keys)."""
-    return float(f"{estimate:.3g}")
 #: Near misses are hemophagocyte calls scoring below the threshold but at least this fraction of it.
 NEAR_MISS_FLOOR = 0.5
 #: Near misses kept per image, best first.
 NEAR_MISSES_PER_IMAGE = 3
 _NEAR_MISS_CLASS = "hemophagocyte"
+
+
+def _pass_scale(estimate: float) -> float:
+    """The scale a pass at ``estimate`` runs at (3 significant digits: repeatable keys)."""
+    return float(f"{estimate:.3g}")
 
 
 class Prediction(NamedTuple):
@@ -75,6 +75,14 @@ class _Job:
     image_index: int
     window: Window
 
+
+def _most_confident(readings: list[tuple[float, Measurement]]) -> Measurement | None:
+    """Of trusted ``(pass scale, measurement)`` readings, the one whose cells the network is
+    most confident of (red cells before nucleated ones; ties: the pass closest to its own
+    estimate); ``None`` for none."""
+    ranked = ((m.source != "auto-rbc", -m.confidence, abs(np.log(m.estimate / s)), m)
+              for s, m in readings)  # fmt: skip
+    return min(ranked, key=lambda r: r[:3])[3] if readings else None
 
 
 #: A scale fixed for one image by the caller: ``(factor, source)``, source one of
@@ -185,7 +193,8 @@ class Predictor:
                 passes[i][s] = pred
             for i in {i for i, _ in jobs}:
                 plan[i] = []
-                best = self._best_measure(passes[i])
+                readings = self._trusted_measures(passes[i])
+                best = _most_confident(readings)
                 if len(passes[i]) == 1 and not settled_at_scale_one(best):
                     plan[i] = [PROBE_SCALE]
                     continue
@@ -193,9 +202,9 @@ class Predictor:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
                     continue
                 if len(passes[i]) == 2:  # scale 1 and the probe: do they read the same cells?
-                    readings = self._trusted_estimates(passes[i])
-                    if len(readings) == 2 and max(readings) / min(readings) > AMBIGUOUS_RATIO:
-                        plan[i] = [s for s in map(_pass_scale, readings)
+                    rbc = [m.estimate for _, m in readings if m.source == "auto-rbc"]
+                    if len(rbc) == 2 and max(rbc) / min(rbc) > AMBIGUOUS_RATIO:
+                        plan[i] = [s for s in map(_pass_scale, rbc)
                                    if not any(keeps(p, s) for p in passes[i])]  # fmt: skip
                         if plan[i]:
                             continue
@@ -208,24 +217,13 @@ class Predictor:
                 else:
                     plan[i] = [_pass_scale(best.estimate)]
 
-    def _trusted_estimates(self, passes: dict[float, Prediction]) -> list[float]:
-        """The red-cell estimates of the passes that saw their red cells at sizes they measure
+    def _trusted_measures(
+        self, passes: dict[float, Prediction]
+    ) -> list[tuple[float, Measurement]]:
+        """``(pass scale, measurement)`` of each pass that saw its cells at sizes it measures
         reliably."""
-        found = (measure(p.detections, self.config.rbc_diameter_px) for p in passes.values())
-        return [m.estimate for m, s in zip(found, passes) if m and m.source == "auto-rbc"
-                and trusted(m.estimate, s)]  # fmt: skip
-
-    def _best_measure(self, passes: dict[float, Prediction]) -> Measurement | None:
-        """The measurement of the pass that saw its cells at sizes it measures reliably and
-        is most confident of them (red cells before nucleated ones; ties: the pass closest to
-        its own estimate); ``None`` when no pass did."""
-        candidates = []
-        for pass_scale, pred in passes.items():
-            m = measure(pred.detections, self.config.rbc_diameter_px)
-            if m and trusted(m.estimate, pass_scale):
-                rank = (m.source != "auto-rbc", -m.confidence, abs(np.log(m.estimate / pass_scale)))
-                candidates.append((rank, m))
-        return min(candidates, key=lambda c: c[0])[1] if candidates else None
+        found = ((s, measure(p.detections, self.config.rbc_diameter_px)) for s, p in passes.items())
+        return [(s, m) for s, m in found if m and trusted(m.estimate, s)]
 
     def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
         """What the model finds in each image predicted at its scale, in the image's input

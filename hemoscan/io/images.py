@@ -244,7 +244,8 @@ def _decode_jpeg_fast(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
     OpenCV cannot decode it or finds another size, so that Pillow decodes it and reports why.
     Only data that ends with the end-of-image marker comes here: libjpeg fills a truncated
     image with gray where Pillow raises."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if bgr is None or bgr.shape != (size[1], size[0], 3):
         return None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

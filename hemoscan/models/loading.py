@@ -81,18 +81,21 @@ class ShippedModel:
     exports: tuple[str, ...] = ()
 
 
-#: The manifest keys that pin a shipped model's exports, and what ``hemoscan models`` calls them.
-PINNED_EXPORTS: dict[str, str] = {"onnx_sha256": "onnx fp32", "int8_onnx_sha256": "onnx int8"}
+#: The manifest keys that pin a shipped model's float32 and int8 ONNX exports
+#: (:mod:`hemoscan.models.onnx_format`), and what ``hemoscan models`` calls them.
+ONNX_PIN, INT8_ONNX_PIN = "onnx_sha256", "int8_onnx_sha256"
+PINNED_EXPORTS: dict[str, str] = {ONNX_PIN: "onnx fp32", INT8_ONNX_PIN: "onnx int8"}
 
 
 def describe_shipped_models() -> list[ShippedModel]:
     """Every shipped model, by name; raises like :func:`load_model` on a changed config."""
     models = []
-    for name in list_shipped_models():
+    manifest = read_manifest()
+    for name in sorted(manifest):
         folder, sha256 = resolve_model_folder(name)
         config, _ = read_model_config(folder, name)
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        entry = read_manifest()[name]
+        entry = manifest[name]
         exports = tuple(label for key, label in PINNED_EXPORTS.items() if key in entry)
         models.append(ShippedModel(name, config, sha256 or "", folder, size, exports))
     return models

@@ -46,6 +46,8 @@ from hemoscan.hardware import cpu_cores, cpu_has_vnni
 from hemoscan.models.config import ModelConfig
 from hemoscan.models.loading import (
     CONFIG_FILE,
+    INT8_ONNX_PIN,
+    ONNX_PIN,
     read_manifest,
     read_model_config,
     resolve_model_folder,
@@ -103,7 +105,7 @@ def manifest_fields(folder: Path) -> dict[str, str]:
     """What a shipped model's manifest entry records of the exports in ``folder``:
     ``{"onnx_sha256": ..., "int8_onnx_sha256": ...}`` for those it holds."""
     fields = {}
-    for key, export in (("onnx_sha256", folder), ("int8_onnx_sha256", folder / INT8_FOLDER)):
+    for key, export in ((ONNX_PIN, folder), (INT8_ONNX_PIN, folder / INT8_FOLDER)):
         if (export / ONNX_SIDECAR).is_file():
             fields[key] = sha256_file(export / read_sidecar(export, str(export))["file"])
     return fields
@@ -176,9 +178,9 @@ def load_onnx_model(
             f"unknown precision {precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
         )
     folder, expected_source = resolve_model_folder(name_or_path)
-    pinned = "onnx_sha256"
+    pinned = ONNX_PIN
     if precision == "int8" and (folder / INT8_FOLDER / ONNX_SIDECAR).is_file():
-        folder, pinned = folder / INT8_FOLDER, "int8_onnx_sha256"
+        folder, pinned = folder / INT8_FOLDER, INT8_ONNX_PIN
     model = _load_export(folder, name_or_path, expected_source, pinned, threads)
     if precision == "fp32" and model.quantization:
         raise ModelConfigError(
