@@ -46,6 +46,7 @@ they are starting points for a lab to adjust (``hemoscan scan|report --qc-config
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -53,7 +54,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from hemoscan.datamodel import Detection, QCFlag, SampleFindings, SampleQC, TileQC
 from hemoscan.errors import HemoscanError
@@ -121,6 +121,8 @@ class QCThresholds:
         try:
             text = path.read_text(encoding="utf-8")
             if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
                 values = yaml.safe_load(text) or {}
             else:
                 values = json.loads(text)
@@ -193,16 +195,21 @@ def tile_metrics(
                 for d in dets]  # fmt: skip
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # brightness: luminance, 0-255
     saturation = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)[..., 1]  # (max - min) / max, 0-255
-    histogram = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    # OpenCV's histogram and thresholds: the same counts as numpy's, in a fraction of the time
+    counts = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    histogram = np.cumsum(counts)
     glass = max(float(np.searchsorted(histogram, 0.99 * histogram[-1])), 1.0)
     darkest = max(float(np.searchsorted(histogram, 0.01 * histogram[-1])), 1.0)
-    stained = (gray <= glass / 10**0.10) | (saturation >= round(0.12 * 255))  # OD >= 0.10
+    # stained: OD >= 0.10 (gray <= glass / 10**0.10, gray an integer) or saturated (>= 0.12)
+    dense = cv2.threshold(gray, math.floor(glass / 10**0.10), 255, cv2.THRESH_BINARY_INV)[1]
+    saturated = cv2.threshold(saturation, round(0.12 * 255) - 1, 255, cv2.THRESH_BINARY)[1]
+    stained = cv2.countNonZero(cv2.bitwise_or(dense, saturated))
     brightness = gray.astype(np.float32)
     fine, coarse = _laplacian_variance(brightness, 1.0), _laplacian_variance(brightness, 2.0)
     metrics: dict[str, float | None] = {
         "sharpness": fine / coarse if coarse > 1e-6 else None,
         "laplacian_variance": fine,
-        "stained_fraction": float(np.count_nonzero(stained)) / stained.size,
+        "stained_fraction": float(stained) / gray.size,
         "glass_brightness": glass,
         "stain_density": float(np.log10(glass / darkest)),
         "rbc_hue": _cell_hue(image, gray, [d for d in dets if d.label == "rbc"], None, 3),

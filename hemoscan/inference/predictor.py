@@ -244,12 +244,18 @@ class Predictor:
         for (ph, pw), jobs in by_shape.items():
             for start in range(0, len(jobs), self.batch_size):
                 chunk = jobs[start : start + self.batch_size]
-                batch = np.zeros((len(chunk), 3, ph, pw), np.float32)
-                for b, job in enumerate(chunk):
-                    crop = arrays[job.image_index][
+                crops = [
+                    arrays[job.image_index][
                         :, job.window.y0 : job.window.y0 + ph, job.window.x0 : job.window.x0 + pw
                     ]
-                    batch[b, :, : crop.shape[1], : crop.shape[2]] = crop
+                    for job in chunk
+                ]
+                if len(crops) == 1 and crops[0].shape[1:] == (ph, pw):
+                    batch = crops[0][None]  # a whole tile of an aligned size: no copy
+                else:
+                    batch = np.zeros((len(chunk), 3, ph, pw), np.float32)
+                    for b, crop in enumerate(crops):
+                        batch[b, :, : crop.shape[1], : crop.shape[2]] = crop
                 outputs = self._forward(batch)
                 for b, job in enumerate(chunk):
                     found[job.image_index].append(self._decode_window(outputs, b, job.window))

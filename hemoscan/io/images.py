@@ -33,9 +33,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-import tifffile
 from PIL import Image, UnidentifiedImageError
-from tifffile import TIFF
 
 from hemoscan.errors import ImageReadError
 
@@ -280,6 +278,8 @@ def _pillow_to_rgb(im: Any) -> np.ndarray:
 
 
 def _decode_tiff(data: bytes) -> np.ndarray:
+    import tifffile  # only TIFF tiles need it: a JPEG or PNG scan starts without it
+
     try:
         tif = tifffile.TiffFile(io.BytesIO(data))
     except Exception as e:
@@ -303,6 +303,8 @@ def _tiff_page_to_rgb(page: Any, data: bytes) -> np.ndarray:
         raise _Refused(f"TIFF holds a 3-D volume ({page.imagedepth} slices; expected one image)")
     _check_size(int(page.imagewidth), int(page.imagelength))
     _check_dtype(page.dtype, int(page.bitspersample))
+    from tifffile import TIFF
+
     if page.compression not in TIFF.DECOMPRESSORS:
         codec = getattr(page.compression, "name", page.compression)
         return _tiff_via_pillow(

@@ -19,7 +19,6 @@ from collections import OrderedDict
 from typing import Any, Self
 
 import numpy as np
-import tifffile
 
 from hemoscan.errors import SlideError
 from hemoscan.io.images import MAX_PIXELS, to_rgb8
@@ -54,6 +53,8 @@ def is_slide(path: str | os.PathLike[str]) -> bool:
         return True
     if ext not in _TIFF_EXTENSIONS:
         return False
+    import tifffile  # only a TIFF asks: a JPEG or PNG scan starts without it
+
     try:
         with tifffile.TiffFile(os.fspath(path)) as tif:
             if any(getattr(tif, f"is_{kind}", False) for kind in ("svs", "ndpi", "scn", "bif",

@@ -61,6 +61,11 @@ class CenterNet(nn.Module):
     (``training/configs/experiment-*.yaml`` record what was measured).
     ``shared_box``: one dense head (``box``) predicts both sizes and offsets, for half the
     regression cost with a dense layer kept for box precision.
+    ``box_on_heatmap``: one thin box head instead of the two dense regression heads: its own
+    3x3 features (``box_features``, a quarter of the channels) beside the heatmap head's hidden
+    ones, read by two pointwise layers (``box``); on EfficientNet-Lite0 at 512 px the network
+    takes ~8% less time. The heatmap path is untouched, so a student that copies and freezes its
+    teacher's keeps the teacher's scores exactly.
     """
 
     stride = 8
@@ -72,8 +77,11 @@ class CenterNet(nn.Module):
         fpn_channels: int = 64,
         separable: tuple[str, ...] = (),
         shared_box: bool = False,
+        box_on_heatmap: bool = False,
     ) -> None:
         super().__init__()
+        if shared_box and box_on_heatmap:
+            raise ValueError("shared_box and box_on_heatmap are two ways to place the box head")
         unknown = set(separable) - set(NECK_AND_HEADS)
         if unknown:
             raise ValueError(f"separable: unknown parts {sorted(unknown)} (of {NECK_AND_HEADS})")
@@ -88,10 +96,21 @@ class CenterNet(nn.Module):
                 raise ValueError("shared_box: the shared box head is dense; size and offset "
                                  "cannot also be separable")  # fmt: skip
             self.box = _head(c, c, 4)
+        elif box_on_heatmap:
+            if {"size", "offset"} & set(separable):
+                raise ValueError("box_on_heatmap: there are no size and offset heads to make "
+                                 "separable")  # fmt: skip
+            self.box_features = nn.Sequential(
+                nn.Conv2d(c, c // 4, 3, padding=1), nn.ReLU(inplace=True)
+            )
+            self.box = nn.Sequential(
+                nn.Conv2d(c + c // 4, c, 1), nn.ReLU(inplace=True), nn.Conv2d(c, 4, 1)
+            )
         else:
             self.size = head["size"](c, c, 2)
             self.offset = head["offset"](c, c, 2)
         self.shared_box = shared_box
+        self.box_on_heatmap = box_on_heatmap
         prior = 0.01
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior) / prior))
 
@@ -107,6 +126,11 @@ class CenterNet(nn.Module):
         p = self.lateral[1](c4) + F.interpolate(p, size=c4.shape[-2:], mode="nearest")
         p = self.lateral[0](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
         p = self.smooth(p)
+        if self.box_on_heatmap:
+            hidden = self.heatmap[:-1](p)
+            features = torch.cat([self.box_features(p), hidden], dim=1)
+            log_size, offset = self.box(features).split(2, dim=1)
+            return self.heatmap[-1](hidden), log_size, torch.sigmoid(offset)
         if self.shared_box:
             log_size, offset = self.box(p).split(2, dim=1)
         else:

@@ -62,11 +62,13 @@ def _lite0(
     pretrained_backbone: bool,
     separable: tuple[str, ...],
     shared_box: bool = False,
+    box_on_heatmap: bool = False,
 ) -> nn.Module:
     backbone = EfficientNetLite0Backbone()
     if pretrained_backbone:
         load_imagenet_lite0(backbone)
-    return CenterNet(backbone, num_classes, separable=separable, shared_box=shared_box)
+    return CenterNet(backbone, num_classes, separable=separable, shared_box=shared_box,
+                     box_on_heatmap=box_on_heatmap)  # fmt: skip
 
 
 @register_model("centernet_lite0")
@@ -96,6 +98,15 @@ def build_centernet_lite0_lean(num_classes: int, pretrained_backbone: bool = Fal
     """``centernet_lite0`` with a depthwise-separable smoothing and heatmap head and one dense
     head for sizes and offsets together."""
     return _lite0(num_classes, pretrained_backbone, ("smooth", "heatmap"), shared_box=True)
+
+
+@register_model("centernet_lite0_box_on_heatmap")
+def build_centernet_lite0_box_on_heatmap(
+    num_classes: int, pretrained_backbone: bool = False
+) -> nn.Module:
+    """``centernet_lite0`` whose sizes and offsets are read off its heatmap head's features (no
+    regression heads of their own): a student can keep its teacher's whole heatmap path."""
+    return _lite0(num_classes, pretrained_backbone, (), box_on_heatmap=True)
 
 
 @register_model("centernet_mnv3s")

@@ -1,5 +1,6 @@
 """Every registered architecture keeps the CenterNet output contract; the separable and lean
-variants keep their dense twin's backbone and FPN laterals, so a student can start from them."""
+variants keep their dense twin's backbone and FPN laterals, so a student can start from them;
+the box-on-heatmap variant keeps its whole heatmap path, scores included."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from hemoscan.models import create_model, list_models
 
 STRIDE_8 = ("centernet_lite0", "centernet_lite0_separable", "centernet_lite0_separable_regression",
-            "centernet_lite0_lean", "centernet_mnv3s")  # fmt: skip
+            "centernet_lite0_lean", "centernet_lite0_box_on_heatmap", "centernet_mnv3s")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", STRIDE_8)
@@ -32,6 +33,7 @@ def test_outputs_follow_the_contract(name: str) -> None:
     ("centernet_lite0_separable", ("backbone.", "lateral.")),
     ("centernet_lite0_separable_regression", ("backbone.", "lateral.", "smooth.", "heatmap.")),
     ("centernet_lite0_lean", ("backbone.", "lateral.")),
+    ("centernet_lite0_box_on_heatmap", ("backbone.", "lateral.", "smooth.", "heatmap.")),
 ])  # fmt: skip
 def test_separable_variants_keep_the_dense_parts_of_centernet_lite0(name: str, kept) -> None:
     dense = create_model("centernet_lite0", num_classes=8).state_dict()
@@ -72,3 +74,33 @@ def test_a_shared_box_head_cannot_be_separable() -> None:
     backbone = create_model("centernet_lite0", num_classes=8).backbone
     with pytest.raises(ValueError, match="shared_box"):
         CenterNet(backbone, 8, separable=("size",), shared_box=True)
+
+
+def test_box_on_heatmap_scores_are_its_dense_twins_with_the_same_heatmap_path() -> None:
+    """With centernet_lite0's backbone, FPN, smoothing and heatmap head copied in, the heatmap
+    logits are that model's exactly: only sizes and offsets come from the new box layers."""
+    torch.manual_seed(0)
+    dense = create_model("centernet_lite0", num_classes=8).eval()
+    student = create_model("centernet_lite0_box_on_heatmap", num_classes=8).eval()
+    theirs = dense.state_dict()
+    student.load_state_dict({k: theirs.get(k, v) for k, v in student.state_dict().items()})
+    seen: list[torch.Tensor] = []
+    student.box.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        heat, log_size, offset = student(x)
+        assert torch.equal(heat, dense(x)[0])
+    (box,) = seen
+    assert box.shape == (1, 4, 8, 12)
+    assert torch.equal(log_size, box[:, :2]) and torch.equal(offset, torch.sigmoid(box[:, 2:]))
+    assert not hasattr(student, "size") and not hasattr(student, "offset")
+
+
+def test_box_heads_are_placed_one_way() -> None:
+    from hemoscan.models.centernet import CenterNet
+
+    backbone = create_model("centernet_lite0", num_classes=8).backbone
+    with pytest.raises(ValueError, match="two ways"):
+        CenterNet(backbone, 8, shared_box=True, box_on_heatmap=True)
+    with pytest.raises(ValueError, match="box_on_heatmap"):
+        CenterNet(backbone, 8, separable=("offset",), box_on_heatmap=True)
