@@ -104,8 +104,9 @@ def build_centernet_lite0_lean(num_classes: int, pretrained_backbone: bool = Fal
 def build_centernet_lite0_box_on_heatmap(
     num_classes: int, pretrained_backbone: bool = False
 ) -> nn.Module:
-    """``centernet_lite0`` whose sizes and offsets are read off its heatmap head's features (no
-    regression heads of their own): a student can keep its teacher's whole heatmap path."""
+    """``centernet_lite0`` with one thin box head that also reads its heatmap head's features,
+    instead of two dense regression heads: a student can keep its teacher's whole heatmap path
+    (the default model, hemoscan-lite0-v3-fastbox, keeps v3's)."""
     return _lite0(num_classes, pretrained_backbone, (), box_on_heatmap=True)
 
 
