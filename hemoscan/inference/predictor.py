@@ -299,6 +299,7 @@ class Predictor:
                               np.concatenate([labels, near[2]]), cfg.classes)  # fmt: skip
         split = len(cells) - len(near[1])
         return Prediction(cells[:split], cells[split:])
+
     def _near_misses(self, parts: list[_Peaks], boxes: np.ndarray, labels: np.ndarray) -> _Peaks:
         """The best near-miss candidates that are not a detected hemophagocyte's own peak."""
         near_boxes, near_scores, near_labels = (np.concatenate([p[i] for p in parts])
