@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hemoscan.choices import AUTO_PRECISION, ENGINES, PRECISION_CHOICES, RESULT_FORMATS
+from hemoscan.choices import AUTO_PRECISION, ENGINES, RESULT_FORMATS
 from hemoscan.errors import SettingsError
 from hemoscan.inference.backends import (
     AnyModel,
     check_backend,
+    check_precision,
     cpu_cores,
     default_streams,
     resolve_backend,
@@ -138,10 +139,7 @@ def check_options(options: ScanOptions) -> None:
     """Raise :class:`~hemoscan.errors.SettingsError` for an option that is not one of its
     choices (:mod:`hemoscan.choices`) or out of range, before anything is loaded."""
     check_backend(options.backend)
-    if options.precision not in PRECISION_CHOICES:
-        raise SettingsError(
-            f"unknown precision {options.precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
-        )
+    check_precision(options.precision)
     if options.engine not in ENGINES:
         raise SettingsError(f"unknown engine {options.engine!r}; choose from {', '.join(ENGINES)}")
     if options.scheduler and options.engine != "dask":

@@ -100,6 +100,15 @@ def check_backend(backend: str) -> None:
         )
 
 
+def check_precision(precision: str | None) -> None:
+    """Raise :class:`~hemoscan.errors.SettingsError` unless ``precision`` is ``None`` or one of
+    :data:`~hemoscan.choices.PRECISION_CHOICES`."""
+    if precision is not None and precision not in PRECISION_CHOICES:
+        raise SettingsError(
+            f"unknown precision {precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
+        )
+
+
 def resolve_device(device: str, backend: str = "torch") -> str:
     """``device`` itself, or for ``"auto"`` the first CUDA GPU when torch sees one and the
     backend can use it (torch, or ``"auto"``, which then picks torch; onnx runs on the CPU),
@@ -157,10 +166,7 @@ def model_for_backend(
         raise SettingsError(
             f"backend {backend!r} is not resolved; choose from {', '.join(BACKENDS)}"
         )
-    if precision is not None and precision not in PRECISION_CHOICES:
-        raise SettingsError(
-            f"unknown precision {precision!r}; choose from {', '.join(PRECISION_CHOICES)}"
-        )
+    check_precision(precision)
     if backend == "torch" and precision not in (None, AUTO_PRECISION, "fp32"):
         raise SettingsError(
             f"precision {precision!r} runs in onnxruntime on the CPU: use --backend onnx (or "

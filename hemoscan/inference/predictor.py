@@ -29,13 +29,12 @@ from hemoscan.inference.postprocess import (
 )
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
 from hemoscan.inference.scale import (
-    AMBIGUOUS_RATIO,
     PROBE_SCALE,
-    Measurement,
     keeps,
-    measure,
+    most_confident,
+    rereadings,
     settled_at_scale_one,
-    trusted,
+    trusted_readings,
 )
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
@@ -75,14 +74,6 @@ class _Job:
     image_index: int
     window: Window
 
-
-def _most_confident(readings: list[tuple[float, Measurement]]) -> Measurement | None:
-    """Of trusted ``(pass scale, measurement)`` readings, the one whose cells the network is
-    most confident of (red cells before nucleated ones; ties: the pass closest to its own
-    estimate); ``None`` for none."""
-    ranked = ((m.source != "auto-rbc", -m.confidence, abs(np.log(m.estimate / s)), m)
-              for s, m in readings)  # fmt: skip
-    return min(ranked, key=lambda r: r[:3])[3] if readings else None
 
 
 #: A scale fixed for one image by the caller: ``(factor, source)``, source one of
@@ -193,8 +184,10 @@ class Predictor:
                 passes[i][s] = pred
             for i in {i for i, _ in jobs}:
                 plan[i] = []
-                readings = self._trusted_measures(passes[i])
-                best = _most_confident(readings)
+                readings = trusted_readings(
+                    ((s, p.detections) for s, p in passes[i].items()), self.config.rbc_diameter_px
+                )
+                best = most_confident(readings)
                 if len(passes[i]) == 1 and not settled_at_scale_one(best):
                     plan[i] = [PROBE_SCALE]
                     continue
@@ -202,12 +195,10 @@ class Predictor:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
                     continue
                 if len(passes[i]) == 2:  # scale 1 and the probe: do they read the same cells?
-                    rbc = [m.estimate for _, m in readings if m.source == "auto-rbc"]
-                    if len(rbc) == 2 and max(rbc) / min(rbc) > AMBIGUOUS_RATIO:
-                        plan[i] = [s for s in map(_pass_scale, rbc)
-                                   if not any(keeps(p, s) for p in passes[i])]  # fmt: skip
-                        if plan[i]:
-                            continue
+                    plan[i] = [s for s in map(_pass_scale, rereadings(readings))
+                               if not any(keeps(p, s) for p in passes[i])]  # fmt: skip
+                    if plan[i]:
+                        continue
                 kept = [s for s in passes[i] if keeps(s, best.estimate)]
                 if kept or len(passes[i]) >= _MAX_PASSES:
                     s = min(kept or passes[i], key=lambda s: abs(np.log(best.estimate / s)))
@@ -216,14 +207,6 @@ class Predictor:
                     ))  # fmt: skip
                 else:
                     plan[i] = [_pass_scale(best.estimate)]
-
-    def _trusted_measures(
-        self, passes: dict[float, Prediction]
-    ) -> list[tuple[float, Measurement]]:
-        """``(pass scale, measurement)`` of each pass that saw its cells at sizes it measures
-        reliably."""
-        found = ((s, measure(p.detections, self.config.rbc_diameter_px)) for s, p in passes.items())
-        return [(s, m) for s, m in found if m and trusted(m.estimate, s)]
 
     def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
         """What the model finds in each image predicted at its scale, in the image's input

@@ -48,12 +48,16 @@ from hemoscan.datamodel import Detection, ScaleEstimate, TileResult
 
 __all__ = [
     "Measurement",
+    "Reading",
     "ScaleEstimate",
     "keeps",
     "measure",
+    "most_confident",
+    "rereadings",
     "sample_consensus",
     "scale_summary",
     "trusted",
+    "trusted_readings",
 ]  # fmt: skip
 
 #: Where a tile's scale came from: its own red cells, its own nucleated cells, its sample's
@@ -131,6 +135,35 @@ def trusted(estimate: float, pass_scale: float) -> bool:
 def keeps(pass_scale: float, estimate: float) -> bool:
     """Whether a pass at ``pass_scale`` is close enough to ``estimate`` to be kept."""
     return 1 / KEEP_RATIO <= estimate / pass_scale <= KEEP_RATIO
+
+
+#: A pass's reading of a tile: ``(pass scale, measurement)``.
+Reading = tuple[float, Measurement]
+
+
+def trusted_readings(
+    passes: Iterable[tuple[float, Sequence[Detection]]], rbc_diameter_px: float
+) -> list[Reading]:
+    """The readings of the passes ``(pass scale, its detections in input pixels)`` that saw
+    their cells at sizes the network measures reliably (:func:`trusted`)."""
+    found = ((s, measure(dets, rbc_diameter_px)) for s, dets in passes)
+    return [(s, m) for s, m in found if m and trusted(m.estimate, s)]
+
+
+def most_confident(readings: Sequence[Reading]) -> Measurement | None:
+    """Of trusted readings, the one whose cells the network is most confident of (red cells
+    before nucleated ones; ties: the pass closest to its own estimate); ``None`` for none."""
+    ranked = ((m.source != "auto-rbc", -m.confidence, abs(math.log(m.estimate / s)), m)
+              for s, m in readings)  # fmt: skip
+    return min(ranked, key=lambda r: r[:3])[3] if readings else None
+
+
+def rereadings(readings: Sequence[Reading]) -> list[float]:
+    """The red-cell estimates of the scale-1 pass and the probe (``readings`` of those two
+    passes) when they are more than :data:`AMBIGUOUS_RATIO` apart: each deserves a pass at its
+    own scale, as the two read different objects as red cells; else none."""
+    rbc = [m.estimate for _, m in readings if m.source == "auto-rbc"]
+    return rbc if len(rbc) == 2 and max(rbc) / min(rbc) > AMBIGUOUS_RATIO else []
 
 
 def settled_at_scale_one(best: Measurement | None) -> bool:
