@@ -105,3 +105,14 @@ def test_thresholds_are_configurable(field, tmp_path: Path) -> None:
         QCThresholds.from_file(path)
     with pytest.raises(HemoscanError, match="must be a number"):
         QCThresholds.from_mapping({"min_nucleated": "many"})
+
+
+def test_the_darkest_fraction_is_numpys_quantile() -> None:
+    from hemoscan.qc import _quantile
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (1, 2), (3, 5), (20, 20), (37, 41)]:
+        for _ in range(50):
+            patch = rng.integers(0, 256, shape, dtype=np.uint8)
+            for q in (0.0, 0.3, 0.5, 1.0):
+                assert _quantile(patch, q) == pytest.approx(np.quantile(patch, q), abs=1e-9)

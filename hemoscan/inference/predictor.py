@@ -30,8 +30,8 @@ from hemoscan.inference.postprocess import (
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
 from hemoscan.inference.scale import (
     PROBE_SCALE,
+    best_reading,
     keeps,
-    most_confident,
     rereadings,
     settled_at_scale_one,
     trusted_readings,
@@ -187,7 +187,7 @@ class Predictor:
                 readings = trusted_readings(
                     ((s, p.detections) for s, p in passes[i].items()), self.config.rbc_diameter_px
                 )
-                best = most_confident(readings)
+                best = best_reading(readings)
                 if len(passes[i]) == 1 and not settled_at_scale_one(best):
                     plan[i] = [PROBE_SCALE]
                     continue

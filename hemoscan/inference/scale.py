@@ -20,8 +20,11 @@ of ``d`` input pixels. It is measured from the model's own detections
    single cells; of the trusted ones, the pass whose cells the network is most confident of
    (:attr:`Measurement.confidence`, the mean score of its best ten) wins. Where the two passes'
    trusted red-cell readings are more than :data:`AMBIGUOUS_RATIO` apart, they read different
-   objects as red cells: each reading gets a pass at its own scale first, and the winner is
-   chosen among all the passes (a network is surest of red cells seen at its own size);
+   objects as red cells: each reading gets a pass at its own scale first, and the winner is the
+   red-cell reading, among all the passes, whose cells cover the most of the tile
+   (:attr:`Measurement.area`): red cells cover much of a smear, the small objects a pass takes
+   for them (platelets, parasites, granules) little, and the network can be as confident of
+   those as of the real ones (:func:`best_reading`);
 3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO` of
    it (:func:`keeps`).
 
@@ -50,6 +53,7 @@ __all__ = [
     "Measurement",
     "Reading",
     "ScaleEstimate",
+    "best_reading",
     "keeps",
     "measure",
     "most_confident",
@@ -98,13 +102,15 @@ OUTLIER_RATIO = 1.5
 class Measurement:
     """One pass's reading of a tile: the scale it implies (``estimate``), from which cells
     (``source``: ``auto-rbc`` or ``auto-nucleated``), their median diameter in input pixels
-    (``cell_px``), how many (``cells``) and the mean score of the best ten (``confidence``)."""
+    (``cell_px``), how many (``cells``), the mean score of the best ten (``confidence``) and
+    the area their boxes cover, input pixels squared (``area``)."""
 
     estimate: float
     source: str
     cell_px: float
     cells: int
     confidence: float
+    area: float = 0.0
 
 
 def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurement | None:
@@ -118,8 +124,9 @@ def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurem
         if len(cells) >= minimum:
             d = statistics.median([((c.x2 - c.x1) + (c.y2 - c.y1)) / 2 for c in cells])
             best = sorted((c.score for c in cells), reverse=True)[:CONFIDENCE_CELLS]
+            area = sum((c.x2 - c.x1) * (c.y2 - c.y1) for c in cells)
             return Measurement(
-                rbc_diameter_px * factor / d, source, d, len(cells), sum(best) / len(best)
+                rbc_diameter_px * factor / d, source, d, len(cells), sum(best) / len(best), area
             )
     return None
 
@@ -159,11 +166,20 @@ def most_confident(readings: Sequence[Reading]) -> Measurement | None:
 
 
 def rereadings(readings: Sequence[Reading]) -> list[float]:
-    """The red-cell estimates of the scale-1 pass and the probe (``readings`` of those two
-    passes) when they are more than :data:`AMBIGUOUS_RATIO` apart: each deserves a pass at its
-    own scale, as the two read different objects as red cells; else none."""
-    rbc = [m.estimate for _, m in readings if m.source == "auto-rbc"]
+    """The red-cell estimates of the scale-1 pass and the probe (among ``readings``) when they
+    are more than :data:`AMBIGUOUS_RATIO` apart: the two read different objects as red cells,
+    and each deserves a pass at its own scale; else none."""
+    rbc = [m.estimate for s, m in readings if s in (1.0, PROBE_SCALE) and m.source == "auto-rbc"]
     return rbc if len(rbc) == 2 and max(rbc) / min(rbc) > AMBIGUOUS_RATIO else []
+
+
+def best_reading(readings: Sequence[Reading]) -> Measurement | None:
+    """The reading a tile's scale rests on: the most confident (:func:`most_confident`), or,
+    where the scale-1 pass and the probe read different objects as red cells
+    (:func:`rereadings`), the red-cell reading whose cells cover the most of the tile."""
+    if rereadings(readings):
+        return max((m for _, m in readings if m.source == "auto-rbc"), key=lambda m: m.area)
+    return most_confident(readings)
 
 
 def settled_at_scale_one(best: Measurement | None) -> bool:

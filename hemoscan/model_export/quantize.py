@@ -86,7 +86,7 @@ from hemoscan.models.onnx_format import (
 
 #: Module names of the prediction heads of every hemoscan architecture
 #: (:mod:`hemoscan.models.centernet`): their operators stay in float32.
-FLOAT32_HEADS: tuple[str, ...] = ("heatmap", "size", "offset", "box")
+FLOAT32_HEADS: tuple[str, ...] = ("heatmap", "size", "offset", "box", "box_features")
 #: Most calibration images used.
 CALIBRATION_IMAGES = 32
 #: Largest side, pixels, of a calibration image (also capped at the model's tile size).

@@ -333,3 +333,14 @@ def test_a_failed_quantization_leaves_no_loadable_folder(
     assert not (out / ONNX_SIDECAR).exists()
     with pytest.raises(ModelConfigError, match="no ONNX export"):
         load_onnx_model(str(out))
+
+
+def test_every_architectures_prediction_heads_stay_float32() -> None:
+    """What follows the shared features (backbone, FPN, smoothing) predicts scores and boxes:
+    each such module of every listed architecture is named in FLOAT32_HEADS."""
+    from hemoscan.models.registry import create_model, list_models
+
+    for name in list_models():
+        module = create_model(name, 8)
+        heads = {n for n, _ in module.named_children()} - {"backbone", "lateral", "smooth"}
+        assert heads and heads <= set(FLOAT32_HEADS), name
