@@ -110,7 +110,7 @@ class Measurement:
     cell_px: float
     cells: int
     confidence: float
-    area: float = 0.0
+    area: float
 
 
 def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurement | None:
