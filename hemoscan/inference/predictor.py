@@ -188,7 +188,8 @@ class Predictor:
                     ((s, p.detections) for s, p in passes[i].items()), self.config.rbc_diameter_px
                 )
                 best = best_reading(readings)
-                if len(passes[i]) == 1 and not settled_at_scale_one(best):
+                tile_px = images[i].shape[0] * images[i].shape[1]
+                if len(passes[i]) == 1 and not settled_at_scale_one(best, tile_px):
                     plan[i] = [PROBE_SCALE]
                     continue
                 if best is None:

@@ -7,8 +7,8 @@ of ``d`` input pixels. It is measured from the model's own detections
 (:meth:`hemoscan.inference.predictor.Predictor.predict_scaled` runs the passes):
 
 1. the tile at scale 1; when its own red cells, measured reliably, put it within
-   :data:`KEEP_RATIO` of scale 1 (:func:`settled_at_scale_one`), that pass is the answer: a
-   tile at the model's magnification costs one pass;
+   :data:`KEEP_RATIO` of scale 1 and cover a plausible part of it (:func:`settled_at_scale_one`),
+   that pass is the answer: a tile at the model's magnification costs one pass;
 2. otherwise a coarse probe at :data:`PROBE_SCALE` too (red cells of 80-190 px come to the
    26-64 px the model knows), also when the scale-1 pass found red cells smaller than the
    model's: at a 100x oil magnification platelets and parasites pass for small red cells at
@@ -87,6 +87,12 @@ KEEP_RATIO = 1.1
 AMBIGUOUS_RATIO = 2.0
 MIN_RBC = 6
 MIN_NUCLEATED = 3
+#: The scale-1 pass settles a tile only if its red cells cover at least this fraction of it. At
+#: 100x oil, the few platelets and parasites a pass takes for red cells of the model's size cover
+#: under 1% (the three Giemsa fields: 0.7-0.9%); where the scale-1 pass settled a tile, its red
+#: cells covered 12-70% of TXL-PBC dev fields at 40 px, segpc marrow and the example tiles, and
+#: 3% of a lavage field.
+MIN_SETTLING_COVERAGE = 0.02
 #: A pass's confidence is the mean score of its this many best-scoring cells.
 CONFIDENCE_CELLS = 10
 #: A free nucleated cell's diameter in red-cell diameters (blood ~2.0, lavage ~1.4, marrow ~1.5).
@@ -182,10 +188,16 @@ def best_reading(readings: Sequence[Reading]) -> Measurement | None:
     return most_confident(readings)
 
 
-def settled_at_scale_one(best: Measurement | None) -> bool:
+def settled_at_scale_one(best: Measurement | None, tile_px: float) -> bool:
     """Whether the scale-1 pass's own measurement (the best trusted one, or ``None``) settles
-    the tile: red cells, not their nucleated stand-in, put it within :data:`KEEP_RATIO` of 1."""
-    return best is not None and best.source == "auto-rbc" and keeps(1.0, best.estimate)
+    a tile of ``tile_px`` pixels: red cells, not their nucleated stand-in, put it within
+    :data:`KEEP_RATIO` of 1, and cover at least :data:`MIN_SETTLING_COVERAGE` of it."""
+    return (
+        best is not None
+        and best.source == "auto-rbc"
+        and keeps(1.0, best.estimate)
+        and best.area >= MIN_SETTLING_COVERAGE * tile_px
+    )
 
 
 def sample_consensus(estimates: Iterable[float]) -> float | None:

@@ -200,6 +200,31 @@ def test_where_two_readings_disagree_the_cells_covering_the_field_win(tiny_model
     assert pred.scale.scale == pytest.approx(40 / 175, rel=0.01)
 
 
+class _LookalikesAtTheModelsSizeDetector:
+    """A 100x oil field whose scale-1 pass takes 8 parasites for red cells of exactly the model's
+    40 px (covering under 1% of the field), while the real red cells (175 px) are seen only by
+    passes that bring them to 22-66 px."""
+
+    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+        out = []
+        for s in scales:
+            cells = _cells("rbc", 40.0 / s, 8, 0.9) if s == 1.0 else []
+            if 22 <= 175 * s <= 66:
+                cells += _cells("rbc", 175.0, 20, 0.8)
+            out.append(Prediction(cells, []))
+        return out
+
+
+def test_a_scale_one_reading_covering_little_of_the_tile_does_not_settle_it(
+    tiny_model, monkeypatch
+) -> None:
+    predictor = Predictor(tiny_model, device="cpu", scale="auto")
+    monkeypatch.setattr(predictor, "_detect", _LookalikesAtTheModelsSizeDetector())
+    (pred,) = predictor.predict_scaled([np.full((1200, 1600, 3), 200, np.uint8)])
+    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert pred.scale.scale == pytest.approx(40 / 175, rel=0.01)
+
+
 GIEMSA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "giemsa-macrophages"
 
 
