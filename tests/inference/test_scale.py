@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,31 +113,48 @@ def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: in
         assert detector.passes[1][1] == PROBE_SCALE
 
 
-class _OilFieldDetector:
-    """A 100x oil field: red cells of 175 px, which a pass sees as red cells only at 22-66
-    model px (score 0.85), and platelet-sized objects of 24 px, which it takes for red cells
-    (score 0.6) wherever they look big enough."""
+#: Look-alikes (e.g. parasites) a pass of scale ``s`` takes for red cells: ``(diameter px, how
+#: many, score)``, or ``None`` where it sees none.
+Lookalikes = Callable[[float], "tuple[float, int, float] | None"]
+
+
+@dataclass
+class _OilField:
+    """Stands in for the network on a 100x oil field: ``real`` red cells of 175 px, seen as red
+    cells only at 22-66 model px (score ``real_score(s)`` at a pass of scale ``s``), beside small
+    look-alikes it also takes for red cells (:data:`Lookalikes`)."""
+
+    lookalikes: Lookalikes
+    real_score: Callable[[float], float]
+    real: int = 10
 
     def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
         out = []
         for s in scales:
-            cells = _cells("rbc", 24.0, 10, 0.6) if 24 * s >= 12 else []
+            found = self.lookalikes(s)
+            cells = _cells("rbc", *found) if found else []
             if 22 <= 175 * s <= 66:
-                cells += _cells("rbc", 175.0, 10, 0.85)
+                cells += _cells("rbc", 175.0, self.real, self.real_score(s))
             out.append(Prediction(cells, []))
         return out
 
 
-def test_small_objects_at_scale_one_do_not_enlarge_a_high_magnification_field(
-    tiny_model, monkeypatch
-) -> None:
-    """At scale 1 the small objects pass for red cells that ask for 1.67x; the probe sees the
-    real ones, more confidently, and the field is shrunk to 40 / 175."""
-    predictor = Predictor(tiny_model, device="cpu", scale="auto")
-    monkeypatch.setattr(predictor, "_detect", _OilFieldDetector())
-    (pred,) = predictor.predict_scaled([np.full((600, 800, 3), 200, np.uint8)])
-    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
-    assert keeps(pred.scale.scale, 40 / 175)
+def _scaled(model: Any, field: _OilField, shape: tuple[int, int] = (600, 800)) -> ScaleEstimate:
+    """The scale ``Predictor(model, scale="auto")`` settles an image of ``shape`` on, with
+    ``field`` standing in for the network."""
+    predictor = Predictor(model, device="cpu", scale="auto")
+    predictor._detect = field  # type: ignore[method-assign]
+    (pred,) = predictor.predict_scaled([np.full((*shape, 3), 200, np.uint8)])
+    return pred.scale
+
+
+def test_small_objects_at_scale_one_do_not_enlarge_a_high_magnification_field(tiny_model) -> None:
+    """Platelet-sized objects (24 px) pass for red cells that ask for 1.67x at scale 1; the
+    probe sees the real ones, more confidently, and the field is shrunk to 40 / 175."""
+    field = _OilField(lambda s: (24.0, 10, 0.6) if 24 * s >= 12 else None, lambda s: 0.85)
+    scale = _scaled(tiny_model, field)
+    assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert keeps(scale.scale, 40 / 175)
 
 
 def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:
@@ -149,80 +169,35 @@ def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:
     assert given.predict_scaled([known])[0].scale == ScaleEstimate(0.25, "given")
 
 
-class _AmbiguousOilFieldDetector:
-    """As :class:`_OilFieldDetector`, but the probe is less sure of the real red cells (58 model
-    px) than the scale-1 pass of the small objects: each is surest where it sees 40 px."""
-
-    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
-        out = []
-        for s in scales:
-            cells = []
-            if 24 * s >= 12:
-                cells += _cells("rbc", 24.0, 10, 0.6 - 0.002 * abs(24 * s - 40))
-            if 22 <= 175 * s <= 66:
-                cells += _cells("rbc", 175.0, 10, 0.9 - 0.02 * abs(175 * s - 40))
-            out.append(Prediction(cells, []))
-        return out
+def test_two_readings_far_apart_are_each_looked_at_in_their_own_pass(tiny_model) -> None:
+    """The scale-1 pass (small objects, 1.67x) outranks the probe (real red cells at 58 model
+    px, 0.229x); passes at both estimates settle it on the real red cells."""
+    field = _OilField(
+        lambda s: (24.0, 10, 0.6 - 0.002 * abs(24 * s - 40)) if 24 * s >= 12 else None,
+        lambda s: 0.9 - 0.02 * abs(175 * s - 40),
+    )
+    scale = _scaled(tiny_model, field)
+    assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert scale.scale == pytest.approx(40 / 175, rel=0.01)
 
 
-def test_two_readings_far_apart_are_each_looked_at_in_their_own_pass(tiny_model, monkeypatch) -> None:
-    """The scale-1 pass (small objects, 1.67x) outranks the probe (real red cells, 0.229x);
-    passes at both estimates settle it: the real red cells, seen at 40 px, are surest."""
-    detector = _AmbiguousOilFieldDetector()
-    predictor = Predictor(tiny_model, device="cpu", scale="auto")
-    monkeypatch.setattr(predictor, "_detect", detector)
-    (pred,) = predictor.predict_scaled([np.full((600, 800, 3), 200, np.uint8)])
-    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
-    assert pred.scale.scale == pytest.approx(40 / 175, rel=0.01)
-
-
-class _ConfidentLookalikeDetector:
-    """A 100x oil field whose parasites (24 px, 60 of them) the network takes for red cells more
-    confidently (0.9) than the real red cells (175 px, 10 of them, 0.7) at every pass."""
-
-    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
-        out = []
-        for s in scales:
-            cells = _cells("rbc", 24.0, 60, 0.9) if 24 * s >= 12 else []
-            if 22 <= 175 * s <= 66:
-                cells += _cells("rbc", 175.0, 10, 0.7)
-            out.append(Prediction(cells, []))
-        return out
-
-
-def test_where_two_readings_disagree_the_cells_covering_the_field_win(tiny_model, monkeypatch) -> None:
+def test_where_two_readings_disagree_the_cells_covering_the_field_win(tiny_model) -> None:
     """Red cells cover much of a smear, the small objects taken for them little: however sure
-    the network is of the parasites, the field is shrunk to the real red cells' 40 / 175."""
-    predictor = Predictor(tiny_model, device="cpu", scale="auto")
-    monkeypatch.setattr(predictor, "_detect", _ConfidentLookalikeDetector())
-    (pred,) = predictor.predict_scaled([np.full((600, 800, 3), 200, np.uint8)])
-    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
-    assert pred.scale.scale == pytest.approx(40 / 175, rel=0.01)
+    the network is of 60 parasites (0.9 against 0.7 at every pass), the field is shrunk to the
+    real red cells' 40 / 175."""
+    field = _OilField(lambda s: (24.0, 60, 0.9) if 24 * s >= 12 else None, lambda s: 0.7)
+    scale = _scaled(tiny_model, field)
+    assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert scale.scale == pytest.approx(40 / 175, rel=0.01)
 
 
-class _LookalikesAtTheModelsSizeDetector:
-    """A 100x oil field whose scale-1 pass takes 8 parasites for red cells of exactly the model's
-    40 px (covering under 1% of the field), while the real red cells (175 px) are seen only by
-    passes that bring them to 22-66 px."""
-
-    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
-        out = []
-        for s in scales:
-            cells = _cells("rbc", 40.0 / s, 8, 0.9) if s == 1.0 else []
-            if 22 <= 175 * s <= 66:
-                cells += _cells("rbc", 175.0, 20, 0.8)
-            out.append(Prediction(cells, []))
-        return out
-
-
-def test_a_scale_one_reading_covering_little_of_the_tile_does_not_settle_it(
-    tiny_model, monkeypatch
-) -> None:
-    predictor = Predictor(tiny_model, device="cpu", scale="auto")
-    monkeypatch.setattr(predictor, "_detect", _LookalikesAtTheModelsSizeDetector())
-    (pred,) = predictor.predict_scaled([np.full((1200, 1600, 3), 200, np.uint8)])
-    assert pred.scale.estimate == pytest.approx(40 / 175, rel=0.02)
-    assert pred.scale.scale == pytest.approx(40 / 175, rel=0.01)
+def test_a_scale_one_reading_covering_little_of_the_tile_does_not_settle_it(tiny_model) -> None:
+    """The scale-1 pass takes 8 parasites for red cells of exactly the model's 40 px, covering
+    under 1% of the field: the probe still looks, and finds the real ones."""
+    field = _OilField(lambda s: (40.0 / s, 8, 0.9) if s == 1.0 else None, lambda s: 0.8, real=20)
+    scale = _scaled(tiny_model, field, (1200, 1600))
+    assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert scale.scale == pytest.approx(40 / 175, rel=0.01)
 
 
 GIEMSA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "giemsa-macrophages"
