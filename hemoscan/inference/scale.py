@@ -7,8 +7,9 @@ of ``d`` input pixels. It is measured from the model's own detections
 (:meth:`hemoscan.inference.predictor.Predictor.predict_scaled` runs the passes):
 
 1. the tile at scale 1; when its own red cells, measured reliably, put it within
-   :data:`KEEP_RATIO` of scale 1 and cover a plausible part of it (:func:`settled_at_scale_one`),
-   that pass is the answer: a tile at the model's magnification costs one pass;
+   :data:`KEEP_RATIO` of scale 1 and cover at least :data:`MIN_SETTLING_COVERAGE` of it
+   (:func:`settled_at_scale_one`), that pass is the answer: a tile at the model's
+   magnification costs one pass;
 2. otherwise a coarse probe at :data:`PROBE_SCALE` too (red cells of 80-190 px come to the
    26-64 px the model knows), also when the scale-1 pass found red cells smaller than the
    model's: at a 100x oil magnification platelets and parasites pass for small red cells at
