@@ -23,7 +23,8 @@ of ``d`` input pixels. It is measured from the model's own detections
    trusted red-cell readings are more than :data:`AMBIGUOUS_RATIO` apart, they read different
    objects as red cells: each reading gets a pass at its own scale first, and the winner is the
    red-cell reading, among all the passes, whose cells cover the most of the tile
-   (:attr:`Measurement.area`): red cells cover much of a smear, the small objects a pass takes
+   (:attr:`Measurement.area`), where they cover at least :data:`COVERAGE_MARGIN` times what the
+   most confident reading's do: red cells cover much of a smear, the small objects a pass takes
    for them (platelets, parasites, granules) little, and the network can be as confident of
    those as of the real ones (:func:`best_reading`);
 3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO` of
@@ -94,6 +95,12 @@ MIN_NUCLEATED = 3
 #: cells covered 12-70% of TXL-PBC dev fields at 40 px, segpc marrow and the example tiles, and
 #: 3% of a lavage field.
 MIN_SETTLING_COVERAGE = 0.02
+#: Where two passes read different objects as red cells, the reading covering the most of the
+#: tile wins over the most confident one only by this factor: look-alikes cover a small part of
+#: what red cells do (on the three Giemsa fields, a fourteenth to a twentieth), while clusters of
+#: small red cells, read as single cells by a shrunk pass, cover about as much as the cells (a
+#: held-out segpc marrow field: 1.25x, where the most confident reading was the right one).
+COVERAGE_MARGIN = 2.0
 #: A pass's confidence is the mean score of its this many best-scoring cells.
 CONFIDENCE_CELLS = 10
 #: A free nucleated cell's diameter in red-cell diameters (blood ~2.0, lavage ~1.4, marrow ~1.5).
@@ -183,10 +190,13 @@ def rereadings(readings: Sequence[Reading]) -> list[float]:
 def best_reading(readings: Sequence[Reading]) -> Measurement | None:
     """The reading a tile's scale rests on: the most confident (:func:`most_confident`), or,
     where the scale-1 pass and the probe read different objects as red cells
-    (:func:`rereadings`), the red-cell reading whose cells cover the most of the tile."""
-    if rereadings(readings):
-        return max((m for _, m in readings if m.source == "auto-rbc"), key=lambda m: m.area)
-    return most_confident(readings)
+    (:func:`rereadings`), the red-cell reading whose cells cover the most of the tile if they
+    cover at least :data:`COVERAGE_MARGIN` times what the most confident one's do."""
+    confident = most_confident(readings)
+    if confident is None or not rereadings(readings):
+        return confident
+    covering = max((m for _, m in readings if m.source == "auto-rbc"), key=lambda m: m.area)
+    return covering if covering.area >= COVERAGE_MARGIN * confident.area else confident
 
 
 def settled_at_scale_one(best: Measurement | None, tile_px: float) -> bool:

@@ -120,21 +120,22 @@ Lookalikes = Callable[[float], "tuple[float, int, float] | None"]
 
 @dataclass
 class _OilField:
-    """Stands in for the network on a 100x oil field: ``real`` red cells of 175 px, seen as red
-    cells only at 22-66 model px (score ``real_score(s)`` at a pass of scale ``s``), beside small
-    look-alikes it also takes for red cells (:data:`Lookalikes`)."""
+    """Stands in for the network on a field of ``real`` red cells of ``real_px`` (175: a 100x
+    oil field), seen as red cells only at 22-66 model px (score ``real_score(s)`` at a pass of
+    scale ``s``), beside other objects it also takes for red cells (:data:`Lookalikes`)."""
 
     lookalikes: Lookalikes
     real_score: Callable[[float], float]
     real: int = 10
+    real_px: float = 175.0
 
     def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
         out = []
         for s in scales:
             found = self.lookalikes(s)
             cells = _cells("rbc", *found) if found else []
-            if 22 <= 175 * s <= 66:
-                cells += _cells("rbc", 175.0, self.real, self.real_score(s))
+            if 22 <= self.real_px * s <= 66:
+                cells += _cells("rbc", self.real_px, self.real, self.real_score(s))
             out.append(Prediction(cells, []))
         return out
 
@@ -198,6 +199,17 @@ def test_a_scale_one_reading_covering_little_of_the_tile_does_not_settle_it(tiny
     scale = _scaled(tiny_model, field, (1200, 1600))
     assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
     assert scale.scale == pytest.approx(40 / 175, rel=0.01)
+
+
+def test_clusters_read_as_cells_by_the_probe_do_not_outweigh_surer_red_cells(tiny_model) -> None:
+    """A dense field of 32 px red cells, whose clusters the probe reads as 72 px cells: they
+    cover a little more of the tile (1.3x) but the network is surer of the real red cells, so
+    the field is analysed at 40 / 32."""
+    clusters = _OilField(lambda s: (72.0, 10, 0.6) if 22 <= 72 * s <= 66 else None,
+                         lambda s: 0.85, real=40, real_px=32.0)  # fmt: skip
+    scale = _scaled(tiny_model, clusters)
+    assert scale.estimate == pytest.approx(40 / 32, rel=0.02)
+    assert keeps(scale.scale, 40 / 32)
 
 
 GIEMSA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "giemsa-macrophages"
