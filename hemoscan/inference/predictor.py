@@ -75,7 +75,6 @@ class _Job:
     window: Window
 
 
-
 #: A scale fixed for one image by the caller: ``(factor, source)``, source one of
 #: :data:`~hemoscan.inference.scale.SCALE_SOURCES` (e.g. ``"sample"``, ``"slide-mpp"``).
 FixedScale = tuple[float, str]
@@ -188,10 +187,11 @@ class Predictor:
                     ((s, p.detections) for s, p in passes[i].items()), self.config.rbc_diameter_px
                 )
                 best = best_reading(readings)
-                tile_px = images[i].shape[0] * images[i].shape[1]
-                if len(passes[i]) == 1 and not settled_at_scale_one(best, tile_px):
-                    plan[i] = [PROBE_SCALE]
-                    continue
+                if len(passes[i]) == 1:
+                    h, w = images[i].shape[:2]
+                    if not settled_at_scale_one(best, h * w):
+                        plan[i] = [PROBE_SCALE]
+                        continue
                 if best is None:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
                     continue
