@@ -186,9 +186,14 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return low + (position - lo) * (float(part[hi]) - low)
 
 
-def _laplacian_variance(brightness: np.ndarray, sigma: float) -> float:
-    """Variance of the Laplacian of float32 ``brightness`` smoothed by a Gaussian of ``sigma`` px."""
-    laplacian = cv2.Laplacian(cv2.GaussianBlur(brightness, (0, 0), sigma), cv2.CV_32F)
+def _laplacian_variance(gray: np.ndarray, sigma: float) -> float:
+    """Variance of the Laplacian of uint8 ``gray`` smoothed by a Gaussian of ``sigma`` px, in
+    float32."""
+    # cv2.GaussianBlur's own float32 kernel, applied to the uint8 image: what it gives on the
+    # image converted to float32 (to float32 rounding), reading a quarter of the memory
+    kernel = cv2.getGaussianKernel(round(sigma * 8 + 1) | 1, sigma, cv2.CV_32F)
+    smoothed = cv2.sepFilter2D(gray, cv2.CV_32F, kernel, kernel)
+    laplacian = cv2.Laplacian(smoothed, cv2.CV_32F)
     return float(cv2.meanStdDev(laplacian)[1][0, 0]) ** 2
 
 
@@ -216,8 +221,7 @@ def tile_metrics(
     dense = cv2.threshold(gray, math.floor(glass / 10**0.10), 255, cv2.THRESH_BINARY_INV)[1]
     saturated = cv2.threshold(saturation, round(0.12 * 255) - 1, 255, cv2.THRESH_BINARY)[1]
     stained = cv2.countNonZero(cv2.bitwise_or(dense, saturated))
-    brightness = gray.astype(np.float32)
-    fine, coarse = _laplacian_variance(brightness, 1.0), _laplacian_variance(brightness, 2.0)
+    fine, coarse = _laplacian_variance(gray, 1.0), _laplacian_variance(gray, 2.0)
     metrics: dict[str, float | None] = {
         "sharpness": fine / coarse if coarse > 1e-6 else None,
         "laplacian_variance": fine,

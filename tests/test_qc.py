@@ -116,3 +116,18 @@ def test_the_darkest_fraction_is_numpys_quantile() -> None:
             patch = rng.integers(0, 256, shape, dtype=np.uint8)
             for q in (0.0, 0.3, 0.5, 1.0):
                 assert _quantile(patch, q) == pytest.approx(np.quantile(patch, q), abs=1e-9)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_focus_is_cv2s_gaussian_blur_of_the_float_image(field, sigma: float) -> None:
+    """The uint8 image is smoothed with GaussianBlur's own float32 kernel: the value of
+    GaussianBlur on the image converted to float32 (to float32 rounding), on fields of any
+    size."""
+    from hemoscan.qc import _laplacian_variance
+
+    gray = cv2.cvtColor(field[0], cv2.COLOR_RGB2GRAY)
+    rng = np.random.default_rng(1)
+    for patch in (gray, gray[:37, :53], rng.integers(0, 256, (5, 300), dtype=np.uint8)):
+        blurred = cv2.GaussianBlur(patch.astype(np.float32), (0, 0), sigma)
+        reference = float(cv2.meanStdDev(cv2.Laplacian(blurred, cv2.CV_32F))[1][0, 0]) ** 2
+        assert _laplacian_variance(patch, sigma) == pytest.approx(reference, rel=1e-6)

@@ -197,6 +197,16 @@ def _heatmap_prob(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))
 
 
+def float32_nodes(graph: Any) -> list[str]:
+    """Names of the nodes of an ONNX ``graph`` that stay in float32: those reading the image
+    and those of the prediction heads (:data:`FLOAT32_HEADS`). The exporter names a head's
+    operators ``/heatmap/heatmap.0/Conv``, or ``/heatmap.0/Conv`` where the forward pass calls
+    slices of the head (the box-on-heatmap architecture)."""
+    heads = tuple(f"/{h}{sep}" for h in FLOAT32_HEADS for sep in "/.")
+    return [n.name for n in graph.node
+            if n.name and (INPUT_NAME in n.input or n.name.startswith(heads))]  # fmt: skip
+
+
 def quantize_export(
     folder: Path, calibration: Calibration, quantize: str = "int8", threads: int | None = None
 ) -> dict[str, Any]:
@@ -249,10 +259,7 @@ def quantize_export(
         try:
             # shape inference and graph clean-up, as onnxruntime recommends before quantizing
             quant_pre_process(str(fp32_path), str(pre))
-            graph = onnx.load(str(pre)).graph
-            heads = tuple(f"/{h}/" for h in FLOAT32_HEADS)
-            keep_fp32 = [n.name for n in graph.node
-                         if n.name and (INPUT_NAME in n.input or n.name.startswith(heads))]  # fmt: skip
+            keep_fp32 = float32_nodes(onnx.load(str(pre)).graph)
             full_range = cpu_has_vnni()
             quantize_static(
                 str(pre),
