@@ -28,10 +28,10 @@ from hemoscan.scan_spec import ScanSpec
 
 log = logging.getLogger(__name__)
 
-#: Batches submitted per inference stream beyond those running. Results leave in input order, so
-#: with one batch ahead a tile that takes extra passes (automatic scale) held back the queue
-#: and left the other cores idle: two ahead made the plain scan of 200 512 px tiles ~2% faster
-#: on 2 cores (interleaved runs, session 10).
+#: Batches submitted per inference stream while the oldest one's results are awaited. Results
+#: leave in input order, so with one a tile that takes extra passes (automatic scale) held the
+#: queue back and left the other core idle: two made the plain scan of 200 512 px tiles ~2%
+#: faster on 2 cores (interleaved runs, session 10).
 BATCHES_AHEAD_PER_STREAM = 2
 
 
@@ -106,10 +106,10 @@ def scan_items(
 
     Tiles are decoded by ``workers`` threads (0: inline), at most ``lookahead`` ahead, and
     predicted ``predictor.batch_size`` images at a time, ``streams`` batches at once in their
-    own threads, with up to :data:`BATCHES_AHEAD_PER_STREAM` batches per stream submitted
-    ahead. Yields one :class:`ScannedTile` per item, in input order (a failed tile waits for
-    the batch before it). A tile that cannot be read, or whose batch fails in inference, is
-    an ``error`` result, never an exception.
+    own threads, :data:`BATCHES_AHEAD_PER_STREAM` batches per stream submitted ahead. Yields
+    one :class:`ScannedTile` per item, in input order (a failed tile waits for the batch
+    before it). A tile that cannot be read, or whose batch fails in inference, is an ``error``
+    result, never an exception.
     """
     batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
     if streams <= 1:
