@@ -220,9 +220,11 @@ def main() -> None:
             for name in args.compare:
                 other_alone, _ = network_alone(name, size, max(32, args.tiles))
                 row(size, f"{name}: network alone", other_alone)
-                _, other = plain_command(folder, Path(tmp) / f"out{size}{name}", ["--model", name])
+                whole_other, other = plain_command(folder, Path(tmp) / f"out{size}{name}",
+                                                   ["--model", name])  # fmt: skip
                 row(size, f"{name}: scan, as it reports", other,
                     f"{other / other_alone:.0%} of its network alone")  # fmt: skip
+                row(size, f"{name}: scan, whole command", whole_other)
             if args.baseline_tiles:
                 plain = baseline(tiles[: args.baseline_tiles])
                 row(size, "baseline fasterrcnn_mnv3, image by image", plain)
