@@ -17,7 +17,7 @@ def evaluate_command(
         Optional[list[str]],
         typer.Option(
             help="shared:NAMES (txl-val, txl-val-native, txl-val-scanner, composed-val, "
-            "composed-val-real-host, "
+            "composed-val-real-host, composed-val-procedural-host, "
             "segpc-heldout, segpc-heldout-native, bal-heldout, txl-dev, composed-dev, "
             "default), FORMAT:PATH (coco, yolo, voc, qupath, masks) or spec:FILE; repeatable.",
             metavar="<data>",

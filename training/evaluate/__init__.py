@@ -45,6 +45,9 @@ Named suites over the public sets (``--data-root``, default ``../shared/datasets
   positives per tile / engulfed types, and per-sample count agreement (10 fields a sample).
 - ``composed-val-real-host`` (COMPOSED): the same fields with every host the held-out real
   Giemsa macrophage, the one kind of host no training crop resembles by construction.
+- ``composed-val-procedural-host`` (COMPOSED): the same fields with every host procedural;
+  with ``composed-val-real-host`` it tells apart what each kind of host contributes to
+  ``composed-val`` (whose recipe makes 3 hosts in 10 the real one).
 - ``txl-dev`` and ``composed-dev``: tuning data, never reported as results: the TXL-PBC dev
   fields (every 17th train field, held out of training) for rbc / platelet / nucleated, and
   composed fields from *training* parts with another seed for the host and engulfed classes.

@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "datasets"
 FREE_CLASSES = ("rbc", "platelet", "nucleated")
 REPORT_SUITES = ("txl-val", "txl-val-native", "txl-val-scanner", "composed-val",
-                 "composed-val-real-host", "segpc-heldout", "segpc-heldout-native",
-                 "bal-heldout")  # fmt: skip
+                 "composed-val-real-host", "composed-val-procedural-host", "segpc-heldout",
+                 "segpc-heldout-native", "bal-heldout")  # fmt: skip
 TUNING_SUITES = ("txl-dev", "composed-dev")
 SHARED_SUITES = (*REPORT_SUITES, *TUNING_SUITES)
 #: Default prediction floor of the AP pass (and the lowest tuned threshold).

@@ -162,7 +162,10 @@ def build_suites(
                     suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed))
                 elif name == "composed-val-real-host":
                     suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed,
-                                                 real_hosts_only=True))  # fmt: skip
+                                                 hosts="real"))  # fmt: skip
+                elif name == "composed-val-procedural-host":
+                    suites.append(composed_suite(data_root, "val", VAL_SEED, n_composed,
+                                                 hosts="procedural"))  # fmt: skip
                 elif name == "composed-dev":
                     suites.append(composed_suite(data_root, "train", DEV_SEED, n_composed))
                 else:

@@ -268,15 +268,19 @@ def composed_suite(
     n: int,
     crop: int = COMPOSED_CROP,
     sample_fields: int = COMPOSED_SAMPLE_FIELDS,
-    real_hosts_only: bool = False,
+    hosts: Literal["mixed", "real", "procedural"] = "mixed",
 ) -> Suite:
     """``n`` fixed composed fields: ``part="val"`` held-apart parts (reported as
     ``composed-val``), ``part="train"`` training parts with another seed (``composed-dev``).
-    ``real_hosts_only``: the same fields with every host the real Giemsa macrophage(s) of
-    ``part`` instead of mostly procedural ones (``composed-val-real-host``: the held-out one)."""
+    ``hosts``: the recipe's mix of real Giemsa and procedural hosts (``"mixed"``), or the same
+    fields with every host the real Giemsa macrophage(s) of ``part`` (``"real"``,
+    ``composed-val-real-host``: the held-out one) or procedural (``"procedural"``,
+    ``composed-val-procedural-host``), which tells the two kinds' share of the mixed figures
+    apart."""
     if not (data_root / "txl-pbc").is_dir():
         raise EvaluationError(f"the public sets were not found at {data_root} (set --data-root)")
-    recipe = ComposerSection(p_real_host=1.0) if real_hosts_only else ComposerSection()
+    recipe = {"mixed": ComposerSection(), "real": ComposerSection(p_real_host=1.0),
+              "procedural": ComposerSection(p_real_host=0.0)}[hosts]  # fmt: skip
     fields_set = ComposedSet(data_root, part, seed, n, crop, recipe)
 
     def loader(i: int) -> Callable[[], tuple[np.ndarray, AnnotatedImage]]:
@@ -290,13 +294,20 @@ def composed_suite(
         EvalField(fields_set.name(i), f"sample-{i // sample_fields:03d}", 1.0, loader(i))
         for i in range(n)
     ]
-    if part == "val" and real_hosts_only:
+    if part == "val" and hosts == "real":
         name = "composed-val-real-host"
         what = (
             "COMPOSED validation fields from held-apart parts only, every host the held-out "
             "real Giemsa macrophage (an unseen real host; no procedural hosts)"
         )
         tune: frozenset[str] | None = None
+    elif part == "val" and hosts == "procedural":
+        name = "composed-val-procedural-host"
+        what = (
+            "COMPOSED validation fields from held-apart parts only, every host procedural "
+            "(no real host)"
+        )
+        tune = None
     elif part == "val":
         name = "composed-val"
         what = (

@@ -347,6 +347,34 @@ def test_recall_only_classes_report_recall_without_precision(tiny_model, tmp_pat
     assert "ap50" not in det
 
 
+def test_composed_val_comes_with_each_kind_of_host_alone(
+    tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """composed-val mixes real and procedural hosts as the default recipe does; its two
+    siblings draw the same fields with every host real, or every host procedural."""
+    from hemoscan_training.config import ComposerSection
+    from hemoscan_training.evaluate import suites
+
+    recipes = []
+
+    class Fields:
+        def __init__(self, data_root, part, seed, n, crop, recipe) -> None:  # noqa: ANN001
+            recipes.append((part, seed, n, recipe))
+
+        def name(self, i: int) -> str:
+            return f"field-{i}"
+
+    monkeypatch.setattr(suites, "ComposedSet", Fields)
+    (tmp_path / "txl-pbc").mkdir()
+    names = ("composed-val", "composed-val-real-host", "composed-val-procedural-host")
+    assert set(names) <= set(REPORT_SUITES)
+    built = build_suites(["shared:" + ",".join(names)], tiny_model, data_root=tmp_path, limit=2)
+    assert [s.name for s in built] == list(names)
+    assert all(s.data == "composed" and len(s.fields) == 2 for s in built)
+    assert [r[:3] for r in recipes] == [recipes[0][:3]] * 3  # the same fields
+    assert [r[3].p_real_host for r in recipes] == [ComposerSection().p_real_host, 1.0, 0.0]
+
+
 def test_segpc_plasma_cells_are_mask_components_without_clusters() -> None:
     mask = np.zeros((300, 300), np.uint8)
     cv2.circle(mask, (40, 40), 20, 255, -1)  # a plasma cell
