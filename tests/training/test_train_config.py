@@ -130,6 +130,16 @@ def test_overrides_are_typed_and_paths_relative_to_where_they_were_written(
     monkeypatch.chdir(tmp_path / "other")
     moved = load_config(path, ["data.train[0].root=set2"], out=Path("r"))
     assert moved.data.train[0]["root"] == str(tmp_path / "other" / "set2")
+    # a model folder named as starting weights or as teacher: relative to the config file too
+    (tmp_path / "cfgdir" / "models" / "teacher").mkdir(parents=True)
+    cfg_dict["model"]["weights"] = "models/teacher"
+    cfg_dict["distill"] = {"teacher": "models/teacher"}
+    path = write_config(tmp_path / "cfgdir" / "c.yaml", cfg_dict)
+    folders = load_config(path, out=Path("r"))
+    assert folders.model.weights == folders.distill.teacher == str(tmp_path / "cfgdir" / "models" / "teacher")
+    cfg_dict["distill"] = {"teacher": "hemoscan-lite0-v3"}  # a shipped model's name stays a name
+    path = write_config(tmp_path / "cfgdir" / "c.yaml", cfg_dict)
+    assert load_config(path, out=Path("r")).distill.teacher == "hemoscan-lite0-v3"
 
 
 @pytest.mark.parametrize(

@@ -89,11 +89,12 @@ def resolve_file_paths(raw: dict[str, Any], base: Path) -> None:
             for entry in data.get(part) or ():
                 if isinstance(entry, dict) and isinstance(entry.get("root"), str):
                     entry["root"] = str(base / Path(entry["root"]).expanduser())
-    model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("weights"), str):
-        candidate = base / Path(model["weights"]).expanduser()
-        if candidate.exists():  # else a shipped model's name
-            model["weights"] = str(candidate)
+    for section, key in (("model", "weights"), ("distill", "teacher")):
+        part = raw.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str):
+            candidate = base / Path(part[key]).expanduser()
+            if candidate.exists():  # else a shipped model's name
+                part[key] = str(candidate)
 
 
 
