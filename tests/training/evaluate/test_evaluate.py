@@ -358,7 +358,7 @@ def test_composed_val_comes_with_each_kind_of_host_alone(
     recipes = []
 
     class Fields:
-        def __init__(self, data_root, part, seed, n, crop, recipe) -> None:  # noqa: ANN001
+        def __init__(self, data_root, part, seed, n, crop, recipe) -> None:
             recipes.append((part, seed, n, recipe))
 
         def name(self, i: int) -> str:
