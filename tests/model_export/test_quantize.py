@@ -105,7 +105,8 @@ def test_int8_export_writes_a_loadable_folder_that_records_its_quantization(
     assert any(t.data_type == onnx.TensorProto.INT8 for t in graph.initializer)
     assert 0 < record["mean_abs_heatmap_prob_diff"] <= record["max_abs_heatmap_prob_diff"] < 1
     # the stem (the node reading the image) and the prediction heads stay float32
-    kept = [n.name for n in graph.node if n.op_type == "Conv" and n.name in float32_nodes(graph)]
+    float32 = set(float32_nodes(graph))
+    kept = [n.name for n in graph.node if n.op_type == "Conv" and n.name in float32]
     assert len(kept) == 4 and record["float32_nodes"] == kept  # darkness; heatmap, size, offset
     assert [n.name for n in graph.node if n.op_type == "Conv" and n.name not in kept] == ["/blur/Conv"]
     assert record["weights"].endswith("8-bit range (made on a CPU with VNNI)" if cpu_has_vnni()
