@@ -24,6 +24,23 @@ _BLOCK = 256  # rows of a pairwise-overlap block in the greedy suppressions
 _SHARED_NMS_GROUPS = (("macrophage", "hemophagocyte"),)
 
 
+def group_floors(thresholds: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``float32 [K]``: each class's score ``thresholds`` lowered to the lowest of its NMS
+    group's (:func:`suppress_duplicates`).
+
+    Peaks are decoded at these floors, suppressed, and only then held to their own class's
+    threshold: a host scored higher as a macrophage than as a hemophagocyte is one object, a
+    macrophage, even where its macrophage score then falls short of the macrophage threshold.
+    Thresholding first would report its weaker hemophagocyte call instead, which the low-floor
+    pass that evaluation and threshold tuning read never shows."""
+    floors = np.asarray(thresholds, np.float32).copy()
+    for group in _SHARED_NMS_GROUPS:
+        members = [classes.index(c) for c in group if c in classes]
+        if members:
+            floors[members] = floors[members].min()
+    return floors
+
+
 def nms_group(label: str) -> str:
     """The kind of physical object ``label`` names for duplicate suppression: calls of one
     group at one place are one object (``hemophagocyte`` -> ``macrophage``)."""

@@ -24,6 +24,7 @@ from hemoscan.inference.backends import AnyModel, create_backend, model_for_back
 from hemoscan.inference.postprocess import (
     box_iou,
     decode_heatmaps_at,
+    group_floors,
     suppress_duplicates,
     to_detections,
 )
@@ -32,6 +33,7 @@ from hemoscan.inference.scale import (
     PROBE_SCALE,
     best_reading,
     keeps,
+    measure,
     rereadings,
     settled_at_scale_one,
     trusted_readings,
@@ -45,6 +47,13 @@ NEAR_MISS_FLOOR = 0.5
 #: Near misses kept per image, best first.
 NEAR_MISSES_PER_IMAGE = 3
 _NEAR_MISS_CLASS = "hemophagocyte"
+#: A probe pass too poor in cells to measure a tile is read again down to this fraction of the
+#: red-cell and nucleated thresholds: the sizes of cells the network is less sure of still tell
+#: the magnification (at 100x oil a model may score the shrunk red cells just under its
+#: threshold: hemoscan-lite0-v4-fastbox kept 1 of 19 on a Giemsa field, and settled it at 0.78
+#: on a few platelets seen at scale 1 instead of the 0.235 its red cells give).
+MEASURING_FLOOR = 0.5
+_MEASURED_CLASSES = ("rbc", "nucleated")
 
 
 def _pass_scale(estimate: float) -> float:
@@ -118,6 +127,10 @@ class Predictor:
         self.scale: float | str = spec.scale
         self.thresholds = dict(spec.thresholds)
         self._thresholds = np.array([self.thresholds[c] for c in cfg.classes], np.float32)
+        self._measuring_thresholds = np.array(
+            [MEASURING_FLOOR * self.thresholds[c] if c in _MEASURED_CLASSES else float("inf")
+             for c in cfg.classes], np.float32,
+        )  # fmt: skip
         self._near_miss_thresholds = np.array(
             [NEAR_MISS_FLOOR * self.thresholds[c] if c == _NEAR_MISS_CLASS else float("inf")
              for c in cfg.classes], np.float32,
@@ -172,6 +185,7 @@ class Predictor:
         already run is close enough to it. Images without an estimate keep their scale-1 pass
         (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
+        read: list[dict[float, list[Detection]]] = [{} for _ in images]  # what each pass measures
         plan: list[list[float]] = [[1.0] for _ in images]
         done: list[Prediction | None] = [None] * len(images)
         while True:
@@ -181,11 +195,17 @@ class Predictor:
             found = self._detect([images[i] for i, _ in jobs], [s for _, s in jobs])
             for (i, s), pred in zip(jobs, found):
                 passes[i][s] = pred
+                read[i][s] = pred.detections
+            poor = [i for i, s in jobs
+                    if s == PROBE_SCALE and measure(read[i][s], self.config.rbc_diameter_px) is None]
+            if poor:  # read only for the tile's scale, never reported
+                again = self._detect([images[i] for i in poor], [PROBE_SCALE] * len(poor),
+                                     self._measuring_thresholds)  # fmt: skip
+                for i, pred in zip(poor, again):
+                    read[i][PROBE_SCALE] = pred.detections
             for i in {i for i, _ in jobs}:
                 plan[i] = []
-                readings = trusted_readings(
-                    ((s, p.detections) for s, p in passes[i].items()), self.config.rbc_diameter_px
-                )
+                readings = trusted_readings(read[i].items(), self.config.rbc_diameter_px)
                 best = best_reading(readings)
                 if len(passes[i]) == 1:
                     h, w = images[i].shape[:2]
@@ -209,9 +229,14 @@ class Predictor:
                 else:
                     plan[i] = [_pass_scale(best.estimate)]
 
-    def _detect(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+    def _detect(
+        self, images: list[np.ndarray], scales: list[float], thresholds: np.ndarray | None = None
+    ) -> list[Prediction]:
         """What the model finds in each image predicted at its scale, in the image's input
-        pixels."""
+        pixels, at the predictor's thresholds or at ``thresholds`` (``float32 [K]``)."""
+        if thresholds is None:
+            thresholds = self._thresholds
+        floors = group_floors(thresholds, self.config.classes)
         arrays = [self.normalise(img, s) for img, s in zip(images, scales)]
         by_shape: dict[tuple[int, int], list[_Job]] = defaultdict(list)
         for i, arr in enumerate(arrays):
@@ -242,19 +267,23 @@ class Predictor:
                         batch[b, :, : crop.shape[1], : crop.shape[2]] = crop
                 outputs = self._forward(batch)
                 for b, job in enumerate(chunk):
-                    found[job.image_index].append(self._decode_window(outputs, b, job.window))
-        return [self._merge(parts, s) for parts, s in zip(found, scales)]
+                    found[job.image_index].append(
+                        self._decode_window(outputs, b, job.window, floors)
+                    )
+        return [self._merge(parts, s, thresholds) for parts, s in zip(found, scales)]
 
     def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         return self.backend(batch)
 
     def _decode_window(
-        self, outputs: tuple[np.ndarray, ...], b: int, win: Window
+        self, outputs: tuple[np.ndarray, ...], b: int, win: Window, floors: np.ndarray
     ) -> tuple[_Peaks, _Peaks]:
-        """The window's detections and near-miss candidates, in image pixels, core only."""
+        """The window's candidate detections (peaks at or above ``floors``, see
+        :func:`~hemoscan.inference.postprocess.group_floors`) and near-miss candidates, in image
+        pixels, core only."""
         heat, size, offset = (o[b] for o in outputs)
         found, near = decode_heatmaps_at(
-            heat, size, offset, self.stride, (self._thresholds, self._near_miss_thresholds),
+            heat, size, offset, self.stride, (floors, self._near_miss_thresholds),
             self.config.max_detections,
         )  # fmt: skip
         return self._in_core(found, win), self._in_core(near, win, below=self._thresholds)
@@ -269,11 +298,14 @@ class Predictor:
             keep &= scores < below[labels]
         return boxes[keep], scores[keep], labels[keep]
 
-    def _merge(self, parts: list[tuple[_Peaks, _Peaks]], scale: float) -> Prediction:
+    def _merge(
+        self, parts: list[tuple[_Peaks, _Peaks]], scale: float, thresholds: np.ndarray
+    ) -> Prediction:
         boxes, scores, labels = (np.concatenate([p[0][i] for p in parts]) for i in range(3))
         boxes, labels = boxes.reshape(-1, 4), labels.astype(np.int64)
         cfg = self.config
         keep = suppress_duplicates(boxes, scores, labels, cfg.classes, cfg.nms_iou, cfg.nms_ios)
+        keep = keep[scores[keep] >= thresholds[labels[keep]]]  # see group_floors
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         near = self._near_misses([p[1] for p in parts], boxes, labels)
         # Near misses ride at the end: every detection keeps its place and its engulfed cells

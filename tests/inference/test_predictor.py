@@ -85,3 +85,28 @@ def test_near_misses_are_kept_apart_and_change_no_detection() -> None:
     assert near.label == "hemophagocyte" and near.score == pytest.approx(1 / (1 + np.exp(1.2)))
     assert (near.x1, near.y1, near.x2, near.y2) == (350.0, 250.0, 450.0, 350.0)
     assert near.engulfed == {"rbc": 1, "nucleated": 0, "platelet": 0}
+
+
+def test_a_host_called_both_ways_is_one_object_even_below_its_best_class_threshold() -> None:
+    """A host scoring 0.55 as a macrophage and 0.45 as a hemophagocyte is one object, a
+    macrophage: under a macrophage threshold of 0.6 it is reported as nothing, never as the
+    hemophagocyte it is less likely to be, as the low-floor pass of evaluation shows it."""
+    from dataclasses import replace
+
+    from tests.conftest import ScriptedNet, scripted_model
+
+    def logit(p: float) -> float:
+        return float(np.log(p / (1 - p)))
+
+    host = [(3, 200.0, 200.0, 100.0, 100.0, logit(0.55)), (4, 200.0, 200.0, 96.0, 100.0, logit(0.45))]
+    model = scripted_model(host)
+    thresholds = {"macrophage": 0.6, "hemophagocyte": 0.4}
+    model = replace(model, config=replace(model.config, score_thresholds=thresholds))
+    image = np.full((512, 512, 3), 230, np.uint8)
+    (found,) = Predictor(model).predict_scaled([image])
+    assert found.detections == [] and found.near_misses == []
+    assert [d.label for d in Predictor(model, conf=0.05).predict(image)] == ["macrophage"]
+    alone = replace(model, module=ScriptedNet(host[1:]))  # no macrophage call beside it
+    assert [(d.label, round(d.score, 2)) for d in Predictor(alone).predict(image)] == [
+        ("hemophagocyte", 0.45)
+    ]

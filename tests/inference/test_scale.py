@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,15 @@ class _SizeBoundDetector:
 
     def __init__(self) -> None:
         self.passes: list[tuple[int, float]] = []
+        self.rereads: list[tuple[int, float]] = []  # passes below the thresholds, to measure
 
-    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+    def __call__(
+        self, images: list[np.ndarray], scales: list[float], thresholds: np.ndarray | None = None
+    ) -> list[Prediction]:
         out = []
         for image, s in zip(images, scales):
             true_d = float(image[0, 0, 0])
-            self.passes.append((int(true_d), s))
+            (self.passes if thresholds is None else self.rereads).append((int(true_d), s))
             seen = true_d * s
             score = max(0.1, 0.9 - 0.01 * abs(seen - 40))
             cells = [] if seen < 15 else _cells("rbc", min(max(seen, 22), 66) / s, 10, score)
@@ -111,6 +114,9 @@ def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: in
         assert pred.scale.scale == 1.0 and len(detector.passes) == 1
     else:  # smaller or larger red cells: the probe, then perhaps the estimate
         assert detector.passes[1][1] == PROBE_SCALE
+    # a probe that sees no cell (red cells under 45 px shrink below 15) is read once more
+    blind_probe = len(detector.passes) > 1 and true_d * PROBE_SCALE < 15
+    assert detector.rereads == ([(true_d, PROBE_SCALE)] if blind_probe else [])
 
 
 #: Look-alikes (e.g. parasites) a pass of scale ``s`` takes for red cells: ``(diameter px, how
@@ -128,15 +134,20 @@ class _OilField:
     real_score: Callable[[float], float]
     real: int = 10
     real_px: float = 175.0
+    #: The red-cell threshold of a pass at the model's thresholds (0: every cell is reported).
+    rbc_threshold: float = 0.0
 
-    def __call__(self, images: list[np.ndarray], scales: list[float]) -> list[Prediction]:
+    def __call__(
+        self, images: list[np.ndarray], scales: list[float], thresholds: np.ndarray | None = None
+    ) -> list[Prediction]:
+        floor = self.rbc_threshold if thresholds is None else float(thresholds[0])  # rbc first
         out = []
         for s in scales:
             found = self.lookalikes(s)
             cells = _cells("rbc", *found) if found else []
             if 22 <= self.real_px * s <= 66:
                 cells += _cells("rbc", self.real_px, self.real, self.real_score(s))
-            out.append(Prediction(cells, []))
+            out.append(Prediction([c for c in cells if c.score >= floor], []))
         return out
 
 
@@ -156,6 +167,20 @@ def test_small_objects_at_scale_one_do_not_enlarge_a_high_magnification_field(ti
     scale = _scaled(tiny_model, field)
     assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
     assert keeps(scale.scale, 40 / 175)
+
+
+def test_a_probe_unsure_of_its_red_cells_still_measures_them(tiny_model) -> None:
+    """The probe scores the real red cells of a 100x oil field 0.4, under the 0.5 threshold, so
+    at the model's thresholds it sees no cell; read again down to half the threshold it measures
+    them, and the field is shrunk to 40 / 175 instead of enlarged 1.67x for its few platelets."""
+    field = _OilField(lambda s: (24.0, 10, 0.6) if 24 * s >= 12 else None, lambda s: 0.4,
+                      rbc_threshold=0.5)  # fmt: skip
+    assert tiny_model.config.threshold("rbc") == 0.5
+    scale = _scaled(tiny_model, field)
+    assert scale.estimate == pytest.approx(40 / 175, rel=0.02)
+    assert keeps(scale.scale, 40 / 175)
+    unmeasurable = replace(field, real_score=lambda s: 0.2)  # under half the threshold too
+    assert _scaled(tiny_model, unmeasurable).estimate == pytest.approx(40 / 24)
 
 
 def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:

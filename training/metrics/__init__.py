@@ -24,9 +24,9 @@ What is measured, and how:
   the same as those of the full run, so every threshold is read off one matching.
 - **Threshold tuning** (:func:`tune_threshold`): over the grid 0.05, 0.06, ..., 0.95, rule
   ``f1``: the threshold with the highest F1 (ties: the higher threshold); rule
-  ``recall_at_fp``: the lowest threshold whose false positives per image are at most
-  ``max_fp_per_tile``, i.e. the best sensitivity that meets the false-alarm target (if no grid
-  threshold meets it, the highest grid value, flagged ``feasible=False``).
+  ``recall_at_fp``: the best sensitivity among the thresholds whose false positives per image
+  are at most ``max_fp_per_tile`` (ties: the highest of them, so the fewest false positives;
+  if no grid threshold meets the target, the highest grid value, flagged ``feasible=False``).
 - **Hemophagocytes** (:func:`hemophagocyte_metrics`): true and predicted hemophagocytes are
   matched like above at IoU 0.5 (class ``hemophagocyte`` only: a true hemophagocyte called
   ``macrophage`` is a miss, counted apart). Sensitivity = TP / true, precision = TP / (TP + FP),

@@ -87,8 +87,8 @@ class TuningRule:
         if self.objective == "f1":
             return "highest F1 (ties: higher threshold)"
         return (
-            f"lowest threshold with false positives per tile <= {self.max_fp_per_tile:g} "
-            "(best sensitivity meeting the target)"
+            f"best sensitivity with false positives per tile <= {self.max_fp_per_tile:g} "
+            "(ties: the highest threshold, so the fewest false positives)"
         )
 
 
@@ -127,4 +127,7 @@ def tune_threshold(
         return TunedThreshold(
             worst.label, worst.threshold, rule.describe(), worst, False, rule.short()
         )
-    return TunedThreshold(ok[0].label, ok[0].threshold, rule.describe(), ok[0], True, rule.short())
+    # Sensitivity often stays flat over a range of thresholds: the lowest of them would only
+    # add false positives that the target allows but nothing needs.
+    best = max(ok, key=lambda p: (p.tp, p.threshold))
+    return TunedThreshold(best.label, best.threshold, rule.describe(), best, True, rule.short())
