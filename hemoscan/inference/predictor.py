@@ -37,6 +37,7 @@ from hemoscan.inference.scale import (
     rereadings,
     settled_at_scale_one,
     trusted_readings,
+    unclaimed_red_cells,
 )
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
@@ -48,12 +49,13 @@ NEAR_MISS_FLOOR = 0.5
 NEAR_MISSES_PER_IMAGE = 3
 _NEAR_MISS_CLASS = "hemophagocyte"
 #: A probe pass too poor in cells to measure a tile is read again down to this fraction of the
-#: red-cell and nucleated thresholds: the sizes of cells the network is less sure of still tell
-#: the magnification (at 100x oil a model may score the shrunk red cells just under its
-#: threshold: hemoscan-lite0-v4-fastbox kept 1 of 19 on a Giemsa field, and settled it at 0.78
-#: on a few platelets seen at scale 1 instead of the 0.235 its red cells give).
+#: red-cell threshold, for the red cells the scale-1 pass did not call anything else
+#: (:func:`~hemoscan.inference.scale.unclaimed_red_cells`): the sizes of cells the network is
+#: less sure of still tell the magnification (at 100x oil a model may score the shrunk red cells
+#: just under its threshold: hemoscan-lite0-v4-fastbox kept 1 of 19 on a Giemsa field, and
+#: settled it at 0.78 on a few platelets seen at scale 1 instead of the 0.245 its red cells give).
 MEASURING_FLOOR = 0.5
-_MEASURED_CLASSES = ("rbc", "nucleated")
+_MEASURED_CLASSES = ("rbc",)
 
 
 def _pass_scale(estimate: float) -> float:
@@ -202,7 +204,9 @@ class Predictor:
                 again = self._detect([images[i] for i in poor], [PROBE_SCALE] * len(poor),
                                      self._measuring_thresholds)  # fmt: skip
                 for i, pred in zip(poor, again):
-                    read[i][PROBE_SCALE] = pred.detections
+                    read[i][PROBE_SCALE] = unclaimed_red_cells(
+                        pred.detections, passes[i][1.0].detections
+                    )
             for i in {i for i, _ in jobs}:
                 plan[i] = []
                 readings = trusted_readings(read[i].items(), self.config.rbc_diameter_px)

@@ -64,6 +64,7 @@ __all__ = [
     "scale_summary",
     "trusted",
     "trusted_readings",
+    "unclaimed_red_cells",
 ]  # fmt: skip
 
 #: Where a tile's scale came from: its own red cells, its own nucleated cells, its sample's
@@ -143,6 +144,35 @@ def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurem
                 rbc_diameter_px * factor / d, source, d, len(cells), sum(best) / len(best), area
             )
     return None
+
+
+#: A red cell a blind probe's re-read finds is the scale-1 pass's nucleated cell or host (so
+#: not a red cell) where their boxes overlap at least this much (IoU).
+CLAIMED_IOU = 0.3
+_CLAIMING_LABELS = ("nucleated", "macrophage", "hemophagocyte")
+
+
+def unclaimed_red_cells(
+    reread: Sequence[Detection], confident: Sequence[Detection]
+) -> list[Detection]:
+    """The red cells of a probe read again below the thresholds (``reread``) that the scale-1
+    pass (``confident``, at the thresholds) did not call a nucleated cell or a host: unsure,
+    a shrunk pass takes lavage leukocytes for red cells (on the held-out lavage fields with
+    hemoscan-lite0-v3-fastbox, 16 µm cells read as red cells settled three fields at 0.55
+    instead of 1.23), while at 100x oil it finds the real red cells the scale-1 pass never
+    saw. Only red cells: a nucleated stand-in rests on a confident pass."""
+    claims = [d for d in confident if d.label in _CLAIMING_LABELS]
+    return [d for d in reread
+            if d.label == "rbc" and all(_iou(d, c) < CLAIMED_IOU for c in claims)]  # fmt: skip
+
+
+def _iou(a: Detection, b: Detection) -> float:
+    w = min(a.x2, b.x2) - max(a.x1, b.x1)
+    h = min(a.y2, b.y2) - max(a.y1, b.y1)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter)
 
 
 def trusted(estimate: float, pass_scale: float) -> bool:

@@ -22,6 +22,7 @@ from hemoscan.inference.scale import (
     parse_scale,
     sample_consensus,
     scale_summary,
+    unclaimed_red_cells,
 )
 
 
@@ -181,6 +182,20 @@ def test_a_probe_unsure_of_its_red_cells_still_measures_them(tiny_model) -> None
     assert keeps(scale.scale, 40 / 175)
     unmeasurable = replace(field, real_score=lambda s: 0.2)  # under half the threshold too
     assert _scaled(tiny_model, unmeasurable).estimate == pytest.approx(40 / 24)
+
+
+def test_a_reread_keeps_only_red_cells_the_scale_one_pass_called_nothing_else() -> None:
+    """Unsure, a shrunk pass takes lavage leukocytes for red cells: those the scale-1 pass
+    called nucleated (or a host) do not count, nor do the re-read's own nucleated cells."""
+    leukocyte = Detection("nucleated", 0.8, 0, 0, 70, 70)
+    reread = [
+        Detection("rbc", 0.3, 4, 2, 72, 70),  # the leukocyte again (IoU 0.89)
+        Detection("rbc", 0.3, 200, 0, 370, 170),  # a red cell no confident pass saw
+        Detection("nucleated", 0.3, 400, 0, 470, 70),
+    ]
+    assert unclaimed_red_cells(reread, [leukocyte, Detection("rbc", 0.9, 0, 0, 70, 70)]) == [
+        reread[1]
+    ]
 
 
 def test_tiles_without_cells_and_fixed_scales(tiny_model, monkeypatch) -> None:
