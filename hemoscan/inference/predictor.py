@@ -182,9 +182,10 @@ class Predictor:
     def _predict_auto(self, images: list[np.ndarray]) -> list[Prediction]:
         """Each image at its own estimated scale (:mod:`hemoscan.inference.scale`): a pass at
         scale 1, kept when its own red cells say it is at the right scale; otherwise a pass at
-        the probe scale too (and, where the two read red cells far apart, a pass at each
-        reading), then one at the estimate of the most confident trusted pass unless a pass
-        already run is close enough to it. Images without an estimate keep their scale-1 pass
+        the probe scale too (read again below the thresholds when it finds too few cells to
+        measure: :data:`MEASURING_FLOOR`; and, where the two read red cells far apart, a pass at
+        each reading), then one at the chosen reading's estimate unless a pass already run is
+        close enough to it. Images without an estimate keep their scale-1 pass
         (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         read: list[dict[float, list[Detection]]] = [{} for _ in images]  # what each pass measures

@@ -15,6 +15,8 @@ of ``d`` input pixels. It is measured from the model's own detections
    model's: at a 100x oil magnification platelets and parasites pass for small red cells at
    scale 1 while the real ones are seen only by the probe (without it, session 6's shortcut
    enlarged a held-out parasite-laden Giemsa field 2.2x instead of shrinking it to 0.24).
+   A probe too poor in cells to measure is read again below the thresholds, for the red cells
+   the scale-1 pass called nothing else (:func:`unclaimed_red_cells`; never reported).
    Each pass's measurement counts only if the cells it rests on were
    seen at sizes the network measures reliably (:func:`trusted`): a network measures cells much
    larger than it knows as fragments of a familiar size, and clusters of cells much smaller as

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hemoscan.inference.postprocess import suppress_duplicates, to_detections
+from hemoscan.inference.postprocess import group_floors, suppress_duplicates, to_detections
 
 CLASSES = (
     "rbc",
@@ -96,3 +96,10 @@ def test_nms_keeps_exactly_what_torchvision_keeps(n: int) -> None:
     if n:
         np.testing.assert_array_equal(box_iou(boxes, boxes[: n // 2 + 1]),
                                       ops.box_iou(tb, tb[: n // 2 + 1]).numpy())  # fmt: skip
+
+
+def test_a_host_class_is_decoded_down_to_its_nms_group_lowest_threshold() -> None:
+    thresholds = np.array([0.45, 0.47, 0.55, 0.65, 0.45, 0.44, 0.56], np.float32)
+    floors = group_floors(thresholds, CLASSES)
+    assert floors.tolist() == pytest.approx([0.45, 0.47, 0.55, 0.45, 0.45, 0.44, 0.56])
+    assert thresholds[3] == np.float32(0.65)  # the thresholds themselves are left alone
