@@ -199,8 +199,11 @@ class Predictor:
             for (i, s), pred in zip(jobs, found):
                 passes[i][s] = pred
                 read[i][s] = pred.detections
-            poor = [i for i, s in jobs
-                    if s == PROBE_SCALE and measure(read[i][s], self.config.rbc_diameter_px) is None]
+            poor = [
+                i
+                for i, s in jobs
+                if s == PROBE_SCALE and measure(read[i][s], self.config.rbc_diameter_px) is None
+            ]
             if poor:  # read only for the tile's scale, never reported
                 again = self._detect([images[i] for i in poor], [PROBE_SCALE] * len(poor),
                                      self._measuring_thresholds)  # fmt: skip

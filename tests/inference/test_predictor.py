@@ -98,7 +98,10 @@ def test_a_host_called_both_ways_is_one_object_even_below_its_best_class_thresho
     def logit(p: float) -> float:
         return float(np.log(p / (1 - p)))
 
-    host = [(3, 200.0, 200.0, 100.0, 100.0, logit(0.55)), (4, 200.0, 200.0, 96.0, 100.0, logit(0.45))]
+    host = [
+        (3, 200.0, 200.0, 100.0, 100.0, logit(0.55)),
+        (4, 200.0, 200.0, 96.0, 100.0, logit(0.45)),
+    ]
     model = scripted_model(host)
     thresholds = {"macrophage": 0.6, "hemophagocyte": 0.4}
     model = replace(model, config=replace(model.config, score_thresholds=thresholds))
