@@ -34,6 +34,7 @@ from hemoscan.inference.scale import (
     best_reading,
     keeps,
     measure,
+    probe_worth_rereading,
     rereadings,
     settled_at_scale_one,
     trusted_readings,
@@ -48,9 +49,10 @@ NEAR_MISS_FLOOR = 0.5
 #: Near misses kept per image, best first.
 NEAR_MISSES_PER_IMAGE = 3
 _NEAR_MISS_CLASS = "hemophagocyte"
-#: A probe pass too poor in cells to measure a tile is read again down to this fraction of the
-#: red-cell threshold, for the red cells the scale-1 pass did not call anything else
-#: (:func:`~hemoscan.inference.scale.unclaimed_red_cells`): the sizes of cells the network is
+#: A probe pass too poor in cells to measure a tile, where the scale-1 pass saw only a few large
+#: objects (:func:`~hemoscan.inference.scale.probe_worth_rereading`), is read again down to this
+#: fraction of the red-cell threshold, for the red cells the scale-1 pass did not call anything
+#: else (:func:`~hemoscan.inference.scale.unclaimed_red_cells`): the sizes of cells the network is
 #: less sure of still tell the magnification (at 100x oil a model may score the shrunk red cells
 #: just under its threshold: hemoscan-lite0-v4-fastbox kept 1 of 19 on a Giemsa field, and
 #: settled it at 0.78 on a few platelets seen at scale 1 instead of the 0.245 its red cells give).
@@ -191,6 +193,7 @@ class Predictor:
         read: list[dict[float, list[Detection]]] = [{} for _ in images]  # what each pass measures
         plan: list[list[float]] = [[1.0] for _ in images]
         done: list[Prediction | None] = [None] * len(images)
+        rbc_px = self.config.rbc_diameter_px
         while True:
             jobs = [(i, s) for i, scales in enumerate(plan) for s in scales]
             if not jobs:
@@ -202,7 +205,12 @@ class Predictor:
             poor = [
                 i
                 for i, s in jobs
-                if s == PROBE_SCALE and measure(read[i][s], self.config.rbc_diameter_px) is None
+                if s == PROBE_SCALE
+                and measure(read[i][s], self.config.rbc_diameter_px) is None
+                and probe_worth_rereading(
+                    best_reading(trusted_readings([(1.0, read[i][1.0])], rbc_px)),
+                    images[i].shape[0] * images[i].shape[1],
+                )
             ]
             if poor:  # read only for the tile's scale, never reported
                 again = self._detect([images[i] for i in poor], [PROBE_SCALE] * len(poor),
@@ -213,7 +221,7 @@ class Predictor:
                     )
             for i in {i for i, _ in jobs}:
                 plan[i] = []
-                readings = trusted_readings(read[i].items(), self.config.rbc_diameter_px)
+                readings = trusted_readings(read[i].items(), rbc_px)
                 best = best_reading(readings)
                 if len(passes[i]) == 1:
                     h, w = images[i].shape[:2]

@@ -15,8 +15,9 @@ of ``d`` input pixels. It is measured from the model's own detections
    model's: at a 100x oil magnification platelets and parasites pass for small red cells at
    scale 1 while the real ones are seen only by the probe (without it, session 6's shortcut
    enlarged a held-out parasite-laden Giemsa field 2.2x instead of shrinking it to 0.24).
-   A probe too poor in cells to measure is read again below the thresholds, for the red cells
-   the scale-1 pass called nothing else (:func:`unclaimed_red_cells`; never reported).
+   A probe too poor in cells to measure is read again below the thresholds where the scale-1
+   pass saw only a few large objects (:func:`probe_worth_rereading`), for the red cells the
+   scale-1 pass called nothing else (:func:`unclaimed_red_cells`; never reported).
    Each pass's measurement counts only if the cells it rests on were
    seen at sizes the network measures reliably (:func:`trusted`): a network measures cells much
    larger than it knows as fragments of a familiar size, and clusters of cells much smaller as
@@ -61,6 +62,7 @@ __all__ = [
     "keeps",
     "measure",
     "most_confident",
+    "probe_worth_rereading",
     "rereadings",
     "sample_consensus",
     "scale_summary",
@@ -146,6 +148,24 @@ def measure(detections: Sequence[Detection], rbc_diameter_px: float) -> Measurem
                 rbc_diameter_px * factor / d, source, d, len(cells), sum(best) / len(best), area
             )
     return None
+
+
+def probe_worth_rereading(scale_one: Measurement | None, tile_px: float) -> bool:
+    """Whether a probe that found too few cells to measure is read again below the
+    thresholds: only where the scale-1 pass's own reading (``scale_one``, trusted, or ``None``)
+    is red cells that ask for the tile to be shrunk while covering under
+    :data:`MIN_SETTLING_COVERAGE` of its ``tile_px`` pixels: the few fragments or platelets a
+    pass far below the tile's magnification takes for red cells (the Giemsa field
+    ``L19_M1_C4`` at 100x oil: 6 of them over 0.4% of it, asking for 0.78 where its red cells
+    give 0.24). Elsewhere a re-read only adds readings of cells the network is unsure of: on
+    lavage and marrow fields those were leukocytes and clusters read as red cells, and settled
+    fields at a third of their scale."""
+    return (
+        scale_one is not None
+        and scale_one.source == "auto-rbc"
+        and scale_one.estimate < 1 / KEEP_RATIO
+        and scale_one.area < MIN_SETTLING_COVERAGE * tile_px
+    )
 
 
 #: A red cell a blind probe's re-read finds is the scale-1 pass's nucleated cell or host (so
