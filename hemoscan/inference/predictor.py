@@ -31,6 +31,7 @@ from hemoscan.inference.postprocess import (
 from hemoscan.inference.preprocess import normalisation, normalise_image, round_up
 from hemoscan.inference.scale import (
     PROBE_SCALE,
+    Measurement,
     best_reading,
     keeps,
     measure,
@@ -57,7 +58,6 @@ _NEAR_MISS_CLASS = "hemophagocyte"
 #: just under its threshold: hemoscan-lite0-v4-fastbox kept 1 of 19 on a Giemsa field, and
 #: settled it at 0.78 on a few platelets seen at scale 1 instead of the 0.245 its red cells give).
 MEASURING_FLOOR = 0.5
-_MEASURED_CLASSES = ("rbc",)
 
 
 def _pass_scale(estimate: float) -> float:
@@ -132,7 +132,7 @@ class Predictor:
         self.thresholds = dict(spec.thresholds)
         self._thresholds = np.array([self.thresholds[c] for c in cfg.classes], np.float32)
         self._measuring_thresholds = np.array(
-            [MEASURING_FLOOR * self.thresholds[c] if c in _MEASURED_CLASSES else float("inf")
+            [MEASURING_FLOOR * self.thresholds[c] if c == "rbc" else float("inf")
              for c in cfg.classes], np.float32,
         )  # fmt: skip
         self._near_miss_thresholds = np.array(
@@ -191,6 +191,7 @@ class Predictor:
         (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         read: list[dict[float, list[Detection]]] = [{} for _ in images]  # what each pass measures
+        scale_one: list[Measurement | None] = [None] * len(images)  # its reading, when unsettled
         plan: list[list[float]] = [[1.0] for _ in images]
         done: list[Prediction | None] = [None] * len(images)
         rbc_px = self.config.rbc_diameter_px
@@ -206,11 +207,8 @@ class Predictor:
                 i
                 for i, s in jobs
                 if s == PROBE_SCALE
-                and measure(read[i][s], self.config.rbc_diameter_px) is None
-                and probe_worth_rereading(
-                    best_reading(trusted_readings([(1.0, read[i][1.0])], rbc_px)),
-                    images[i].shape[0] * images[i].shape[1],
-                )
+                and measure(read[i][s], rbc_px) is None
+                and probe_worth_rereading(scale_one[i], images[i].shape[0] * images[i].shape[1])
             ]
             if poor:  # read only for the tile's scale, never reported
                 again = self._detect([images[i] for i in poor], [PROBE_SCALE] * len(poor),
@@ -226,7 +224,7 @@ class Predictor:
                 if len(passes[i]) == 1:
                     h, w = images[i].shape[:2]
                     if not settled_at_scale_one(best, h * w):
-                        plan[i] = [PROBE_SCALE]
+                        plan[i], scale_one[i] = [PROBE_SCALE], best
                         continue
                 if best is None:
                     done[i] = passes[i][1.0]._replace(scale=ScaleEstimate(1.0, "default"))
