@@ -27,7 +27,7 @@ from hemoscan.synthetic.hosts import (
 from hemoscan.synthetic.primitives import paste, soft_ellipse
 
 from .config import ComposerSection
-from .real_parts import CellCrop, real_host, real_host_aug, sized_cell
+from .real_parts import FREE_PLATELET_SIZE, CellCrop, real_host, real_host_aug, sized_cell
 from .splits import Boxes, C
 
 FREE_TO_ENGULFED = {C["rbc"]: C["engulfed_rbc"], C["nucleated"]: C["engulfed_nucleated"],
@@ -120,6 +120,30 @@ class Composer:
             if inside:
                 boxes[k, 4] = C["hemophagocyte"]
                 new.extend(inside)
+        boxes = np.concatenate([boxes, np.asarray(new, np.float32).reshape(-1, 5)])
+        return np.clip(canvas, 0, 255).astype(np.uint8), boxes
+
+    def free_platelets(
+        self, rng: np.random.Generator, img: np.ndarray, boxes: Boxes, rbc_d: float
+    ) -> tuple[np.ndarray, Boxes]:
+        """1-6 real platelets pasted where no box of ``boxes`` holds their centre (a free
+        platelet lies on the glass between cells); returns the new crop and boxes."""
+        canvas = img.astype(np.float32)
+        H, W = img.shape[:2]
+        taken = boxes[:, :4]
+        new: list[list[float]] = []
+        for _ in range(int(rng.integers(1, 7))):
+            rgb, alpha = sized_cell(rng, self.bank, C["platelet"], rbc_d, FREE_PLATELET_SIZE)
+            h, w = alpha.shape
+            for _ in range(20):
+                cx, cy = rng.uniform(w / 2, W - w / 2), rng.uniform(h / 2, H - h / 2)
+                x1, y1, x2, y2 = taken.T
+                if not ((x1 <= cx) & (cx <= x2) & (y1 <= cy) & (cy <= y2)).any():
+                    bx, by = round(cx - w / 2), round(cy - h / 2)
+                    paste(canvas, rgb, alpha, bx, by)
+                    new.append([bx, by, bx + w, by + h, C["platelet"]])
+                    taken = np.vstack([taken, np.float32(new[-1][:4])])
+                    break
         boxes = np.concatenate([boxes, np.asarray(new, np.float32).reshape(-1, 5)])
         return np.clip(canvas, 0, 255).astype(np.uint8), boxes
 

@@ -153,6 +153,8 @@ class ComposedCrops(Dataset):
             s = rbc_d / item.rbc_diameter
             background = "txl-pbc"
         img, boxes = rescale(img, boxes, s)
+        if background == "txl-pbc" and r.p_free_platelets and rng.random() < r.p_free_platelets:
+            img, boxes = self.composer.free_platelets(rng, img, boxes, rbc_d)
         img, boxes = random_crop(img, boxes, self.crop, rng)
         if bal and r.p_bal_engulf:
             img, boxes = self.composer.engulf_in_real_hosts(rng, img, boxes, rbc_d, r.p_bal_engulf)

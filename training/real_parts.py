@@ -110,12 +110,28 @@ def build_cell_bank(
     return bank
 
 
+#: Diameters the composer draws cells at (engulfed, clumped, on a host's edge), in red-cell
+#: diameters of the field.
+COMPOSED_CELL_SIZES = {
+    C["rbc"]: (0.85, 1.1),
+    C["nucleated"]: (1.2, 1.6),
+    C["platelet"]: (0.25, 0.35),
+}
+#: Diameters of free platelets: the 10th to 90th percentile of TXL-PBC train's labelled platelets.
+FREE_PLATELET_SIZE = (0.34, 0.54)
+
+
 def sized_cell(
-    rng: np.random.Generator, bank: dict[int, list[CellCrop]], cls: int, rbc_d: float
+    rng: np.random.Generator,
+    bank: dict[int, list[CellCrop]],
+    cls: int,
+    rbc_d: float,
+    factor: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A random real cell of ``cls`` scaled to the field (float rgb, soft elliptical alpha)."""
+    """A random real cell of ``cls`` scaled to the field (float rgb, soft elliptical alpha),
+    ``factor`` red-cell diameters across (default :data:`COMPOSED_CELL_SIZES`)."""
     crop = bank[cls][rng.integers(len(bank[cls]))]
-    factor = {C["rbc"]: (0.85, 1.1), C["nucleated"]: (1.2, 1.6), C["platelet"]: (0.25, 0.35)}[cls]
+    factor = factor or COMPOSED_CELL_SIZES[cls]
     s = rbc_d * rng.uniform(*factor) / crop.diameter
     rgb = cv2.resize(
         crop.rgb,

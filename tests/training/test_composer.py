@@ -70,3 +70,21 @@ def test_every_recipe_host_kind_yields_labelled_hemophagocytes() -> None:
                 assert any(h[0] <= cx <= h[2] and h[1] <= cy <= h[3] for h in hosts), name
             labels += [CLASSES[int(c)] for c in boxes[:, 4]]
         assert "hemophagocyte" in labels and "macrophage" not in labels, name
+
+
+def test_free_platelets_land_off_labelled_cells_with_their_boxes() -> None:
+    rng = np.random.default_rng(3)
+    field = np.full((200, 200, 3), 225, np.uint8)
+    cell = np.array([[60.0, 60.0, 140.0, 140.0, C["nucleated"]]], np.float32)
+    composer = Composer([fake_real_host()], _bank(), ComposerSection())
+    for _ in range(5):
+        image, boxes = composer.free_platelets(rng, field, cell, RBC_D)
+        assert np.array_equal(boxes[0], cell[0])
+        new = boxes[1:]
+        assert 1 <= len(new) <= 6 and (new[:, 4] == C["platelet"]).all()
+        side = (new[:, 2] - new[:, 0] + new[:, 3] - new[:, 1]) / 2
+        assert ((side >= 0.3 * RBC_D) & (side <= 0.6 * RBC_D)).all()
+        cx, cy = (new[:, 0] + new[:, 2]) / 2, (new[:, 1] + new[:, 3]) / 2
+        assert not ((cx >= 60) & (cx <= 140) & (cy >= 60) & (cy <= 140)).any()
+        for x1, y1, x2, y2, _ in new.astype(int):  # each box holds pasted pixels
+            assert not (image[y1:y2, x1:x2] == 225).all()

@@ -16,11 +16,13 @@ from hemoscan_training.metrics import (
     ImageTruth,
     SampleCount,
     TuningRule,
+    ap_interval,
     ap_per_class,
     at_threshold,
     coco_ap,
     count_agreement,
     hemophagocyte_metrics,
+    image_matches,
     match_class,
     nested_pairs,
     tune_threshold,
@@ -59,6 +61,23 @@ def test_false_positive_between_true_positives_gives_the_exact_101_point_ap() ->
     # the FP scoring highest: precision 1/2 then 2/3 -> 2/3 at every level
     p = [dets((*FAR, 0.95, 0), (*A, 0.9, 0), (*B, 0.7, 0))]
     assert ap_per_class(p, t, {"a": 0})["a"] == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_ap_interval_resamples_images_and_brackets_the_ap() -> None:
+    # 20 fields: every odd one holds a false positive scoring above its true cell
+    t = [truth((*A, 0)) for _ in range(20)]
+    p = [dets((*A, 0.9, 0), *(((*FAR, 0.95, 0),) if i % 2 else ())) for i in range(20)]
+    matches = image_matches(p, t, 0)
+    assert [m.n_gt for m in matches] == [1] * 20
+    assert [int(m.tp.sum()) for m in matches] == [1] * 20
+    ap = ap_per_class(p, t, {"a": 0})["a"]
+    lo, hi = ap_interval(matches, 0)
+    assert lo < ap < hi and hi - lo > 0.05  # fields differ: the interval has width
+    assert ap_interval(matches, 0) == (lo, hi)  # seeded: repeatable
+    # identical fields: every resample is the same set, so the interval is the AP itself
+    same = image_matches([dets((*A, 0.9, 0))] * 10, [truth((*A, 0))] * 10, 0)
+    assert ap_interval(same, 0) == pytest.approx((1.0, 1.0))
+    assert ap_interval(same[:1], 0) is None  # one image: no interval
 
 
 def test_no_truth_is_nan_and_no_prediction_is_zero() -> None:

@@ -114,6 +114,10 @@ class ComposerSection:
     they must be told from, as ``nucleated``.
     ``p_bal_engulf``: a real lavage macrophage in such a crop is made a hemophagocyte by
     placing 1-4 real cells in halos inside it (hosts of real look, engulfment composed).
+    ``p_free_platelets``: a peripheral-blood crop gets 1-6 more real platelets (TXL-PBC train
+    platelets, at the 0.34-0.54 red-cell diameters labelled platelets measure), pasted with a
+    soft edge where no labelled cell is: platelets are the rarest free class (about 600 in
+    TXL-PBC train against 17k red cells).
     """
 
     p_real_host: float = 0.3
@@ -126,6 +130,7 @@ class ComposerSection:
     rbc_px: tuple[float, float] = (0.0, 0.0)
     p_bal: float = 0.0
     p_bal_engulf: float = 0.0
+    p_free_platelets: float = 0.0
 
 
 @dataclass(frozen=True)

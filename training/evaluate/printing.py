@@ -64,13 +64,15 @@ def print_metrics(metrics: Mapping[str, Any], console: Any = None) -> None:
             console.print(line)
         if s.get("detection"):
             t = Table(title=f"{name} ({kind}): detection")
-            for col in ("class", "objects", "AP50", "AP50:95", "thr", "precision", "recall"):
+            for col in ("class", "objects", "AP50", "AP50 95% CI", "AP50:95", "thr", "precision",
+                        "recall"):  # fmt: skip
                 t.add_column(col, justify="right" if col != "class" else "left")
             for c, d in s["detection"].items():
                 t.add_row(
                     c + (" (positives only)" if d.get("positives_only") else ""),
                     str(s["objects"].get(c, "")),
                     _fmt(d.get("ap50")),
+                    "-".join(_fmt(v) for v in d["ap50_ci95"]) if d.get("ap50_ci95") else "",
                     _fmt(d.get("ap50_95")),
                     _fmt(d.get("threshold"), 2),
                     _fmt(d.get("precision")),

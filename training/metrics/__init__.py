@@ -19,6 +19,8 @@ What is measured, and how:
   the mean over recall levels 0, 0.01, ..., 1 of the highest precision at that recall or more.
   ``AP50`` at IoU 0.5, ``AP50:95`` the mean over IoU 0.50, 0.55, ..., 0.95. NaN when the class
   has no truth box in the images that supervise it. Cross-checked against pycocotools in tests.
+  Its 95% interval (:func:`ap_interval`): a percentile bootstrap over images (1,000 resamples,
+  seed 0), the image being the unit because the cells of one field are not independent.
 - **Precision / recall at a threshold** (:func:`at_threshold`): the predictions with score >=
   the threshold, matched at IoU 0.5. Greedy matching by score makes the matches of that subset
   the same as those of the full run, so every threshold is read off one matching.
@@ -68,7 +70,9 @@ from .matching import (
     ClassAP,
     ClassCurve,
     ImageDetections,
+    ImageMatches,
     ImageTruth,
+    ap_interval,
     ap_per_class,
     average_precision_101,
     box_iou,
@@ -76,6 +80,7 @@ from .matching import (
     coco_ap,
     finite_or_none,
     greedy_match,
+    image_matches,
     ioa,
     match_class,
     nested_pairs,
@@ -103,11 +108,13 @@ __all__ = [
     "HostBox",
     "HostTile",
     "ImageDetections",
+    "ImageMatches",
     "ImageTruth",
     "OperatingPoint",
     "SampleCount",
     "TunedThreshold",
     "TuningRule",
+    "ap_interval",
     "ap_per_class",
     "at_threshold",
     "average_precision_101",
@@ -119,6 +126,7 @@ __all__ = [
     "finite_or_none",
     "greedy_match",
     "hemophagocyte_metrics",
+    "image_matches",
     "ioa",
     "match_class",
     "nested_pairs",

@@ -35,7 +35,6 @@ def _vector(value: object, n: int, dtype: type, what: str) -> np.ndarray:
     return arr
 
 
-
 # --------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class ImageDetections:
@@ -193,6 +192,53 @@ class ClassCurve:
         return tp, k - tp, self.n_gt - tp
 
 
+@dataclass(frozen=True)
+class ImageMatches:
+    """The counted predictions of one class in one image that supervises it, matched at one
+    IoU threshold: ``scores`` (descending), ``tp`` (bool) and ``n_gt`` truth boxes."""
+
+    scores: np.ndarray
+    tp: np.ndarray
+    n_gt: int
+
+
+def image_matches(
+    preds: Sequence[ImageDetections],
+    truths: Sequence[ImageTruth],
+    label: int,
+    iou_threshold: float = 0.5,
+    max_dets: int | None = None,
+) -> list[ImageMatches]:
+    """Per image that supervises class ``label``, its predictions of it matched to its truth."""
+    if len(preds) != len(truths):
+        raise ValueError(f"{len(preds)} prediction sets for {len(truths)} truths")
+    out = []
+    for pred, truth in zip(preds, truths):
+        if label in truth.unsupervised:
+            continue
+        pk = pred.labels == label
+        boxes, sc = pred.boxes[pk], pred.scores[pk]
+        order = np.argsort(-sc, kind="stable")
+        if max_dets is not None:
+            order = order[:max_dets]
+        boxes, sc = boxes[order], sc[order]
+        gt = truth.boxes[truth.labels == label]
+        ig = truth.ignore[(truth.ignore_labels == label) | (truth.ignore_labels == -1)]
+        _, matched, ignored = greedy_match(boxes, sc, gt, iou_threshold, ig)
+        # greedy_match sorted the already-sorted scores stably: the order is unchanged
+        out.append(ImageMatches(sc[~ignored], matched[~ignored] >= 0, len(gt)))
+    return out
+
+
+def curve_of(matches: Sequence[ImageMatches], label: int, iou_threshold: float) -> ClassCurve:
+    """The class curve of the images ``matches`` (repeats allowed: a bootstrap sample)."""
+    all_scores = np.concatenate([m.scores for m in matches]) if matches else np.zeros(0)
+    all_hits = np.concatenate([m.tp for m in matches]) if matches else np.zeros(0, bool)
+    order = np.argsort(-all_scores, kind="mergesort")
+    n_gt = sum(m.n_gt for m in matches)
+    return ClassCurve(label, iou_threshold, all_scores[order], all_hits[order], n_gt, len(matches))
+
+
 def match_class(
     preds: Sequence[ImageDetections],
     truths: Sequence[ImageTruth],
@@ -201,32 +247,8 @@ def match_class(
     max_dets: int | None = None,
 ) -> ClassCurve:
     """Match the predictions of class ``label`` to its truth over a set of images (see module)."""
-    if len(preds) != len(truths):
-        raise ValueError(f"{len(preds)} prediction sets for {len(truths)} truths")
-    scores: list[np.ndarray] = []
-    hits: list[np.ndarray] = []
-    n_gt = n_images = 0
-    for pred, truth in zip(preds, truths):
-        if label in truth.unsupervised:
-            continue
-        n_images += 1
-        pk = pred.labels == label
-        boxes, sc = pred.boxes[pk], pred.scores[pk]
-        order = np.argsort(-sc, kind="stable")
-        if max_dets is not None:
-            order = order[:max_dets]
-        boxes, sc = boxes[order], sc[order]
-        gt = truth.boxes[truth.labels == label]
-        n_gt += len(gt)
-        ig = truth.ignore[(truth.ignore_labels == label) | (truth.ignore_labels == -1)]
-        _, matched, ignored = greedy_match(boxes, sc, gt, iou_threshold, ig)
-        # greedy_match sorted the already-sorted scores stably: the order is unchanged
-        scores.append(sc[~ignored])
-        hits.append(matched[~ignored] >= 0)
-    all_scores = np.concatenate(scores) if scores else np.zeros(0)
-    all_hits = np.concatenate(hits) if hits else np.zeros(0, bool)
-    order = np.argsort(-all_scores, kind="mergesort")
-    return ClassCurve(label, iou_threshold, all_scores[order], all_hits[order], n_gt, n_images)
+    matches = image_matches(preds, truths, label, iou_threshold, max_dets)
+    return curve_of(matches, label, iou_threshold)
 
 
 def average_precision_101(curve: ClassCurve) -> float:
@@ -253,6 +275,38 @@ def class_ap(
 ) -> float:
     """COCO AP (101-point) of one class at one IoU threshold; NaN when it has no truth boxes."""
     return average_precision_101(match_class(preds, truths, label, iou_threshold))
+
+
+#: Resamples and seed of :func:`ap_interval` (fixed: the same run gives the same interval).
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
+def ap_interval(
+    matches: Sequence[ImageMatches],
+    label: int,
+    iou_threshold: float = 0.5,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of a class's AP over its images: images are drawn with
+    replacement (cells of one field are not independent: the field is the unit), the AP of
+    each resample computed as :func:`average_precision_101`. ``None`` under two images or
+    without truth boxes."""
+    if len(matches) < 2 or not sum(m.n_gt for m in matches):
+        return None
+    rng = np.random.default_rng(seed)
+    aps = []
+    for _ in range(resamples):
+        pick = rng.integers(len(matches), size=len(matches))
+        ap = average_precision_101(curve_of([matches[i] for i in pick], label, iou_threshold))
+        if not math.isnan(ap):
+            aps.append(ap)
+    if not aps:
+        return None
+    lo, hi = np.quantile(aps, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def ap_per_class(

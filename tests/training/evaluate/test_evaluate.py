@@ -71,6 +71,7 @@ def test_cli_evaluate_writes_json_for_a_coco_set(tiny_model_dir: Path, tmp_path:
     assert det["ap50"] == pytest.approx(1.0) and det["recall"] == pytest.approx(1.0)
     assert det["precision"] == pytest.approx(1.0) and det["threshold"] == 0.5
     assert 0 < det["ap50_95"] <= 1.0
+    assert det["ap50_ci95"] == pytest.approx([1.0, 1.0])  # every image perfect: every resample
     assert metrics["model"]["name"] == "tiny-test" and metrics["thresholds"]["nucleated"] == 0.5
     # a set the user says is composed is labelled so, in the table and the JSON
     args = ["evaluate", "--model", str(tiny_model_dir), "--data", f"coco:{coco}", "--composed"]
@@ -80,6 +81,7 @@ def test_cli_evaluate_writes_json_for_a_coco_set(tiny_model_dir: Path, tmp_path:
     assert "COMPOSED" in result.output and "REAL" not in result.output
     section = json.loads(out.read_text())["sections"][str(coco)]
     assert section["data"] == "composed" and section["images"] == 1
+    assert section["detection"]["nucleated"]["ap50_ci95"] is None  # one image: no interval
 
 
 def test_cli_evaluate_reports_bad_data_specs(tiny_model_dir: Path, tmp_path: Path) -> None:
