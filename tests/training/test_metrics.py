@@ -71,13 +71,13 @@ def test_ap_interval_resamples_images_and_brackets_the_ap() -> None:
     assert [m.n_gt for m in matches] == [1] * 20
     assert [int(m.tp.sum()) for m in matches] == [1] * 20
     ap = ap_per_class(p, t, {"a": 0})["a"]
-    lo, hi = ap_interval(matches, 0)
+    lo, hi = ap_interval(matches)
     assert lo < ap < hi and hi - lo > 0.05  # fields differ: the interval has width
-    assert ap_interval(matches, 0) == (lo, hi)  # seeded: repeatable
+    assert ap_interval(matches) == (lo, hi)  # seeded: repeatable
     # identical fields: every resample is the same set, so the interval is the AP itself
     same = image_matches([dets((*A, 0.9, 0))] * 10, [truth((*A, 0))] * 10, 0)
-    assert ap_interval(same, 0) == pytest.approx((1.0, 1.0))
-    assert ap_interval(same[:1], 0) is None  # one image: no interval
+    assert ap_interval(same) == pytest.approx((1.0, 1.0))
+    assert ap_interval(same[:1]) is None  # one image: no interval
 
 
 def test_no_truth_is_nan_and_no_prediction_is_zero() -> None:

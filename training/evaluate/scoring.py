@@ -179,8 +179,7 @@ def suite_metrics(model: AnyModel, suite: Suite, runs: Sequence[FieldRun]) -> di
         low = [detections_to_arrays(r.low or [], index) for r in runs]
         aps = coco_ap(low, truths, {c: classes.index(c) for c in with_ap})
         for c, ap in aps.items():
-            k = classes.index(c)
-            interval = ap_interval(image_matches(low, truths, k, 0.5), k, 0.5)
+            interval = ap_interval(image_matches(low, truths, classes.index(c), 0.5))
             det[c] = {"ap50": ap.ap50, "ap50_ci95": interval, "ap75": ap.ap75,
                       "ap50_95": ap.ap50_95}  # fmt: skip
     op = [detections_to_arrays(r.operating, index) for r in runs]

@@ -230,15 +230,6 @@ def image_matches(
     return out
 
 
-def curve_of(matches: Sequence[ImageMatches], label: int, iou_threshold: float) -> ClassCurve:
-    """The class curve of the images ``matches`` (repeats allowed: a bootstrap sample)."""
-    all_scores = np.concatenate([m.scores for m in matches]) if matches else np.zeros(0)
-    all_hits = np.concatenate([m.tp for m in matches]) if matches else np.zeros(0, bool)
-    order = np.argsort(-all_scores, kind="mergesort")
-    n_gt = sum(m.n_gt for m in matches)
-    return ClassCurve(label, iou_threshold, all_scores[order], all_hits[order], n_gt, len(matches))
-
-
 def match_class(
     preds: Sequence[ImageDetections],
     truths: Sequence[ImageTruth],
@@ -248,7 +239,11 @@ def match_class(
 ) -> ClassCurve:
     """Match the predictions of class ``label`` to its truth over a set of images (see module)."""
     matches = image_matches(preds, truths, label, iou_threshold, max_dets)
-    return curve_of(matches, label, iou_threshold)
+    scores = np.concatenate([m.scores for m in matches]) if matches else np.zeros(0)
+    hits = np.concatenate([m.tp for m in matches]) if matches else np.zeros(0, bool)
+    order = np.argsort(-scores, kind="mergesort")
+    n_gt = sum(m.n_gt for m in matches)
+    return ClassCurve(label, iou_threshold, scores[order], hits[order], n_gt, len(matches))
 
 
 def average_precision_101(curve: ClassCurve) -> float:
@@ -257,9 +252,14 @@ def average_precision_101(curve: ClassCurve) -> float:
         return float("nan")
     if not len(curve.scores):
         return 0.0
-    tp = np.cumsum(curve.tp, dtype=np.float64)
-    fp = np.cumsum(~curve.tp, dtype=np.float64)
-    recall = tp / curve.n_gt
+    return _ap_of_counts(
+        np.cumsum(curve.tp, dtype=np.float64), np.cumsum(~curve.tp, dtype=np.float64), curve.n_gt
+    )
+
+
+def _ap_of_counts(tp: np.ndarray, fp: np.ndarray, n_gt: float) -> float:
+    """101-point AP from the cumulative true and false positives down a ranked list."""
+    recall = tp / n_gt
     precision = tp / (tp + fp + np.spacing(1))
     precision = np.maximum.accumulate(precision[::-1])[::-1]
     idx = np.searchsorted(recall, RECALL_LEVELS, side="left")
@@ -284,25 +284,36 @@ BOOTSTRAP_SEED = 0
 
 def ap_interval(
     matches: Sequence[ImageMatches],
-    label: int,
-    iou_threshold: float = 0.5,
     level: float = 0.95,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float] | None:
     """Percentile bootstrap interval of a class's AP over its images: images are drawn with
     replacement (cells of one field are not independent: the field is the unit), the AP of
-    each resample computed as :func:`average_precision_101`. ``None`` under two images or
+    each resample computed as :func:`average_precision_101`. The predictions are ranked once;
+    a resample weighs each by how often its image was drawn. ``None`` under two images or
     without truth boxes."""
-    if len(matches) < 2 or not sum(m.n_gt for m in matches):
+    n = len(matches)
+    n_gt = np.array([m.n_gt for m in matches], np.float64)
+    if n < 2 or not n_gt.sum():
         return None
+    image = np.repeat(np.arange(n), [len(m.scores) for m in matches])
+    order = np.argsort(-np.concatenate([m.scores for m in matches]), kind="mergesort")
+    image, tp = image[order], np.concatenate([m.tp for m in matches])[order]
     rng = np.random.default_rng(seed)
     aps = []
     for _ in range(resamples):
-        pick = rng.integers(len(matches), size=len(matches))
-        ap = average_precision_101(curve_of([matches[i] for i in pick], label, iou_threshold))
-        if not math.isnan(ap):
-            aps.append(ap)
+        drawn = np.bincount(rng.integers(n, size=n), minlength=n).astype(np.float64)
+        total = drawn @ n_gt
+        if not total:
+            continue
+        weight = drawn[image]
+        counted = weight > 0
+        if not counted.any():
+            aps.append(0.0)
+            continue
+        w, hit = weight[counted], tp[counted]
+        aps.append(_ap_of_counts(np.cumsum(w * hit), np.cumsum(w * ~hit), total))
     if not aps:
         return None
     lo, hi = np.quantile(aps, [(1 - level) / 2, (1 + level) / 2])
