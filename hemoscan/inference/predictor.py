@@ -44,7 +44,6 @@ from hemoscan.inference.scale import (
 from hemoscan.inference.spec import PredictorSpec, resolve_predictor
 from hemoscan.inference.tiling import Window, grid
 
-_MAX_PASSES = 4  # network passes over one image with scale="auto", at most
 #: Near misses are hemophagocyte calls scoring below the threshold but at least this fraction of it.
 NEAR_MISS_FLOOR = 0.5
 #: Near misses kept per image, best first.
@@ -63,6 +62,13 @@ MEASURING_FLOOR = 0.5
 def _pass_scale(estimate: float) -> float:
     """The scale a pass at ``estimate`` runs at (3 significant digits: repeatable keys)."""
     return float(f"{estimate:.3g}")
+
+
+def _settled(passes: dict[float, "Prediction"], best: Measurement, scale: float) -> "Prediction":
+    """The pass at ``scale`` of ``passes``, reported with the reading ``best`` that chose it."""
+    return passes[scale]._replace(
+        scale=ScaleEstimate(scale, best.source, best.estimate, best.cell_px, best.cells)
+    )
 
 
 class Prediction(NamedTuple):
@@ -163,7 +169,7 @@ class Predictor:
         ``fixed[i]``, when given, scales image ``i`` by a factor decided elsewhere (a sample's
         consensus, a slide's pixel size); otherwise the predictor's ``scale`` applies: a factor
         (source ``"given"``) or ``"auto"``, the image's own estimate
-        (:mod:`hemoscan.inference.scale`: one to three passes of the network).
+        (:mod:`hemoscan.inference.scale`: one to five passes of the network).
         """
         fixed = list(fixed) if fixed is not None else [None] * len(images)
         if isinstance(self.scale, float):
@@ -187,13 +193,14 @@ class Predictor:
         the probe scale too (read again below the thresholds when it finds too few cells to
         measure: :data:`MEASURING_FLOOR`; and, where the two read red cells far apart, a pass at
         each reading), then one at the chosen reading's estimate unless a pass already run is
-        close enough to it. Images without an estimate keep their scale-1 pass
-        (``default``)."""
+        close enough to it. That last pass is final: its own reading is not followed (at most
+        five passes). Images without an estimate keep their scale-1 pass (``default``)."""
         passes: list[dict[float, Prediction]] = [{} for _ in images]
         read: list[dict[float, list[Detection]]] = [{} for _ in images]  # what each pass measures
         scale_one: list[Measurement | None] = [None] * len(images)  # its reading, when unsettled
         plan: list[list[float]] = [[1.0] for _ in images]
         done: list[Prediction | None] = [None] * len(images)
+        chosen: list[Measurement | None] = [None] * len(images)  # the reading its last pass is at
         rbc_px = self.config.rbc_diameter_px
         while True:
             jobs = [(i, s) for i, scales in enumerate(plan) for s in scales]
@@ -219,6 +226,9 @@ class Predictor:
                     )
             for i in {i for i, _ in jobs}:
                 plan[i] = []
+                if chosen[i] is not None:  # the pass at the chosen reading: final, not read again
+                    done[i] = _settled(passes[i], chosen[i], _pass_scale(chosen[i].estimate))
+                    continue
                 readings = trusted_readings(read[i].items(), rbc_px)
                 best = best_reading(readings)
                 if len(passes[i]) == 1:
@@ -235,13 +245,11 @@ class Predictor:
                     if plan[i]:
                         continue
                 kept = [s for s in passes[i] if keeps(s, best.estimate)]
-                if kept or len(passes[i]) >= _MAX_PASSES:
-                    s = min(kept or passes[i], key=lambda s: abs(np.log(best.estimate / s)))
-                    done[i] = passes[i][s]._replace(scale=ScaleEstimate(
-                        s, best.source, best.estimate, best.cell_px, best.cells
-                    ))  # fmt: skip
+                if kept:
+                    nearest = min(kept, key=lambda s: abs(np.log(best.estimate / s)))
+                    done[i] = _settled(passes[i], best, nearest)
                 else:
-                    plan[i] = [_pass_scale(best.estimate)]
+                    plan[i], chosen[i] = [_pass_scale(best.estimate)], best
 
     def _detect(
         self, images: list[np.ndarray], scales: list[float], thresholds: np.ndarray | None = None

@@ -187,6 +187,25 @@ def test_a_probe_unsure_of_its_red_cells_still_measures_them(tiny_model) -> None
     assert _scaled(tiny_model, covering, shape=(1500, 1500)).estimate == pytest.approx(40 / 51)
 
 
+def test_the_pass_at_the_estimate_is_final_where_smaller_passes_read_cells_larger(
+    tiny_model,
+) -> None:
+    """Pale overlapping red cells (175 px) read larger by each smaller pass, as on the 100x oil
+    Giemsa fields: the probe's reading chooses the scale, and the pass there is not followed
+    down (it would read them 16% larger and settle the field at 0.2)."""
+    scales: list[float] = []
+
+    def drifting(images, passes, thresholds=None):  # type: ignore[no-untyped-def]
+        scales.extend(passes)
+        return [Prediction(_cells("rbc", 175 * (PROBE_SCALE / s) ** 0.4, 12) if s < 0.5 else [],
+                           []) for s in passes]  # fmt: skip
+
+    scale = _scaled(tiny_model, drifting)  # type: ignore[arg-type]
+    assert scale.estimate == pytest.approx(40 / 175, rel=0.01)
+    assert scale.scale == pytest.approx(40 / 175, rel=0.01)
+    assert scales == [1.0, PROBE_SCALE, scale.scale]
+
+
 def test_a_reread_keeps_only_red_cells_the_scale_one_pass_called_nothing_else() -> None:
     """Unsure, a shrunk pass takes lavage leukocytes for red cells: those the scale-1 pass
     called nucleated (or a host) do not count, nor do the re-read's own nucleated cells."""
