@@ -27,7 +27,7 @@ from hemoscan.models.config import ModelConfig
 if TYPE_CHECKING:
     from torch import nn
 
-DEFAULT_MODEL = "hemoscan-lite0-v4-fastbox"
+DEFAULT_MODEL = "hemoscan-lite0-v5"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "MODEL_CARD.md"

@@ -106,7 +106,7 @@ def build_centernet_lite0_box_on_heatmap(
 ) -> nn.Module:
     """``centernet_lite0`` with one thin box head that also reads its heatmap head's features,
     instead of two dense regression heads: a student can keep its teacher's whole heatmap path
-    (hemoscan-lite0-v3-fastbox keeps v3's, the default hemoscan-lite0-v4-fastbox v4's)."""
+    (hemoscan-lite0-v3-fastbox keeps v3's, hemoscan-lite0-v4-fastbox v4's)."""
     return _lite0(num_classes, pretrained_backbone, (), box_on_heatmap=True)
 
 

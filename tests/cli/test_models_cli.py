@@ -30,5 +30,6 @@ def test_models_lists_what_the_manifest_and_configs_say() -> None:
         pinned = [label for key, label in (("onnx_sha256", "onnx fp32"),
                                            ("int8_onnx_sha256", "onnx int8")) if key in entry]  # fmt: skip
         assert f"exports  {', '.join(pinned) or 'none (PyTorch only)'}" in block
-    assert "exports  onnx fp32, onnx int8" in blocks[DEFAULT_MODEL]
+    assert "exports  onnx fp32" in blocks[DEFAULT_MODEL]  # what --backend auto runs on a CPU
+    assert "exports  onnx fp32, onnx int8" in blocks["hemoscan-lite0-v4-fastbox"]
     assert "tiny_blob" not in result.output

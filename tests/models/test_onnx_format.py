@@ -11,7 +11,7 @@ import pytest
 
 from hemoscan.errors import ModelConfigError, WeightsIntegrityError
 from hemoscan.models import onnx_format
-from hemoscan.models.loading import DEFAULT_MODEL, read_manifest, sha256_file, weights_dir
+from hemoscan.models.loading import read_manifest, sha256_file, weights_dir
 from hemoscan.models.onnx_format import (
     INT8_FOLDER,
     ONNX_FILE,
@@ -20,23 +20,26 @@ from hemoscan.models.onnx_format import (
     manifest_fields,
 )
 
+#: A shipped model with both exports (the default, hemoscan-lite0-v5, has no int8 one).
+WITH_INT8 = "hemoscan-lite0-v4-fastbox"
+
 
 @pytest.fixture
 def shipped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the shipped models' folder, used as the shipped models."""
     copy = tmp_path / "weights"
-    entry = read_manifest()[DEFAULT_MODEL]
+    entry = read_manifest()[WITH_INT8]
     shutil.copytree(weights_dir() / entry["folder"], copy / entry["folder"])
-    (copy / "manifest.json").write_text(json.dumps({DEFAULT_MODEL: entry}))
+    (copy / "manifest.json").write_text(json.dumps({WITH_INT8: entry}))
     monkeypatch.setenv("HEMOSCAN_WEIGHTS_DIR", str(copy))
     return copy / entry["folder"]
 
 
-def test_the_manifest_records_the_default_models_exports() -> None:
-    folder = weights_dir() / read_manifest()[DEFAULT_MODEL]["folder"]
+def test_the_manifest_records_a_shipped_models_exports() -> None:
+    folder = weights_dir() / read_manifest()[WITH_INT8]["folder"]
     fp32, int8 = sha256_file(folder / ONNX_FILE), sha256_file(folder / INT8_FOLDER / ONNX_FILE)
     assert manifest_fields(folder) == {"onnx_sha256": fp32, "int8_onnx_sha256": int8}
-    entry = read_manifest()[DEFAULT_MODEL]
+    entry = read_manifest()[WITH_INT8]
     assert (entry["onnx_sha256"], entry["int8_onnx_sha256"]) == (fp32, int8)
 
 
@@ -44,11 +47,11 @@ def test_the_manifest_records_the_default_models_exports() -> None:
     (None, False), ("auto", False), ("fp32", False), ("int8", True),
 ])  # fmt: skip
 def test_precision_picks_an_export_of_the_folder(precision, quantized: bool) -> None:
-    model = load_onnx_model(DEFAULT_MODEL, threads=1, precision=precision)
-    shipped = weights_dir() / read_manifest()[DEFAULT_MODEL]["folder"]
+    model = load_onnx_model(WITH_INT8, threads=1, precision=precision)
+    shipped = weights_dir() / read_manifest()[WITH_INT8]["folder"]
     assert (model.quantization is not None) is quantized
     assert model.folder == (shipped / INT8_FOLDER if quantized else shipped)
-    assert model.sha256 == read_manifest()[DEFAULT_MODEL]["sha256"]  # the same weights either way
+    assert model.sha256 == read_manifest()[WITH_INT8]["sha256"]  # the same weights either way
 
 
 def test_a_folder_without_the_asked_precision_is_refused(shipped_copy: Path) -> None:
@@ -73,12 +76,12 @@ def test_a_replaced_int8_export_is_refused(shipped_copy: Path) -> None:
     sidecar["sha256"] = sha256_file(onnx)
     (int8 / ONNX_SIDECAR).write_text(json.dumps(sidecar))
     with pytest.raises(WeightsIntegrityError, match="manifest.json records for the shipped model"):
-        load_onnx_model(DEFAULT_MODEL, threads=1, precision="int8")
-    assert load_onnx_model(DEFAULT_MODEL, threads=1, precision="fp32").quantization is None
+        load_onnx_model(WITH_INT8, threads=1, precision="int8")
+    assert load_onnx_model(WITH_INT8, threads=1, precision="fp32").quantization is None
 
 
 def test_an_export_replaced_together_with_its_sidecar_is_refused(shipped_copy: Path) -> None:
-    assert load_onnx_model(DEFAULT_MODEL, threads=1).folder == shipped_copy
+    assert load_onnx_model(WITH_INT8, threads=1).folder == shipped_copy
     onnx = shipped_copy / ONNX_FILE
     data = bytearray(onnx.read_bytes())
     data[-1] ^= 0xFF  # a different file, with a sidecar made to agree with it
@@ -87,7 +90,7 @@ def test_an_export_replaced_together_with_its_sidecar_is_refused(shipped_copy: P
     sidecar["sha256"] = sha256_file(onnx)
     (shipped_copy / ONNX_SIDECAR).write_text(json.dumps(sidecar))
     with pytest.raises(WeightsIntegrityError, match="manifest.json records for the shipped model"):
-        load_onnx_model(DEFAULT_MODEL, threads=1)
+        load_onnx_model(WITH_INT8, threads=1)
     # as a user's own folder it is judged by its sidecar alone: the hash checks pass, and only
     # onnxruntime finds the (here broken) graph
     with pytest.raises(WeightsIntegrityError, match="onnxruntime cannot load it"):
@@ -97,10 +100,10 @@ def test_an_export_replaced_together_with_its_sidecar_is_refused(shipped_copy: P
 def test_a_shipped_export_the_manifest_does_not_know_is_refused(shipped_copy: Path) -> None:
     manifest_path = shipped_copy.parent / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    del manifest[DEFAULT_MODEL]["onnx_sha256"]
+    del manifest[WITH_INT8]["onnx_sha256"]
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(WeightsIntegrityError, match="none"):
-        load_onnx_model(DEFAULT_MODEL, threads=1)
+        load_onnx_model(WITH_INT8, threads=1)
 
 
 def test_an_8_bit_int8_export_on_a_cpu_without_vnni_is_run_with_a_warning(
@@ -108,9 +111,9 @@ def test_an_8_bit_int8_export_on_a_cpu_without_vnni_is_run_with_a_warning(
 ) -> None:
     monkeypatch.setattr(onnx_format, "cpu_has_vnni", lambda: False)
     with caplog.at_level("WARNING", logger="hemoscan.models.onnx_format"):
-        assert load_onnx_model(DEFAULT_MODEL, threads=1, precision="int8").quantization
+        assert load_onnx_model(WITH_INT8, threads=1, precision="int8").quantization
     assert "this CPU has none" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="hemoscan.models.onnx_format"):
-        load_onnx_model(DEFAULT_MODEL, threads=1, precision="fp32")
+        load_onnx_model(WITH_INT8, threads=1, precision="fp32")
     assert not caplog.text
