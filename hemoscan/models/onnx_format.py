@@ -196,10 +196,13 @@ def load_onnx_model(
             "in float32", folder,
         )  # fmt: skip
     if precision == "int8" and not model.quantization:
+        carrying = sorted(name for name, entry in read_manifest().items() if INT8_ONNX_PIN in entry)
         raise ModelConfigError(
             f"{folder}: holds no int8 export; make one with hemoscan export {name_or_path} "
             "--format onnx --quantize int8 --out INT8_FOLDER and scan with --model INT8_FOLDER"
-        )
+            + (f", or scan with a shipped model that carries one (--model {' | '.join(carrying)})"
+               if carrying else "")
+        )  # fmt: skip
     return model
 
 

@@ -117,3 +117,8 @@ def test_an_8_bit_int8_export_on_a_cpu_without_vnni_is_run_with_a_warning(
     with caplog.at_level("WARNING", logger="hemoscan.models.onnx_format"):
         load_onnx_model(WITH_INT8, threads=1, precision="fp32")
     assert not caplog.text
+
+
+def test_a_shipped_model_without_an_int8_export_names_those_with_one() -> None:
+    with pytest.raises(ModelConfigError, match=f"holds no int8 export.*--model .*{WITH_INT8}"):
+        load_onnx_model("hemoscan-lite0-v5", threads=1, precision="int8")
