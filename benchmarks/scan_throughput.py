@@ -14,7 +14,8 @@ tiles/s (and megapixels/s) for:
   included, hemoscan byte-compiled first as pip installs it) and as the scan reports it (its own
   tiles/s, from its first tile to its last);
 - ``--also torch int8``: the same scan with ``--backend torch``, or with the int8 export the
-  default model carries (``--precision int8``; its network alone too), for comparison;
+  default model carries, where it carries one (``--precision int8``; its network alone too), for
+  comparison;
 - ``--compare MODEL ...``: other shipped models (e.g. the previous default), the network alone
   and the scan with ``--model MODEL``, in the same run;
 - ``baseline``: what a user would write themselves: torchvision's
@@ -53,7 +54,7 @@ from hemoscan.inference.backends import default_streams, resolve_backend
 from hemoscan.inference.preprocess import normalisation, normalise_image
 from hemoscan.io.images import read_tile
 from hemoscan.models.config import ModelConfig
-from hemoscan.models.loading import DEFAULT_MODEL, load_model
+from hemoscan.models.loading import DEFAULT_MODEL, INT8_ONNX_PIN, load_model, read_manifest
 from hemoscan.models.onnx_format import load_onnx_model, onnx_session
 from hemoscan.synthetic.tile import render_example_tile
 
@@ -184,6 +185,8 @@ def main() -> None:
                         help="measure the network alone and the default command this many times "
                              "(medians, with their range)")  # fmt: skip
     args = parser.parse_args()
+    if "int8" in args.also and INT8_ONNX_PIN not in read_manifest().get(DEFAULT_MODEL, {}):
+        parser.error(f"--also int8: the default model, {DEFAULT_MODEL}, carries no int8 export")
 
     model = load_model(DEFAULT_MODEL)
     compile_bytecode()
