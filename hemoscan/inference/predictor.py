@@ -64,7 +64,7 @@ def _pass_scale(estimate: float) -> float:
     return float(f"{estimate:.3g}")
 
 
-def _settled(passes: dict[float, "Prediction"], best: Measurement, scale: float) -> "Prediction":
+def _settled(passes: dict[float, Prediction], best: Measurement, scale: float) -> Prediction:
     """The pass at ``scale`` of ``passes``, reported with the reading ``best`` that chose it."""
     return passes[scale]._replace(
         scale=ScaleEstimate(scale, best.source, best.estimate, best.cell_px, best.cells)
