@@ -114,6 +114,15 @@ def test_report_cli_writes_html_and_pdf(scanned: Path, tmp_path: Path) -> None:
     )  # self-contained
 
 
+def test_report_cli_refuses_a_folder_as_its_output_file(scanned: Path, tmp_path: Path) -> None:
+    args = ["report", str(scanned), "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and f"{tmp_path}: is a folder; --out takes the file" in result.output
+    result = CliRunner().invoke(app, [*args[:3], str(tmp_path / "r.html"), "--pdf", str(tmp_path)])
+    assert result.exit_code == 2 and "--pdf takes the file" in result.output
+    assert not (tmp_path / "r.html").exists()  # nothing written before the refusal
+
+
 # --- the document a pathologist signs --------------------------------------------------------
 
 NOT_SEEN_SCENE = [  # a hemophagocyte holding two red cells only, a macrophage, a red cell
