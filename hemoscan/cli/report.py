@@ -76,6 +76,10 @@ def report_command(
     from dataclasses import replace
     from decimal import Decimal
 
+    for option, path, example in (("--out", out, "report.html"), ("--pdf", pdf, "report.pdf")):
+        if path is not None and path.is_dir():
+            fail(f"{path}: is a folder; {option} takes the file to write, e.g. {path / example}")
+
     from hemoscan.errors import HemoscanError
     from hemoscan.qc import QCThresholds
     from hemoscan.report.build import build_report_set

@@ -110,13 +110,8 @@ def sample_file_stems(samples: list[str]) -> list[str]:
 def write_reports(reports: list[SampleReport], out: Path, pdf: Path | None = None) -> list[Path]:
     """Write one HTML (and PDF) per sample; with several samples ``out`` becomes an index page
     linking ``<out stem>-<sample>.html`` files beside it, plus ``<out stem>-samples.csv``.
-    Sample names that differ only in characters a file name cannot hold get distinct files.
-    ``ValueError`` where ``out`` or ``pdf`` is a folder."""
+    Sample names that differ only in characters a file name cannot hold get distinct files."""
     out = Path(out)
-    for option, path in (("--out", out), ("--pdf", pdf)):
-        if path is not None and Path(path).is_dir():
-            raise ValueError(f"{path}: is a folder; {option} takes the file to write, e.g. "
-                             f"{Path(path) / ('report.pdf' if option == '--pdf' else 'report.html')}")  # fmt: skip
     written: list[Path] = []
     if len(reports) == 1:
         html = render_html(reports[0], out)
