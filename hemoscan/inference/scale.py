@@ -33,10 +33,11 @@ of ``d`` input pixels. It is measured from the model's own detections
 3. the tile at the estimated scale, unless a pass already run is within :data:`KEEP_RATIO` of
    it (:func:`keeps`). That pass is final: its own reading is not followed. On TXL-PBC val the
    shipped models read red cells within 1% of their labelled size from 32 to 48 model px (the
-   median field's reading over its truth; 0.96-0.97 at 64 px, 1.03-1.04 at 26 px), so another
-   pass gains nothing there; on the 100x oil Giemsa fields, whose pale red cells overlap, each
-   smaller pass read them 8-25% larger than the one before, and following those readings took
-   hemoscan-lite0-v5 from 0.233 to 0.185 on ``L19_M1_C4`` (its red cells give about 0.23).
+   median field's reading over its truth; 0.96-0.97 at 64 px, 1.03-1.04 at 26 px: ``python -m
+   hemoscan_training.scale_readings``), so another pass gains nothing there; on the 100x oil
+   Giemsa fields, whose pale red cells overlap, each smaller pass read them 8-25% larger than
+   the one before, and following those readings took hemoscan-lite0-v5 from 0.233 to 0.185 on
+   ``L19_M1_C4`` (its red cells give about 0.23).
 
 Where a tile holds fewer than :data:`MIN_RBC` red cells (lavage, cytospins), the size of its
 nucleated cells stands in, at :data:`NUCLEATED_TO_RBC` red-cell diameters each (a rougher
