@@ -216,8 +216,11 @@ class ScanStore:
             changed = sorted(k for k in settings if previous.get(k) != settings[k])
             if changed:
                 details = "; ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
+                model = (f" It was scanned with the model {previous.get('model_name')!r}: pass "
+                         "--model with that shipped model's name or its folder to resume it."
+                         if "model_name" in changed else "")  # fmt: skip
                 raise OutputDirError(
-                    f"{self.dir}: holds a scan made with other settings ({details}). "
+                    f"{self.dir}: holds a scan made with other settings ({details}).{model} "
                     "Resume with the same settings, or write to a new --out folder."
                 )
         else:

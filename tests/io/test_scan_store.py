@@ -38,6 +38,14 @@ def test_rows_are_committed_after_their_detections(tmp_path: Path) -> None:
     assert len(_rows(tmp_path)) == 4 and len((tmp_path / DETECTIONS).read_text().splitlines()) == 4
 
 
+def test_a_scan_made_with_another_model_says_which_to_resume_with(tmp_path: Path) -> None:
+    ScanStore(tmp_path, {"model_name": "old-default", "tile_size": 1024}).close()
+    with pytest.raises(OutputDirError, match="scanned with the model 'old-default': pass --model"):
+        ScanStore(tmp_path, {"model_name": "new-default", "tile_size": 1024})
+    with pytest.raises(OutputDirError, match=r"other settings \(tile_size: 1024 -> 512\)\. Resume"):
+        ScanStore(tmp_path, {"model_name": "old-default", "tile_size": 512})
+
+
 def test_uncommitted_tiles_are_dropped_on_reopening(tmp_path: Path) -> None:
     store = ScanStore(tmp_path, {"k": 1}, sync_seconds=3600)
     store.append(_result(0))
