@@ -2,13 +2,14 @@
 
 ``--scale auto`` (:mod:`hemoscan.inference.scale`) rests on the model reading red cells at their
 true size. This rescales every ``--every``-th TXL-PBC val field holding at least 6 labelled red
-cells so that its median labelled red cell is each of ``--sizes`` px, runs the model at its own
+cells (:data:`~hemoscan.inference.scale.MIN_RBC`) so that its median labelled red cell is each of ``--sizes`` px, runs the model at its own
 thresholds and prints, per size, the median over fields of (the median detected red cell's
 diameter / the median labelled one), with its interquartile range::
 
     python -m hemoscan_training.scale_readings [--model NAME] [--sizes 26 32 40 48 56 64]
 
-Diameters are ``(w + h) / 2`` of the boxes, in input pixels, as the scale estimate measures them.
+Detected red cells are measured as the scale estimate measures them
+(:func:`hemoscan.inference.scale.measure`): the median ``(w + h) / 2`` of their boxes, input pixels.
 """
 
 from __future__ import annotations
@@ -17,20 +18,13 @@ import argparse
 import statistics
 from pathlib import Path
 
-import numpy as np
-
 from hemoscan.inference.predictor import Predictor
+from hemoscan.inference.scale import MIN_RBC, measure
 from hemoscan.io.images import read_tile
 from hemoscan.models.loading import DEFAULT_MODEL, load_model
 
 from .evaluate.common import DEFAULT_DATA_ROOT
 from .splits import C, txl_part
-
-MIN_CELLS = 6
-
-
-def _median_diameter(boxes: np.ndarray) -> float:
-    return float(np.median((boxes[:, 2] - boxes[:, 0] + boxes[:, 3] - boxes[:, 1]) / 2))
 
 
 def reading_ratios(
@@ -40,18 +34,14 @@ def reading_ratios(
     model = load_model(model_name)
     ratios: dict[float, list[float]] = {s: [] for s in sizes}
     for item in txl_part(data_root / "txl-pbc", "val")[::every]:
-        labelled = item.boxes[item.boxes[:, 4] == C["rbc"]]
-        if len(labelled) < MIN_CELLS:
+        if (item.boxes[:, 4] == C["rbc"]).sum() < MIN_RBC:
             continue
-        truth = _median_diameter(labelled)
         image = read_tile(item.path)
         for size in sizes:
-            found = [
-                d for d in Predictor(model, scale=size / truth).predict(image) if d.label == "rbc"
-            ]
-            if len(found) >= MIN_CELLS:
-                boxes = np.array([(d.x1, d.y1, d.x2, d.y2) for d in found])
-                ratios[size].append(_median_diameter(boxes) / truth)
+            found = Predictor(model, scale=size / item.rbc_diameter).predict(image)
+            reading = measure(found, model.config.rbc_diameter_px)
+            if reading is not None and reading.source == "auto-rbc":
+                ratios[size].append(reading.cell_px / item.rbc_diameter)
     return ratios
 
 
@@ -67,7 +57,7 @@ def main() -> None:
           "detected / labelled median red-cell diameter")  # fmt: skip
     for size, values in ratios.items():
         if not values:
-            print(f"{size:5.0f} px: no field with {MIN_CELLS} detected red cells")
+            print(f"{size:5.0f} px: no field with {MIN_RBC} detected red cells")
             continue
         q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
         print(
