@@ -101,7 +101,7 @@ class _SizeBoundDetector:
         return out
 
 
-@pytest.mark.parametrize("true_d", [25, 32, 40, 55, 70, 90, 100, 110, 150, 180])
+@pytest.mark.parametrize("true_d", [25, 32, 40, 45, 55, 70, 90, 100, 110, 150, 180])
 def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: int) -> None:
     detector = _SizeBoundDetector()
     predictor = Predictor(tiny_model, device="cpu", scale="auto")
@@ -113,7 +113,7 @@ def test_auto_scale_finds_each_magnification(tiny_model, monkeypatch, true_d: in
     assert keeps(pred.scale.scale, truth)  # analysed within the network's tolerance
     assert len(detector.passes) <= 3
     assert detector.passes[0][1] == 1.0
-    if 37 <= true_d <= 44:  # the model's magnification: the scale-1 pass settles it alone
+    if 37 <= true_d <= 46:  # about the model's magnification: the scale-1 pass settles it alone
         assert pred.scale.scale == 1.0 and len(detector.passes) == 1
     else:  # smaller or larger red cells: the probe, then perhaps the estimate
         assert detector.passes[1][1] == PROBE_SCALE
