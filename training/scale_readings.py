@@ -2,9 +2,10 @@
 
 ``--scale auto`` (:mod:`hemoscan.inference.scale`) rests on the model reading red cells at their
 true size. This rescales every ``--every``-th TXL-PBC val field holding at least 6 labelled red
-cells (:data:`~hemoscan.inference.scale.MIN_RBC`) so that its median labelled red cell is each of ``--sizes`` px, runs the model at its own
-thresholds and prints, per size, the median over fields of (the median detected red cell's
-diameter / the median labelled one), with its interquartile range::
+cells (:data:`~hemoscan.inference.scale.MIN_RBC`) so that its median labelled red cell is each of
+``--sizes`` px, runs the model at its own thresholds and prints, per size, the median over fields
+of (the median detected red cell's diameter / the median labelled one), with its interquartile
+range::
 
     python -m hemoscan_training.scale_readings [--model NAME] [--sizes 26 32 40 48 56 64]
 
@@ -32,14 +33,15 @@ def reading_ratios(
 ) -> dict[float, list[float]]:
     """Per working size (px), each field's detected over labelled median red-cell diameter."""
     model = load_model(model_name)
+    predictor = Predictor(model)
     ratios: dict[float, list[float]] = {s: [] for s in sizes}
     for item in txl_part(data_root / "txl-pbc", "val")[::every]:
         if (item.boxes[:, 4] == C["rbc"]).sum() < MIN_RBC:
             continue
         image = read_tile(item.path)
         for size in sizes:
-            found = Predictor(model, scale=size / item.rbc_diameter).predict(image)
-            reading = measure(found, model.config.rbc_diameter_px)
+            (found,) = predictor.predict_scaled([image], [(size / item.rbc_diameter, "given")])
+            reading = measure(found.detections, model.config.rbc_diameter_px)
             if reading is not None and reading.source == "auto-rbc":
                 ratios[size].append(reading.cell_px / item.rbc_diameter)
     return ratios
