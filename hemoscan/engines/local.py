@@ -15,8 +15,10 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from hemoscan.datamodel import Detection, TileQC, TileResult
@@ -33,6 +35,11 @@ log = logging.getLogger(__name__)
 #: queue back and left the other core idle: two made the plain scan of 200 512 px tiles ~2%
 #: faster on 2 cores (interleaved runs, session 10).
 BATCHES_AHEAD_PER_STREAM = 2
+#: OpenCV's own threads while a scan runs. The scan is already parallel across tiles (decode
+#: threads, inference streams); OpenCV spreading each tile's filtering and colour conversion over
+#: its thread pool as well cost CPU the network needs: the work beside the network took 13-17 ms
+#: of CPU a 512 px tile with OpenCV's default (a thread per core), 9-12 ms with one (session 15).
+OPENCV_THREADS_IN_SCAN = 1
 
 
 class Decoded(NamedTuple):
@@ -109,21 +116,33 @@ def scan_items(
     own threads, :data:`BATCHES_AHEAD_PER_STREAM` batches per stream submitted ahead. Yields
     one :class:`ScannedTile` per item, in input order (a failed tile waits for the batch
     before it). A tile that cannot be read, or whose batch fails in inference, is an ``error``
-    result, never an exception.
+    result, never an exception. OpenCV runs :data:`OPENCV_THREADS_IN_SCAN` threads meanwhile.
     """
-    batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
-    if streams <= 1:
-        for group in batches:
-            yield from _predict_group(predictor, group)
-        return
-    with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="hemoscan-stream") as pool:
-        pending: deque[Future[list[ScannedTile]]] = deque()
-        for group in batches:
-            pending.append(pool.submit(lambda g: list(_predict_group(predictor, g)), group))
-            if len(pending) > BATCHES_AHEAD_PER_STREAM * streams:
+    with _opencv_threads(OPENCV_THREADS_IN_SCAN):
+        batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
+        if streams <= 1:
+            for group in batches:
+                yield from _predict_group(predictor, group)
+            return
+        with ThreadPoolExecutor(streams, thread_name_prefix="hemoscan-stream") as pool:
+            pending: deque[Future[list[ScannedTile]]] = deque()
+            for group in batches:
+                pending.append(pool.submit(lambda g: list(_predict_group(predictor, g)), group))
+                if len(pending) > BATCHES_AHEAD_PER_STREAM * streams:
+                    yield from pending.popleft().result()
+            while pending:
                 yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+
+
+@contextmanager
+def _opencv_threads(threads: int) -> Iterator[None]:
+    """OpenCV limited to ``threads`` threads inside the block, its setting restored after."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _batches(decoded: Iterable[Decoded], batch_size: int) -> Iterator[list[Decoded]]:
