@@ -17,7 +17,9 @@ from tests.conftest import disc_image, write_image
 def test_opencv_runs_single_threaded_during_a_scan_and_is_given_back(
     tiny_model, tmp_path: Path, streams: int
 ) -> None:
-    paths = [write_image(tmp_path / f"t{i}.png", disc_image(96, 96, 2, seed=i)[0]) for i in range(4)]
+    paths = [
+        write_image(tmp_path / f"t{i}.png", disc_image(96, 96, 2, seed=i)[0]) for i in range(4)
+    ]
     before = cv2.getNumThreads()
     cv2.setNumThreads(3)
     try:
