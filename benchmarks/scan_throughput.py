@@ -24,7 +24,9 @@ tiles/s (and megapixels/s) for:
 
 The summary lines give the default command against the baseline and as a share of the network
 alone. ``--repeat N`` measures the network alone and the default command N times in turn and
-prints their medians with the range (this machine's speed drifts by about 10% between runs). Run it on a quiet machine; nothing here is a timed test.
+prints their medians with the range (this machine's speed drifts by about 10% between runs), and
+the share as the median over the N pairs of a scan and the network alone measured just before it.
+Run it on a quiet machine; nothing here is a timed test.
 
 Usage::
 
@@ -83,6 +85,13 @@ def rate(fn: Callable[[], int]) -> float:
 def spread(values: tuple[float, ...]) -> str:
     """``"N runs low-high"`` of repeated measurements, or nothing for one."""
     return f"{len(values)} runs {min(values):.1f}-{max(values):.1f}" if len(values) > 1 else ""
+
+
+def share_spread(shares: list[float]) -> str:
+    """`` (median of N paired runs, low-high)`` of repeated shares, or nothing for one."""
+    if len(shares) < 2:
+        return ""
+    return f" (median of {len(shares)} paired runs, {min(shares):.0%}-{max(shares):.0%})"
 
 
 def row(size: int, what: str, tiles_per_s: float, note: str = "") -> None:
@@ -206,12 +215,14 @@ def main() -> None:
                 runs.append((alone, whole, reported))
             alone, whole, reported = (statistics.median(v) for v in zip(*runs))
             ranges = [spread(v) for v in zip(*runs)]
+            # each scan against the network alone measured just before it: drift hits both
+            shares = [r / a for a, _, r in runs]
             row(size, f"network alone ({how})", alone, ranges[0])
             row(size, "hemoscan scan (default), whole command", whole,
                 "; ".join(filter(None, ["start-up included", ranges[1]])))  # fmt: skip
+            share = f"{statistics.median(shares):.0%} of the network alone{share_spread(shares)}"
             row(size, "hemoscan scan (default), as it reports", reported,
-                "; ".join(filter(None, [f"{reported / alone:.0%} of the network alone",
-                                        ranges[2]])))  # fmt: skip
+                "; ".join(filter(None, [ranges[2], share])))  # fmt: skip
             for also in args.also:
                 if also == "int8":
                     int8_alone, how8 = network_alone(DEFAULT_MODEL, size, max(32, args.tiles), "int8")

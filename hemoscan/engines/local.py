@@ -23,6 +23,7 @@ import numpy as np
 
 from hemoscan.datamodel import Detection, TileQC, TileResult
 from hemoscan.errors import HemoscanError
+from hemoscan.hardware import device_type
 from hemoscan.inference.predictor import FixedScale, Predictor
 from hemoscan.io.sources import TileSource, read_source
 from hemoscan.qc import tile_qc
@@ -35,11 +36,13 @@ log = logging.getLogger(__name__)
 #: queue back and left the other core idle: two made the plain scan of 200 512 px tiles ~2%
 #: faster on 2 cores (interleaved runs, session 10).
 BATCHES_AHEAD_PER_STREAM = 2
-#: OpenCV's own threads while a scan runs. The scan is already parallel across tiles (decode
-#: threads, inference streams); OpenCV spreading each tile's filtering and colour conversion over
-#: its thread pool as well cost CPU the network needs: the work beside the network took 13-17 ms
-#: of CPU a 512 px tile with OpenCV's default (a thread per core), 9-12 ms with one (session 15).
-OPENCV_THREADS_IN_SCAN = 1
+#: OpenCV's own threads while a scan runs the network on the CPU. The scan is already parallel
+#: across tiles there (decode threads, one inference stream per core); OpenCV spreading each
+#: tile's filtering and colour conversion over its thread pool as well cost CPU the network needs:
+#: the work beside the network took 12.2 ms of CPU a 512 px tile with OpenCV's default (a thread
+#: per core), 9.4 with one (``benchmarks/scan_overhead.py``, session 15). On a GPU the CPU has
+#: cores to spare, and OpenCV keeps its own setting.
+OPENCV_THREADS_ON_CPU = 1
 
 
 class Decoded(NamedTuple):
@@ -116,9 +119,11 @@ def scan_items(
     own threads, :data:`BATCHES_AHEAD_PER_STREAM` batches per stream submitted ahead. Yields
     one :class:`ScannedTile` per item, in input order (a failed tile waits for the batch
     before it). A tile that cannot be read, or whose batch fails in inference, is an ``error``
-    result, never an exception. OpenCV runs :data:`OPENCV_THREADS_IN_SCAN` threads meanwhile.
+    result, never an exception. Meanwhile OpenCV runs :data:`OPENCV_THREADS_ON_CPU` threads
+    where the network runs on the CPU.
     """
-    with _opencv_threads(OPENCV_THREADS_IN_SCAN):
+    on_cpu = device_type(predictor.spec.device) == "cpu"
+    with _opencv_threads(OPENCV_THREADS_ON_CPU if on_cpu else None):
         batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
         if streams <= 1:
             for group in batches:
@@ -135,8 +140,12 @@ def scan_items(
 
 
 @contextmanager
-def _opencv_threads(threads: int) -> Iterator[None]:
-    """OpenCV limited to ``threads`` threads inside the block, its setting restored after."""
+def _opencv_threads(threads: int | None) -> Iterator[None]:
+    """OpenCV limited to ``threads`` threads inside the block (``None``: left as it is), its
+    setting restored after."""
+    if threads is None:
+        yield
+        return
     before = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:

@@ -7,14 +7,14 @@ from pathlib import Path
 import cv2
 import pytest
 
-from hemoscan.engines.local import OPENCV_THREADS_IN_SCAN, scan_items
+from hemoscan.engines.local import OPENCV_THREADS_ON_CPU, scan_items
 from hemoscan.inference.predictor import Predictor
 from hemoscan.io.sources import TileSource
 from tests.conftest import disc_image, write_image
 
 
 @pytest.mark.parametrize("streams", [1, 2])
-def test_opencv_runs_single_threaded_during_a_scan_and_is_given_back(
+def test_opencv_runs_single_threaded_beside_a_cpu_scan_and_is_given_back(
     tiny_model, tmp_path: Path, streams: int
 ) -> None:
     paths = [
@@ -26,7 +26,7 @@ def test_opencv_runs_single_threaded_during_a_scan_and_is_given_back(
         results = scan_items(Predictor(tiny_model, scale=1.0),
                              (TileSource(str(p), "s") for p in paths), workers=1, streams=streams)  # fmt: skip
         first = next(results)
-        assert cv2.getNumThreads() == OPENCV_THREADS_IN_SCAN
+        assert cv2.getNumThreads() == OPENCV_THREADS_ON_CPU
         names = [first.result.tile] + [r.result.tile for r in results]
         assert cv2.getNumThreads() == 3
     finally:
