@@ -40,7 +40,7 @@ BATCHES_AHEAD_PER_STREAM = 2
 #: across tiles there (decode threads, one inference stream per core); OpenCV spreading each
 #: tile's filtering and colour conversion over its thread pool as well cost CPU the network needs:
 #: the work beside the network took 12.2 ms of CPU a 512 px tile with OpenCV's default (a thread
-#: per core), 9.4 with one (``benchmarks/scan_overhead.py``, session 15). On a GPU the CPU has
+#: per core), 8.5-9.4 with one (``benchmarks/scan_overhead.py``, session 15). On a GPU the CPU has
 #: cores to spare, and OpenCV keeps its own setting.
 OPENCV_THREADS_ON_CPU = 1
 
@@ -129,7 +129,7 @@ def scan_items(
             for group in batches:
                 yield from _predict_group(predictor, group)
             return
-        with ThreadPoolExecutor(streams, thread_name_prefix="hemoscan-stream") as pool:
+        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="hemoscan-stream") as pool:
             pending: deque[Future[list[ScannedTile]]] = deque()
             for group in batches:
                 pending.append(pool.submit(lambda g: list(_predict_group(predictor, g)), group))
