@@ -25,7 +25,8 @@ tiles/s (and megapixels/s) for:
 The summary lines give the default command against the baseline and as a share of the network
 alone. ``--repeat N`` measures the network alone and the default command N times in turn and
 prints their medians with the range (this machine's speed drifts by about 10% between runs), and
-the share as the median over the N pairs of a scan and the network alone measured just before it.
+the share as the median over the N scans of each against the mean of the network alone measured
+just before and just after it (one more measurement closes the last pair).
 Run it on a quiet machine; nothing here is a timed test.
 
 Usage::
@@ -88,10 +89,10 @@ def spread(values: tuple[float, ...]) -> str:
 
 
 def share_spread(shares: list[float]) -> str:
-    """`` (median of N paired runs, low-high)`` of repeated shares, or nothing for one."""
+    """`` (median of N bracketed runs, low-high)`` of repeated shares, or nothing for one."""
     if len(shares) < 2:
         return ""
-    return f" (median of {len(shares)} paired runs, {min(shares):.0%}-{max(shares):.0%})"
+    return f" (median of {len(shares)} bracketed runs, {min(shares):.0%}-{max(shares):.0%})"
 
 
 def row(size: int, what: str, tiles_per_s: float, note: str = "") -> None:
@@ -213,10 +214,13 @@ def main() -> None:
                 alone, how = network_alone(DEFAULT_MODEL, size, max(32, args.tiles))
                 whole, reported = plain_command(folder, Path(tmp) / f"out{size}-{r}", [])
                 runs.append((alone, whole, reported))
+            # each scan against the network alone measured just before and just after it
+            alones = [a for a, _, _ in runs]
+            alones.append(network_alone(DEFAULT_MODEL, size, max(32, args.tiles))[0])
+            shares = [r / ((before + after) / 2)
+                      for (_, _, r), before, after in zip(runs, alones, alones[1:])]  # fmt: skip
             alone, whole, reported = (statistics.median(v) for v in zip(*runs))
             ranges = [spread(v) for v in zip(*runs)]
-            # each scan against the network alone measured just before it: drift hits both
-            shares = [r / a for a, _, r in runs]
             row(size, f"network alone ({how})", alone, ranges[0])
             row(size, "hemoscan scan (default), whole command", whole,
                 "; ".join(filter(None, ["start-up included", ranges[1]])))  # fmt: skip
