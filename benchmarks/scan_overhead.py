@@ -1,12 +1,13 @@
 """The CPU the plain scan spends beside the network, per tile, without the network's noise.
 
-Scans procedurally drawn JPEG tiles once with the default model (one stream, decoding inline),
-recording the network's outputs, then scans them again ``--repeat`` times with those outputs
-replayed in place of the network: everything else (reading, checking and decoding the image,
-normalising, automatic scale, decoding the heatmaps, merging, image-quality checks, writing
-the results and the summary) runs as in a real scan. Prints the wall time and the process CPU
-per tile of each replayed scan (CPU above wall means work on other threads), and with
-``--profile`` the functions that took the most time in one more replayed scan.
+Scans procedurally drawn JPEG tiles once with the default model on the CPU (its ONNX export in
+onnxruntime, as the plain scan runs it there; one stream, decoding inline), recording the
+network's outputs, then scans them again ``--repeat`` times with those outputs replayed in place
+of the network: everything else (reading, checking and decoding the image, normalising,
+automatic scale, decoding the heatmaps, merging, image-quality checks, writing the results and
+the summary) runs as in a real scan. Prints the median wall time and process CPU per tile over
+the replayed scans (CPU above wall means work on other threads), and with ``--profile`` the
+functions that took the most time in one more replayed scan.
 
 This is the part of a tile's cost the scan's own code decides; the network's part is
 ``benchmarks/scan_throughput.py``'s "network alone". Nothing here is a timed test.
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from scan_throughput import write_tiles
 
 from hemoscan.inference.backends import OnnxBackend, Outputs
@@ -47,12 +49,12 @@ def main() -> None:
     recorded: list[Outputs] = []
     replay: Iterator[Outputs] = iter(())
 
-    def record(self: OnnxBackend, batch):  # type: ignore[no-untyped-def]
+    def record(self: OnnxBackend, batch: np.ndarray) -> Outputs:
         outputs = network(self, batch)
         recorded.append(outputs)
         return outputs
 
-    def replayed(self: OnnxBackend, batch):  # type: ignore[no-untyped-def]
+    def replayed(self: OnnxBackend, batch: np.ndarray) -> Outputs:
         return next(replay)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,6 +62,8 @@ def main() -> None:
         write_tiles(tiles, args.size, args.tiles)
         OnnxBackend.__call__ = record  # type: ignore[method-assign]
         scan([str(tiles)], out, options)
+        if not recorded:
+            parser.error("the plain scan did not run onnxruntime here (a GPU?): nothing to replay")
         OnnxBackend.__call__ = replayed  # type: ignore[method-assign]
         walls, cpus = [], []
         for _ in range(args.repeat):
