@@ -209,14 +209,15 @@ def main() -> None:
             folder = Path(tmp) / f"tiles{size}"
             tiles = write_tiles(folder, size, args.tiles)
             row(size, "decode + preprocess (floor)", decode_floor(tiles, model.config))
+            passes = max(32, args.tiles)
             runs = []  # network alone and the plain command in turn, so drift hits both
             for r in range(args.repeat):
-                alone, how = network_alone(DEFAULT_MODEL, size, max(32, args.tiles))
+                alone, how = network_alone(DEFAULT_MODEL, size, passes)
                 whole, reported = plain_command(folder, Path(tmp) / f"out{size}-{r}", [])
                 runs.append((alone, whole, reported))
             # each scan against the network alone measured just before and just after it
             alones = [a for a, _, _ in runs]
-            alones.append(network_alone(DEFAULT_MODEL, size, max(32, args.tiles))[0])
+            alones.append(network_alone(DEFAULT_MODEL, size, passes)[0])
             shares = [r / ((before + after) / 2)
                       for (_, _, r), before, after in zip(runs, alones, alones[1:])]  # fmt: skip
             alone, whole, reported = (statistics.median(v) for v in zip(*runs))
@@ -229,14 +230,14 @@ def main() -> None:
                 "; ".join(filter(None, [ranges[2], share])))  # fmt: skip
             for also in args.also:
                 if also == "int8":
-                    int8_alone, how8 = network_alone(DEFAULT_MODEL, size, max(32, args.tiles), "int8")
+                    int8_alone, how8 = network_alone(DEFAULT_MODEL, size, passes, "int8")
                     row(size, f"network alone ({how8})", int8_alone)
                 option = ["--backend", "torch"] if also == "torch" else ["--precision", "int8"]
                 whole8, other = plain_command(folder, Path(tmp) / f"out{size}{also}", option)
                 row(size, f"hemoscan scan {' '.join(option)}, as it reports", other)
                 row(size, f"hemoscan scan {' '.join(option)}, whole command", whole8)
             for name in args.compare:
-                other_alone, _ = network_alone(name, size, max(32, args.tiles))
+                other_alone, _ = network_alone(name, size, passes)
                 row(size, f"{name}: network alone", other_alone)
                 whole_other, other = plain_command(folder, Path(tmp) / f"out{size}{name}",
                                                    ["--model", name])  # fmt: skip

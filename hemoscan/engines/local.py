@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 import cv2
@@ -123,7 +123,7 @@ def scan_items(
     where the network runs on the CPU.
     """
     on_cpu = device_type(predictor.spec.device) == "cpu"
-    with _opencv_threads(OPENCV_THREADS_ON_CPU if on_cpu else None):
+    with _opencv_threads(OPENCV_THREADS_ON_CPU) if on_cpu else nullcontext():
         batches = _batches(_decoded(items, workers, lookahead), predictor.batch_size)
         if streams <= 1:
             for group in batches:
@@ -140,12 +140,8 @@ def scan_items(
 
 
 @contextmanager
-def _opencv_threads(threads: int | None) -> Iterator[None]:
-    """OpenCV limited to ``threads`` threads inside the block (``None``: left as it is), its
-    setting restored after."""
-    if threads is None:
-        yield
-        return
+def _opencv_threads(threads: int) -> Iterator[None]:
+    """OpenCV limited to ``threads`` threads inside the block, its setting restored after."""
     before = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:
