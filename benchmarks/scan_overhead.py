@@ -3,11 +3,11 @@
 Scans procedurally drawn JPEG tiles once with the default model on the CPU (its ONNX export in
 onnxruntime, as the plain scan runs it there; one stream, decoding inline), recording the
 network's outputs, then scans them again ``--repeat`` times with those outputs replayed in place
-of the network: everything else (reading, checking and decoding the image, normalising,
-automatic scale, decoding the heatmaps, merging, image-quality checks, writing the results and
-the summary) runs as in a real scan. Prints the median wall time and process CPU per tile over
-the replayed scans (CPU above wall means work on other threads), and with ``--profile`` the
-functions that took the most time in one more replayed scan.
+of the network: everything else (loading the model, reading, checking and decoding the image,
+normalising, automatic scale, decoding the heatmaps, merging, image-quality checks, writing the
+results and the summary) runs as in a real scan. Prints the median wall time and process CPU per
+tile over the replayed scans (CPU above wall means work on other threads), and with
+``--profile`` the functions that took the most time in one more replayed scan.
 
 This is the part of a tile's cost the scan's own code decides; the network's part is
 ``benchmarks/scan_throughput.py``'s "network alone". Nothing here is a timed test.
