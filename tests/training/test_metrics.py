@@ -245,12 +245,16 @@ def test_hemophagocyte_sensitivity_false_positives_and_engulfed_types() -> None:
     assert m.cell_type_accuracy == pytest.approx(0.75) and m.cell_recall == pytest.approx(1.0)
     assert m.cell_confusion["rbc"] == {"rbc": 1, "nucleated": 1, "platelet": 0, "missed": 0}
     assert m.to_dict()["engulfed_exact_n"] == "1/2"
+    # A and B found in field 0, one false call there, nothing called in field 1
+    assert m.call_outcomes == ("0:0", "0:1", "0:false")
+    assert m.to_dict()["call_outcomes"] == ["0:0", "0:1", "0:false"]
 
 
 def test_hemophagocyte_in_an_ignore_region_is_not_a_false_positive() -> None:
     tile = HostTile((), (_host((0, 0, 50, 50)),), ignore=np.array([[0, 0, 60, 60]]))
     m = hemophagocyte_metrics([tile])
     assert (m.fp, m.predicted) == (0, 0) and m.precision is None
+    assert m.call_outcomes == ()
 
 
 def test_count_agreement_pairs_bias_and_limits() -> None:

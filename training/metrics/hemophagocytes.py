@@ -81,6 +81,10 @@ class HemophagocyteMetrics:
     cell_pairs: int
     cell_pairs_same_type: int
     cell_confusion: dict[str, dict[str, int]]
+    #: Every call, sorted: ``"FIELD:HOST"`` for a call that found the field's true host number
+    #: HOST, ``"FIELD:false"`` for a false one (FIELD and HOST count from 0 in the order given),
+    #: so two runs on the same fields make the same calls exactly when these are equal.
+    call_outcomes: tuple[str, ...] = ()
 
     @property
     def sensitivity(self) -> float | None:
@@ -130,6 +134,7 @@ class HemophagocyteMetrics:
                 "pairs_same_type": self.cell_pairs_same_type,
                 "confusion_true_to_predicted": self.cell_confusion,
             },
+            "call_outcomes": list(self.call_outcomes),
         }
 
 
@@ -144,10 +149,11 @@ def hemophagocyte_metrics(
     agreement over ``tiles`` (see the module docstring for the definitions)."""
     true = predicted = tp = fp = fn = fp_macro = miss_macro = exact = 0
     true_cells = pred_cells = pairs = same = 0
+    outcomes: list[str] = []
     confusion: dict[str, dict[str, int]] = {
         t: dict.fromkeys((*ENGULFED_BASE_TYPES, "missed"), 0) for t in ENGULFED_BASE_TYPES
     }
-    for tile in tiles:
+    for field_index, tile in enumerate(tiles):
         gt = _host_boxes(tile.truth)
         pb = _host_boxes(tile.preds)
         scores = np.array([h.score for h in tile.preds], np.float64)
@@ -160,6 +166,7 @@ def hemophagocyte_metrics(
                 continue
             if matched[i] < 0:
                 fp += 1
+                outcomes.append(f"{field_index}:false")
                 if len(tile.true_macrophages) and (
                     box_iou(pb[k], tile.true_macrophages).max() >= iou_threshold
                 ):
@@ -167,6 +174,7 @@ def hemophagocyte_metrics(
                 continue
             tp += 1
             j = int(matched[i])
+            outcomes.append(f"{field_index}:{j}")
             hit_gt.add(j)
             p, t = tile.preds[k], tile.truth[j]
             exact += int(p.type_counts() == t.type_counts())
@@ -216,4 +224,5 @@ def hemophagocyte_metrics(
         cell_pairs=pairs,
         cell_pairs_same_type=same,
         cell_confusion=confusion,
+        call_outcomes=tuple(sorted(outcomes)),
     )
