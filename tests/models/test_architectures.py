@@ -1,6 +1,7 @@
 """Every registered architecture keeps the CenterNet output contract; the separable and lean
 variants keep their dense twin's backbone and FPN laterals, so a student can start from them;
-the box-on-heatmap variant keeps its whole heatmap path, scores included."""
+the box-on-heatmap variant keeps its whole heatmap path, scores included; the shallow variant is
+it without some residual blocks, the rest named as in it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from hemoscan.models import create_model, list_models
 
 STRIDE_8 = ("centernet_lite0", "centernet_lite0_separable", "centernet_lite0_separable_regression",
-            "centernet_lite0_lean", "centernet_lite0_box_on_heatmap", "centernet_mnv3s")  # fmt: skip
+            "centernet_lite0_lean", "centernet_lite0_box_on_heatmap", "centernet_lite0_shallow",
+            "centernet_mnv3s")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", STRIDE_8)
@@ -104,3 +106,30 @@ def test_box_heads_are_placed_one_way() -> None:
         CenterNet(backbone, 8, shared_box=True, box_on_heatmap=True)
     with pytest.raises(ValueError, match="box_on_heatmap"):
         CenterNet(backbone, 8, separable=("offset",), box_on_heatmap=True)
+
+
+def test_the_shallow_variant_is_box_on_heatmap_without_the_dropped_blocks() -> None:
+    from hemoscan.models.registry import SHALLOW_DROPPED_BLOCKS
+
+    torch.manual_seed(0)
+    full = create_model("centernet_lite0_box_on_heatmap", num_classes=8).eval()
+    shallow = create_model("centernet_lite0_shallow", num_classes=8).eval()
+    theirs, mine = full.state_dict(), shallow.state_dict()
+    dropped = {k for k in theirs if k not in mine}
+    assert dropped and all(theirs[k].shape == mine[k].shape for k in mine)
+    assert {int(k.split(".")[2]) for k in dropped} == set(SHALLOW_DROPPED_BLOCKS)
+    # with those blocks made identities in the full network, the two compute the same
+    shallow.load_state_dict({k: theirs[k] for k in mine})
+    for i in SHALLOW_DROPPED_BLOCKS:
+        full.backbone._blocks[i] = torch.nn.Identity()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for got, want in zip(shallow(x), full(x)):
+            assert torch.equal(got, want)
+
+
+def test_only_residual_blocks_can_be_dropped() -> None:
+    from hemoscan.models.backbones import EfficientNetLite0Backbone
+
+    with pytest.raises(ValueError, match=r"not \[1, 11\]"):
+        EfficientNetLite0Backbone(dropped=(1, 2, 11))
