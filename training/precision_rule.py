@@ -80,6 +80,8 @@ class CallsCheck:
 
 @dataclass(frozen=True)
 class Verdict:
+    """Every check of the rule; the candidate passes when each one does."""
+
     ap50: tuple[APCheck, ...]
     calls: CallsCheck
 
