@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ def test_a_class_the_candidate_lacks_fails() -> None:
     ],
 )  # fmt: skip
 def test_evaluations_that_cannot_be_compared_are_refused(change: Any, message: str) -> None:
-    candidate = copy.deepcopy(_metrics())
+    candidate = _metrics()
     change(candidate)
     with pytest.raises(NotComparable, match=message):
         judge(_metrics(), candidate)
